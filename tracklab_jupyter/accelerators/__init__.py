@@ -1,0 +1,1 @@
+"""Accelerator backends (NVIDIA via NVML; others plug in through base.AcceleratorBackend)."""

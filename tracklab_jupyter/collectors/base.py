@@ -1,0 +1,86 @@
+"""The contract every collector fulfils.
+
+A collector reads one source (psutil's CPU counters, NVML, cgroup files, ...). It reports
+static facts once through :meth:`Collector.info` and cheap values on every tick through
+:meth:`Collector.read`. Calls that cost milliseconds go in :meth:`Collector.read_slow`, which
+the sampler runs on its own thread at ``slow_interval``, never on the 1 Hz path.
+
+Values are floats keyed by catalogue names (``tracklab_jupyter.metrics.catalogue``).
+Cumulative counters (bytes, packets, operations) are returned in ``Reading.counters`` under
+the name of the *rate* they become (``disk.read_bytes_per_s``); the sampler divides by the
+real elapsed time. A metric the machine cannot report is left out, never set to zero.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+log = logging.getLogger("tracklab_jupyter.collectors")
+
+T = TypeVar("T")
+
+
+@dataclass
+class Reading:
+    """What one call of a collector returned."""
+
+    gauges: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, float] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def merge(self, other: Reading) -> None:
+        self.gauges.update(other.gauges)
+        self.counters.update(other.counters)
+        self.events.extend(other.events)
+
+
+class Collector:
+    """Base class for one source of metrics. Subclasses override what they support."""
+
+    #: Short name used in configuration (``enable_<name>``) and in logs.
+    name: str = "collector"
+    #: Seconds between :meth:`read_slow` calls; 0 means the collector has no slow part.
+    slow_interval: float = 0.0
+
+    def info(self) -> dict[str, Any]:
+        """Static facts (model, totals, limits). Called at start and after a change event."""
+        return {}
+
+    def read(self) -> Reading:
+        """Cheap values, called on every tick (budget: well under a millisecond)."""
+        return Reading()
+
+    def read_slow(self) -> Reading:
+        """Expensive values, called every ``slow_interval`` seconds off the tick path."""
+        return Reading()
+
+    def close(self) -> None:
+        """Release handles (NVML, files). Idempotent."""
+
+
+class FieldGuard:
+    """Remembers which fields raised 'unsupported' so they are not asked for again.
+
+    One unsupported field must never hide the others: each field is read through
+    :meth:`call`, and an error listed as permanent marks that field off for good.
+    """
+
+    def __init__(self, owner: str, permanent: Callable[[BaseException], bool]) -> None:
+        self._owner = owner
+        self._permanent = permanent
+        self.unsupported: dict[str, str] = {}
+
+    def call(self, key: str, fn: Callable[..., T], *args: Any) -> T | None:
+        if key in self.unsupported:
+            return None
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if self._permanent(exc):
+                self.unsupported[key] = f"{type(exc).__name__}: {exc}"
+                log.debug("%s: %s unsupported (%s); not asking again", self._owner, key, exc)
+                return None
+            raise

@@ -1,0 +1,1 @@
+"""Subcommands of the tracklab-jupyter command line, one module each."""

@@ -1,0 +1,1 @@
+"""The sampler thread and the in-process hub."""
