@@ -9,7 +9,7 @@ from typing import Any
 
 from tracklab_jupyter._version import __version__
 
-__all__ = ["__version__", "snapshot"]
+__all__ = ["__version__", "history", "snapshot"]
 
 
 def snapshot(window: float = 0.5, *, gpus: str | list[str] | None = None) -> dict[str, Any]:
@@ -23,3 +23,18 @@ def snapshot(window: float = 0.5, *, gpus: str | list[str] | None = None) -> dic
     from tracklab_jupyter.snapshot import take_snapshot
 
     return take_snapshot(window, SamplerConfig(gpus=gpus))
+
+
+def history(metrics: Any = None, start: Any = "-1h", end: Any = None, step: Any = None,
+            node: Any = None, agg: str = "mean", data_dir: Any = None) -> Any:
+    """Recorded metrics as a :class:`~tracklab_jupyter.history.History`; call
+    ``.to_pandas()`` on it for a DataFrame. See :func:`tracklab_jupyter.history.history`.
+
+    ``metrics``: a name, a glob (``"gpu.*.util_pct"``) or a list; ``start``/``end``: a
+    datetime, epoch seconds, ISO text or ``"-15min"``; ``step``: None or ``"10s"``,
+    ``"1min"``...; ``agg``: ``mean``, ``min``, ``max`` or ``last``.
+    """
+    from tracklab_jupyter.history import history as _history
+
+    return _history(metrics=metrics, start=start, end=end, step=step, node=node, agg=agg,
+                    data_dir=data_dir)

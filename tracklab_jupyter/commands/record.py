@@ -1,0 +1,96 @@
+"""``record``: run the recorder in the foreground (a training box without Jupyter)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sqlite3
+import sys
+import threading
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tracklab_jupyter.recorder import Recorder
+
+EXIT_HELD = 3  # another process records this data dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "record", help="sample this machine into the history store until stopped",
+        description="Sample this machine and write the samples to {data_dir}/metrics.db "
+                    "until SIGINT (Ctrl+C) or SIGTERM; both flush what is pending. Only one "
+                    "recorder runs per data dir: a second one exits with status 3, or with "
+                    "--wait takes over when the first one ends.")
+    parser.add_argument("--data-dir", default=None,
+                        help="store directory (default: $TRACKLAB_DATA_DIR or ~/.tracklab)")
+    parser.add_argument("--interval", type=float, default=1.0,
+                        help="seconds between samples (default: %(default)s)")
+    parser.add_argument("--gpus", default=None,
+                        help="GPU indices or UUIDs, comma separated (default: all, or "
+                             "CUDA_VISIBLE_DEVICES when set)")
+    parser.add_argument("--flush-interval", default="1s",
+                        help="longest time samples wait in memory (default: %(default)s)")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another process records, wait and take over when it ends")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: building the CLI parser must not pay for numpy and the store.
+    from tracklab_jupyter.recorder import RECORDER, Recorder, RecorderConfig, describe_holder
+    from tracklab_jupyter.sampler.factory import SamplerConfig
+    from tracklab_jupyter.store.config import StoreConfig
+    from tracklab_jupyter.store.schema import StoreVersionError
+
+    config = RecorderConfig(
+        data_dir=args.data_dir,
+        sampler=SamplerConfig(interval=args.interval, gpus=args.gpus),
+        store=StoreConfig(flush_interval=args.flush_interval))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        recorder = Recorder(config, takeover=args.wait,
+                            on_role_change=lambda role: stop.is_set() or _announce(recorder))
+    except (StoreVersionError, sqlite3.Error) as exc:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print(f"tracklab-jupyter: cannot record: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if recorder.role != RECORDER:
+            holder = describe_holder(recorder.holder())
+            if not args.wait:
+                print(f"tracklab-jupyter: {recorder.data_dir} is already recorded by {holder}; "
+                      "not starting a second recorder (use --wait to take over when it ends)",
+                      file=sys.stderr)
+                return EXIT_HELD
+            print(f"{recorder.data_dir} is recorded by {holder}; waiting to take over "
+                  "(Ctrl+C to give up)", file=sys.stderr, flush=True)
+        else:
+            _announce(recorder)
+        while not stop.wait(0.5):
+            pass
+        return 0
+    finally:
+        writer = recorder.writer
+        recorder.stop()
+        if writer is not None:
+            stats = writer.stats()
+            print(f"stopped: {stats['samples']} samples written to {writer.path}",
+                  file=sys.stderr)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _announce(recorder: Recorder) -> bool:
+    sampler, writer = recorder.sampler, recorder.writer
+    if sampler is not None and writer is not None:
+        print(f"recording {sampler.node} every {sampler.interval:g}s to {writer.path} "
+              "(Ctrl+C to stop)", file=sys.stderr, flush=True)
+    return True

@@ -1,0 +1,182 @@
+"""Opening the database: pragmas, damage detection, and moving a damaged file aside.
+
+Only the writer (the recorder) creates, migrates or moves files; readers open what exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from tracklab_jupyter.store.schema import check_version, migrate
+
+log = logging.getLogger("tracklab_jupyter.store")
+
+_MAGIC = b"SQLite format 3\x00"
+_BUSY_TIMEOUT_MS = 5000
+# SQLite result codes (sqlite3.SQLITE_* names exist only from Python 3.11 on some builds).
+SQLITE_CORRUPT = 11
+SQLITE_FULL = 13
+SQLITE_NOTADB = 26
+
+
+class StoreCorruptError(sqlite3.DatabaseError):
+    """The file is damaged (not a database, truncated, failing its integrity check)."""
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """Whether a sqlite3 error means a damaged file (as opposed to locked, full, ...)."""
+    if isinstance(exc, StoreCorruptError):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether a sqlite3 error means "database or disk is full"."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == SQLITE_FULL
+    return "full" in str(exc).lower()
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves).
+
+    ``check_same_thread`` is off because a connection is handed from the thread that opens
+    it to the thread that uses it; each connection is still used by one thread at a time.
+    """
+    if readonly:
+        if not path.exists():
+            raise FileNotFoundError(f"no tracklab store at {path}")
+        uri = f"file:{path}?mode=rw"  # rw, not ro: WAL readers need the -shm file
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _header_problem(path: Path) -> str | None:
+    """Why the file is not a usable database, from its header and size alone (cheap)."""
+    size = path.stat().st_size
+    if size == 0:
+        return None  # SQLite treats an empty file as a new database
+    with open(path, "rb") as fh:
+        header = fh.read(100)
+    if len(header) < 100 or not header.startswith(_MAGIC):
+        return "not an SQLite database"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    change_counter = header[24:28]
+    valid_for = header[92:96]
+    # The in-header page count is trusted when its "valid-for" number matches the change
+    # counter; a file shorter than that count was truncated.
+    if pages and change_counter == valid_for and size < pages * page_size:
+        return f"truncated ({size} bytes, header says {pages * page_size})"
+    return None
+
+
+def move_aside(path: Path, reason: str) -> Path:
+    """Rename a damaged database (and its -wal/-shm files) to ``*.corrupt-<time>``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    os.replace(path, target)
+    for suffix in ("-wal", "-shm"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            # A stale WAL must never be replayed into the fresh database.
+            os.replace(extra, target.with_name(target.name + suffix))
+    log.warning("%s is damaged (%s); moved it to %s and started a fresh store",
+                path, reason, target.name)
+    return target
+
+
+def _check(conn: sqlite3.Connection, thorough: bool) -> None:
+    """Raise StoreCorruptError when the database fails a read of its schema (or, when
+    ``thorough``, PRAGMA quick_check)."""
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    if thorough:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+        if rows != [("ok",)]:
+            raise StoreCorruptError("; ".join(str(r[0]) for r in rows[:3]))
+
+
+def _configure_writer(conn: sqlite3.Connection, max_page_count: int | None) -> None:
+    # auto_vacuum must be chosen before the first table exists; on an existing database
+    # this is a no-op. INCREMENTAL lets the size cap give pages back to the file system.
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL in WAL mode: a committed batch survives a process crash (kill -9); only an OS
+    # crash or power cut can lose the last commits, never corrupt the file.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA journal_size_limit = 16777216")
+    if max_page_count is not None:
+        conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
+
+
+def _closed_cleanly(conn: sqlite3.Connection) -> bool:
+    """Whether the last writer closed the database cleanly (or it is new)."""
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    if not has_meta:
+        return True
+    row = conn.execute("SELECT value FROM meta WHERE key = 'clean_shutdown'").fetchone()
+    return row is None or row[0] == "1"
+
+
+def open_writer_db(path: Path, *, max_page_count: int | None = None,
+                   thorough_check: bool | None = None) -> sqlite3.Connection:
+    """Open (creating and migrating if needed) the database for writing.
+
+    A damaged file is moved aside and a fresh database is started. A database from a newer
+    version raises StoreVersionError and is left untouched. ``thorough_check`` runs
+    ``PRAGMA quick_check`` (None: only when the last writer did not close cleanly, since it
+    reads the whole file).
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists():
+        problem = _header_problem(path)
+        if problem is not None:
+            move_aside(path, problem)
+    for attempt in range(2):
+        if not path.exists():
+            # Owner-only from the start (SQLite gives the -wal/-shm files the same mode).
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        conn = connect(path)
+        try:
+            check_version(conn, path)  # before any pragma that could write to the file
+            thorough = (not _closed_cleanly(conn)) if thorough_check is None else thorough_check
+            _check(conn, thorough)
+            _configure_writer(conn, max_page_count)
+            migrate(conn, path)
+            return conn
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if attempt or not is_corruption(exc):
+                raise
+            move_aside(path, str(exc))
+    raise AssertionError("unreachable")
+
+
+def open_reader_db(path: Path) -> sqlite3.Connection:
+    """Open an existing database for reading; never creates, migrates or moves files."""
+    conn = connect(path, readonly=True)
+    try:
+        check_version(conn, path)
+        conn.execute("PRAGMA query_only = ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -1,0 +1,144 @@
+"""The database schema, its version, and forward migrations.
+
+The version lives in ``PRAGMA user_version``. Opening a database whose version is newer than
+:data:`SCHEMA_VERSION` raises :class:`StoreVersionError` before anything is written to it.
+
+Layout (times: ``raw*`` in epoch milliseconds, rollups in epoch seconds):
+
+* ``nodes`` / ``series``: ``(node, metric name) -> series id``.
+* ``raw_ticks``: one row per node and block: the sample times of that block (shared by every
+  series of the node, so they are stored once). A block is one minute while it is being
+  written; the background compaction merges each finished hour into one block.
+* ``raw``: one row per series and block, keyed like its ``raw_ticks`` row, with the values
+  and, when the series is missing from some samples, a presence mask.
+* ``rollup``: recent 1-min (``tier`` 60) and 1-h (``tier`` 3600) rows: min, max, sum, count,
+  last. ``rollup_block`` holds older ones packed per series (a day of minutes, a week of
+  hours), keyed by their first entry. A row wins over a packed entry with the same time.
+* ``events``: hardware changes (later run and cell markers), queryable alongside metrics.
+* ``node_info``: each node's static facts as JSON, for readers in other processes.
+* ``meta``: key/value facts about the store (its retention, when it was written cleanly).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+SCHEMA_VERSION = 1
+
+
+class StoreVersionError(RuntimeError):
+    """The database was written by a newer version of tracklab-jupyter."""
+
+
+_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE nodes (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE series (
+    id INTEGER PRIMARY KEY,
+    node_id INTEGER NOT NULL REFERENCES nodes(id),
+    name TEXT NOT NULL,
+    UNIQUE (node_id, name)
+);
+-- Blob tables are rowid tables: their blobs are larger than a page, and rowid tables keep
+-- overflow pages full where WITHOUT ROWID ones would leave them half empty.
+CREATE TABLE raw_ticks (
+    node_id INTEGER NOT NULL,
+    t0 INTEGER NOT NULL,
+    t1 INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (node_id, t0)
+);
+CREATE TABLE raw (
+    series_id INTEGER NOT NULL,
+    t0 INTEGER NOT NULL,
+    t1 INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    mask BLOB,
+    data BLOB NOT NULL,
+    PRIMARY KEY (series_id, t0)
+);
+CREATE TABLE rollup (
+    tier INTEGER NOT NULL,
+    series_id INTEGER NOT NULL,
+    t INTEGER NOT NULL,
+    min REAL NOT NULL,
+    max REAL NOT NULL,
+    sum REAL NOT NULL,
+    count INTEGER NOT NULL,
+    last REAL NOT NULL,
+    PRIMARY KEY (tier, series_id, t)
+) WITHOUT ROWID;
+CREATE TABLE rollup_block (
+    tier INTEGER NOT NULL,
+    series_id INTEGER NOT NULL,
+    t0 INTEGER NOT NULL,
+    t1 INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (tier, series_id, t0)
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    node TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_time ON events (time);
+CREATE TABLE node_info (node TEXT PRIMARY KEY, time REAL NOT NULL, info TEXT NOT NULL);
+"""
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    # Not executescript(): it commits first, and migrations run inside our transaction.
+    for statement in script.split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _migrate_to_1(conn: sqlite3.Connection) -> None:
+    _run_script(conn, _V1)
+
+
+#: MIGRATIONS[v] turns a version v-1 database into version v. Append, never edit.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_1}
+
+
+def read_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def check_version(conn: sqlite3.Connection, path: object) -> int:
+    """The schema version; raises :class:`StoreVersionError` when it is newer than ours."""
+    version = read_version(conn)
+    if version > SCHEMA_VERSION:
+        from tracklab_jupyter import __version__
+
+        raise StoreVersionError(
+            f"{path} was written by a newer tracklab-jupyter (schema version {version}; "
+            f"tracklab-jupyter {__version__} reads up to version {SCHEMA_VERSION}). "
+            "It was left untouched: upgrade tracklab-jupyter, or use another data dir "
+            "(--data-dir or TRACKLAB_DATA_DIR).")
+    return version
+
+
+def migrate(conn: sqlite3.Connection, path: object) -> int:
+    """Bring the schema up to :data:`SCHEMA_VERSION`; each step is its own transaction."""
+    version = check_version(conn, path)
+    while version < SCHEMA_VERSION:
+        target = version + 1
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another writer may have migrated between our read and the lock.
+            if read_version(conn) == version:
+                MIGRATIONS[target](conn)
+                conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        version = check_version(conn, path)
+    return version
