@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from tracklab_jupyter._version import __version__
 
 # Modules under tracklab_jupyter.commands, in the order they appear in --help.
-COMMANDS = ("snapshot", "record", "history", "docs")
+COMMANDS = ("snapshot", "record", "history", "serve", "docs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `... | head`: the reader left; exit quietly like other Unix tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError) as exc:
         # Bad input or an unusable path: one clear line, not a traceback.
         print(f"tracklab-jupyter: error: {exc}", file=sys.stderr)

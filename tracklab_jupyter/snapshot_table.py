@@ -43,8 +43,10 @@ def render(snap: dict[str, Any]) -> str:
 
 def _header(snap: dict[str, Any], system: dict[str, Any]) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap["time"]))
-    parts = [p for p in (system.get("os"), system.get("kernel") and f"kernel {system['kernel']}",
-                         system.get("python") and f"Python {system['python']}") if p]
+    parts = [p for p in (system.get("os_release") or system.get("os"),
+                         system.get("kernel") and f"kernel {system['kernel']}",
+                         system.get("python_version") and f"Python {system['python_version']}")
+             if p]
     parts.append(f"tracklab-jupyter {__version__}")
     return f"{snap['node']}  {when}  " + " · ".join(parts)
 
@@ -55,7 +57,7 @@ def _cpu(m: dict[str, float], system: dict[str, Any]) -> list[str]:
     cores = sorted((int(k.split(".")[2]), v) for k, v in m.items()
                    if k.startswith("cpu.core."))
     model = system.get("cpu_model") or ""
-    count = system.get("cpu_count_logical") or len(cores)
+    count = system.get("cpu_logical_cores") or len(cores)
     extra = []
     if "cpu.load1" in m:
         extra.append(f"load {m['cpu.load1']:.2f} {m['cpu.load5']:.2f} {m['cpu.load15']:.2f}")

@@ -1,0 +1,110 @@
+"""Network throughput, packets, errors and drops; open connections at slow cadence.
+
+Fast path (every tick): the counters of ``psutil.net_io_counters(pernic=False)``, the sum over
+all interfaces of this network namespace (loopback included on Linux). On Linux they come
+from /proc/net/dev kept open (:mod:`~tracklab_jupyter.collectors.procfs`: at 1 Hz opening
+the file cost more than reading it), elsewhere from psutil. The cumulative values go in
+``Reading.counters``; the sampler turns them into rates. Both paths hide per-interface
+counter wraps and resets as psutil's ``nowrap`` does.
+
+Slow path (every :attr:`NetworkCollector.slow_interval` s): ``net_connections("inet")``
+(~10 ms, it walks every process's file descriptors). Where it needs privileges (macOS
+without root) it raises AccessDenied once and is never asked again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psutil
+
+from tracklab_jupyter.collectors import procfs
+from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading
+
+log = logging.getLogger("tracklab_jupyter.collectors.network")
+
+T = TypeVar("T")
+
+
+def _permanent(exc: BaseException) -> bool:
+    return isinstance(exc, (NotImplementedError, AttributeError, psutil.AccessDenied,
+                            PermissionError, FileNotFoundError))
+
+
+def _get(guard: FieldGuard, key: str, fn: Callable[..., T], *args: Any) -> T | None:
+    """One field: permanent failures are remembered by the guard, others skip one reading."""
+    try:
+        return guard.call(key, fn, *args)
+    except Exception as exc:
+        log.debug("network: %s failed this time: %s", key, exc)
+        return None
+
+
+def _psutil_io() -> Any:
+    return psutil.net_io_counters(pernic=False)
+
+
+def _counter_values(io: Any) -> dict[str, float]:
+    """The ``net.*`` counters from psutil's snetio or :class:`procfs.NetIO` (same fields)."""
+    if io is None:
+        raise FileNotFoundError("no network interfaces")  # remembered: not asked again
+    return {
+        "net.recv_bytes_per_s": float(io.bytes_recv),
+        "net.sent_bytes_per_s": float(io.bytes_sent),
+        "net.recv_packets_per_s": float(io.packets_recv),
+        "net.sent_packets_per_s": float(io.packets_sent),
+        "net.errors_per_s": float(io.errin + io.errout),
+        "net.drops_per_s": float(io.dropin + io.dropout),
+    }
+
+
+def _connections() -> float:
+    return float(len(psutil.net_connections("inet")))
+
+
+class NetworkCollector(Collector):
+    """``net.*`` counters (turned into rates by the sampler) and ``net.connections``."""
+
+    name = "network"
+    # net_connections walks every socket of every process (4-10 ms): twice a minute is
+    # plenty for a count.
+    slow_interval = 30.0
+
+    def __init__(self) -> None:
+        self._guard = FieldGuard(self.name, _permanent)
+        self._procfs = procfs.NetDevReader.open()
+        self._io: Callable[[], Any] = self._procfs or _psutil_io
+
+    def info(self) -> dict[str, Any]:
+        """Interfaces with their state, speed (Mbit/s, 0 if unknown) and MTU."""
+        stats = _get(self._guard, "if_stats", psutil.net_if_stats) or {}
+        return {"interfaces": [
+            {"name": name, "up": st.isup, "speed_mbps": st.speed, "mtu": st.mtu}
+            for name, st in sorted(stats.items())
+        ]}
+
+    def read(self) -> Reading:
+        """Cumulative bytes, packets, errors and drops over all interfaces."""
+        out = Reading()
+        counters = _get(self._guard, "io", self._read_io)
+        if counters:
+            out.counters.update(counters)
+        return out
+
+    def read_slow(self) -> Reading:
+        """Open inet connections, where this process may list them."""
+        out = Reading()
+        count = _get(self._guard, "connections", _connections)
+        if count is not None:
+            out.gauges["net.connections"] = count
+        return out
+
+    def close(self) -> None:
+        """Close /proc/net/dev where it is kept open."""
+        if self._procfs is not None:
+            self._procfs.close()
+
+    def _read_io(self) -> dict[str, float]:
+        return _counter_values(self._io())
