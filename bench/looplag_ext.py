@@ -1,0 +1,53 @@
+"""A bench-only Jupyter server extension: measures the tornado event loop's lag.
+
+A callback asks to run every 10 ms; how late it runs is the loop's lag (time spent in other
+callbacks). ``GET {base_url}looplag`` returns percentiles since the last reset and
+``?reset=1`` starts afresh. Loaded by bench/server.py with ``PYTHONPATH=bench``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from jupyter_server.base.handlers import JupyterHandler
+from tornado import ioloop, web
+
+PERIOD_S = 0.010
+_lags: list[float] = []
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class LoopLagHandler(JupyterHandler):
+    @web.authenticated
+    def get(self) -> None:
+        body = {"n": len(_lags), "p50_ms": _percentile(_lags, 0.5) * 1e3,
+                "p99_ms": _percentile(_lags, 0.99) * 1e3, "max_ms": max(_lags, default=0) * 1e3}
+        if self.get_argument("reset", None):
+            _lags.clear()
+        self.finish(json.dumps(body))
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "looplag_ext"}]
+
+
+def _load_jupyter_server_extension(serverapp) -> None:
+    expected = [time.perf_counter() + PERIOD_S]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        _lags.append(max(0.0, now - expected[0]))
+        expected[0] = now + PERIOD_S
+        loop.call_later(PERIOD_S, tick)
+
+    loop = ioloop.IOLoop.current()
+    loop.call_later(PERIOD_S, tick)
+    base = serverapp.web_app.settings["base_url"]
+    serverapp.web_app.add_handlers(".*$", [(base + "looplag", LoopLagHandler)])

@@ -1,0 +1,167 @@
+"""The standalone server as a user starts it: a real subprocess, real HTTP and WebSocket
+clients, a token on every request."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+TOKEN = "s3cret-test-token"
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen, port: int, lines: list[str]) -> None:
+        self.proc = proc
+        self.port = port
+        self.lines = lines
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str, token: str | None = TOKEN, header: bool = True):
+        url = self.url(path)
+        headers = {}
+        if token is not None and header:
+            headers["Authorization"] = f"token {token}"
+        elif token is not None:
+            url += ("&" if "?" in url else "?") + f"token={token}"
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.headers, response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.headers, err.read()
+
+
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
+    environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracklab_jupyter", "serve", "--port", "0", "--data-dir",
+         str(data_dir), "--interval", "0.2", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ)
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        if match:
+            return Server(proc, int(match.group(1)), lines)
+    proc.kill()
+    raise AssertionError("server did not start:\n" + "".join(lines))
+
+
+def stop_server(server: Server) -> str:
+    server.proc.send_signal(signal.SIGTERM)
+    out, _ = server.proc.communicate(timeout=20)
+    return "".join(server.lines) + (out or "")
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[Server]:
+    srv = start_server(tmp_path / "data", "--token", TOKEN)
+    yield srv
+    if srv.proc.poll() is None:
+        stop_server(srv)
+
+
+def wait_metrics(server: Server) -> dict:
+    deadline = time.monotonic() + 15
+    while True:
+        status, _, body = server.get("/api/system/metrics")
+        if status == 200:
+            return json.loads(body)
+        assert time.monotonic() < deadline, (status, body)
+        time.sleep(0.1)
+
+
+def test_token_is_required_as_header_or_query(server):
+    assert wait_metrics(server)["metrics"]["cpu.util_pct"] >= 0
+    status, _, body = server.get("/api/system/metrics", token=None)
+    assert status == 403 and json.loads(body)["error"]
+    status, _, _ = server.get("/api/system/metrics", token="wrong")
+    assert status == 403
+    status, _, body = server.get("/api/health", header=False)
+    assert status == 200 and json.loads(body)["role"] == "recorder"
+    status, _, body = server.get("/metrics")
+    assert status == 200 and b"tracklab_cpu_util_pct" in body
+    status, _, body = server.get("/api/nope")
+    assert status == 404 and json.loads(body)["error"] == "not found"
+    status, _, body = server.get("/api/history?start=whenever")
+    assert status == 400 and json.loads(body)["error"] == "bad start"
+
+
+async def test_websocket_with_token(server):
+    wait_metrics(server)
+    request = HTTPRequest(f"ws://127.0.0.1:{server.port}/ws",
+                          headers={"Authorization": f"token {TOKEN}"})
+    ws = await websocket_connect(request)
+    hello = json.loads(await ws.read_message())
+    assert hello["type"] == "hello"
+    kinds = set()
+    while "system_metrics" not in kinds:
+        kinds.add(json.loads(await ws.read_message())["type"])
+    ws.close()
+    with pytest.raises(Exception) as info:
+        await websocket_connect(f"ws://127.0.0.1:{server.port}/ws")
+    assert "403" in str(info.value)
+
+
+def test_clean_stop_on_sigterm(server):
+    wait_metrics(server)
+    output = stop_server(server)
+    assert server.proc.returncode == 0
+    assert "stopped" in output
+
+
+def test_generates_a_token_and_binds_loopback_by_default(tmp_path):
+    srv = start_server(tmp_path / "d", env={"TRACKLAB_TOKEN": ""})
+    try:
+        match = re.search(r"\?token=([0-9a-f]{32,})", "".join(srv.lines))
+        assert match, srv.lines
+        wait_metrics_with = match.group(1)
+        status, _, _ = srv.get("/api/health", token=wait_metrics_with)
+        assert status == 200
+    finally:
+        stop_server(srv)
+
+
+def test_refuses_a_public_address_without_a_token(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracklab_jupyter", "serve", "--host", "0.0.0.0", "--port", "0",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=30,
+        env={k: v for k, v in os.environ.items() if k != "TRACKLAB_TOKEN"})
+    assert proc.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without a token" in proc.stderr
+
+
+def test_second_server_on_the_same_data_dir_reads_instead_of_sampling(tmp_path):
+    first = start_server(tmp_path / "shared", "--token", TOKEN)
+    second = start_server(tmp_path / "shared", "--token", TOKEN)
+    try:
+        wait_metrics(first)
+        roles = {json.loads(s.get("/api/health")[2])["role"] for s in (first, second)}
+        assert roles == {"recorder", "reader"}
+        # the reader still serves live samples, from the recorder's store
+        sample = wait_metrics(second)
+        assert time.time() - sample["time"] < 5
+    finally:
+        stop_server(first)
+        stop_server(second)

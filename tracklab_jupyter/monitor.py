@@ -1,0 +1,279 @@
+"""The monitor: what a server (Jupyter or standalone) or a kernel holds to serve live data.
+
+It owns a :class:`~tracklab_jupyter.recorder.Recorder`. When this process records, samples
+come straight from the sampler through the hub. When another process records (a second
+Jupyter server on the same data dir, a ``record`` command), this one reads: a tail thread
+polls the store for new samples and events and republishes them on the same hub, so every
+surface behaves the same in either role. Latest-sample reads never touch SQLite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tracklab_jupyter._version import __version__
+from tracklab_jupyter.sampler.factory import SamplerConfig
+from tracklab_jupyter.sampler.hub import EVENT, SAMPLE, Hub
+from tracklab_jupyter.sampler.sample import Event, Sample
+from tracklab_jupyter.store.config import DAY, StoreConfig
+from tracklab_jupyter.store.paths import resolve_data_dir
+
+log = logging.getLogger("tracklab_jupyter.monitor")
+
+STARTING = "starting"
+# A node whose newest sample is older than this many intervals is "stale".
+STALE_INTERVALS = 5
+
+
+@dataclass
+class MonitorConfig:
+    """Everything a monitor needs: where the data lives, what to sample, how to store."""
+
+    data_dir: Path
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    cache_size: int = 1000
+
+    @classmethod
+    def from_settings(cls, *, interval: float = 1.0, data_dir: str | None = None,
+                      retention_days: float = 30.0, enable_cpu: bool = True,
+                      enable_memory: bool = True, enable_disk: bool = True,
+                      enable_network: bool = True, enable_gpu: bool = True,
+                      gpus: list[str] | None = None, batch_size: int = 100,
+                      flush_interval: float = 1.0, cache_size: int = 1000,
+                      source: str = "settings") -> MonitorConfig:
+        """Build and validate; a ValueError names the setting (``c.TrackLab.interval: ...``)."""
+        def bad(name: str, message: str) -> ValueError:
+            return ValueError(f"{source}.{name}: {message}")
+
+        try:
+            sampler = SamplerConfig(interval=interval, enable_cpu=enable_cpu,
+                                    enable_memory=enable_memory, enable_disk=enable_disk,
+                                    enable_network=enable_network, enable_gpu=enable_gpu,
+                                    gpus=gpus)
+        except ValueError as exc:
+            raise bad("interval", str(exc)) from None
+        if not retention_days > 0:
+            raise bad("retention_days",
+                      f"must be a positive number of days, got {retention_days!r}")
+        if not 0.05 <= flush_interval <= 60:
+            raise bad("flush_interval",
+                      f"must be between 0.05 and 60 seconds, got {flush_interval!r}")
+        if cache_size < 1:
+            raise bad("cache_size", f"must be at least 1, got {cache_size!r}")
+        try:
+            store = StoreConfig(minute_retention=retention_days * DAY,
+                                hour_retention=max(365 * DAY, retention_days * DAY),
+                                batch_size=batch_size, flush_interval=flush_interval)
+        except ValueError as exc:
+            raise bad("batch_size", str(exc)) from None
+        try:
+            resolved = resolve_data_dir(data_dir)
+        except (OSError, ValueError) as exc:
+            raise bad("data_dir", str(exc)) from None
+        return cls(data_dir=resolved, sampler=sampler, store=store, cache_size=cache_size)
+
+
+class Monitor:
+    """Live access to this host's samples, whichever process records them."""
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self.config = config
+        self.hub = Hub()
+        self.node = config.sampler.node or socket.gethostname()
+        self.interval = config.sampler.interval
+        self.data_dir = config.data_dir
+        self.recent: deque[Sample] = deque(maxlen=config.cache_size)
+        self._recorder: Any = None
+        self._cpu_details: Any = None
+        self._reader_latest: Sample | None = None
+        self._reader_info: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._tail_thread: threading.Thread | None = None
+        self._recent_sub: Any = None
+        self._started_at = time.time()
+        self._start_error: str | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Take the recorder role or become a reader. Blocking (opens NVML, SQLite): call it
+        from a thread, never from the event loop. Idempotent."""
+        if self._recorder is not None:
+            return
+        from tracklab_jupyter.collectors.system_info import CpuDetails
+        from tracklab_jupyter.recorder import Recorder, RecorderConfig
+
+        self._recent_sub = self.hub.subscribe([SAMPLE], depth={SAMPLE: 64},
+                                              notify=self._keep_recent)
+        try:
+            self._recorder = Recorder(
+                RecorderConfig(data_dir=self.data_dir, sampler=self.config.sampler,
+                               store=self.config.store),
+                hub=self.hub, on_role_change=self._on_role_change)
+        except Exception as exc:
+            self._start_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self._cpu_details = CpuDetails(self.data_dir / "cache")
+        self._tail_thread = threading.Thread(target=self._tail, name="tracklab-tail",
+                                             daemon=True)
+        self._tail_thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling (flushing the store) or reading. Idempotent."""
+        self._stop.set()
+        if self._tail_thread is not None:
+            self._tail_thread.join(5)
+        if self._recorder is not None:
+            self._recorder.stop()
+        if self._recent_sub is not None:
+            self._recent_sub.close()
+
+    def _on_role_change(self, role: str) -> None:
+        log.info("tracklab: this process is now the %s for %s", role, self.data_dir)
+
+    def _keep_recent(self) -> None:
+        # Runs on the publishing thread: cheap appends only.
+        for _topic, sample in self._recent_sub.drain():
+            self.recent.append(sample)
+
+    # -- reader role: poll the store ----------------------------------------------------
+    def _tail(self) -> None:
+        since = time.time() - 10 * self.interval
+        events_since = time.time()
+        period = max(0.2, min(self.interval, 1.0))
+        while not self._stop.wait(period):
+            recorder = self._recorder
+            if recorder is None or recorder.role != "reader":
+                continue
+            try:
+                samples = recorder.reader.tail(since, node=self.node)
+                for sample in samples:
+                    self._reader_latest = sample
+                    self.hub.publish(SAMPLE, sample)
+                    since = sample.time
+                for event in recorder.reader.events(events_since, node=self.node):
+                    self.hub.publish(EVENT, event)
+                    events_since = event.time + 1e-3
+                if samples or not self._reader_info:
+                    self._reader_info = recorder.reader.info(self.node).get(self.node, {})
+            except Exception:
+                log.exception("tracklab: reading the store's tail failed; retrying")
+
+    # -- live state ----------------------------------------------------------------------
+    @property
+    def role(self) -> str:
+        return self._recorder.role if self._recorder is not None else STARTING
+
+    @property
+    def sampler(self) -> Any:
+        return self._recorder.sampler if self._recorder is not None else None
+
+    @property
+    def latest(self) -> Sample | None:
+        sampler = self.sampler
+        if sampler is not None:
+            return sampler.latest
+        return self._reader_latest
+
+    @property
+    def info(self) -> dict[str, Any]:
+        sampler = self.sampler
+        if sampler is not None:
+            return sampler.info
+        return self._reader_info
+
+    @property
+    def notes(self) -> list[str]:
+        return list(self.config.sampler.notes)
+
+    def cpu_details(self) -> dict[str, Any] | None:
+        """py-cpuinfo's answer once its background read is done (cached per boot)."""
+        return self._cpu_details.result() if self._cpu_details is not None else None
+
+    def hardware_state(self) -> dict[str, Any]:
+        gpu = self.info.get("gpu", {})
+        return {"accelerators": gpu.get("devices", []),
+                "driver": {k: v for k, v in gpu.items() if k != "devices"},
+                "notes": self.notes}
+
+    def node_status(self) -> dict[str, Any]:
+        sample = self.latest
+        if self._recorder is None:
+            status = "starting"
+        elif sample is None:
+            status = "starting" if time.time() - self._started_at < 30 else "down"
+        elif time.time() - sample.time > STALE_INTERVALS * max(self.interval, 1.0):
+            status = "stale"
+        else:
+            status = "up"
+        return {"node": self.node, "status": status, "role": self.role,
+                "last_seen": sample.time if sample else None}
+
+    def health(self) -> dict[str, Any]:
+        sample = self.latest
+        age = time.time() - sample.time if sample else None
+        sampler = self.sampler
+        alive = bool(sampler.running) if sampler is not None else (
+            age is not None and age < STALE_INTERVALS * max(self.interval, 1.0))
+        if self._start_error:
+            status = "degraded"
+        elif self._recorder is None or sample is None:
+            status = "starting"
+        else:
+            status = "ok" if alive else "degraded"
+        recorder = self._recorder
+        store: dict[str, Any] = {"path": str(self.data_dir / "metrics.db")}
+        with contextlib.suppress(OSError):  # a file can vanish between glob and stat
+            store["size_bytes"] = sum(p.stat().st_size for p in self.data_dir.glob("metrics.db*"))
+        if recorder is not None:
+            store["recorder"] = recorder.holder()
+            if recorder.writer is not None:
+                store.update(recorder.writer.stats())
+        return {"status": status, "role": self.role, "node": self.node,
+                "sampler_alive": alive, "last_sample_age_s": age, "interval_s": self.interval,
+                "error": self._start_error, "store": store,
+                "sampler": sampler.stats() if sampler is not None else None,
+                "versions": _versions()}
+
+    # -- stored data ---------------------------------------------------------------------
+    def history(self, **query: Any) -> Any:
+        """:func:`tracklab_jupyter.history.history` on this monitor's data dir (blocking)."""
+        from tracklab_jupyter.history import history
+
+        return history(data_dir=self.data_dir, **query)
+
+    def events(self, *, start: Any = "-24h", end: Any = None, kinds: list[str] | None = None,
+               node: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Stored events, newest ``limit`` of them, oldest first (blocking)."""
+        from tracklab_jupyter.store.reader import StoreReader
+        from tracklab_jupyter.store.timespec import parse_time
+
+        now = time.time()
+        t_start = parse_time(start, now)
+        t_end = now + 1 if end is None else parse_time(end, now)
+        reader = StoreReader(self.data_dir)
+        try:
+            found: list[Event] = reader.events(t_start, t_end, node=node, kinds=kinds)
+        finally:
+            reader.close()
+        return [e.to_dict() for e in found[-limit:]]
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"tracklab-jupyter": __version__}
+    for name in ("jupyter_server", "tornado", "psutil", "nvidia-ml-py"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out

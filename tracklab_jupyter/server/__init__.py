@@ -1,0 +1,1 @@
+"""REST and WebSocket serving: the Jupyter server extension and the standalone server."""

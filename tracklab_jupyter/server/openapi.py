@@ -1,0 +1,245 @@
+"""The OpenAPI 3.1 document of every endpoint and of the WebSocket messages.
+
+Schemas are JSON Schema 2020-12 (as OpenAPI 3.1 allows), so tests validate real responses
+against them with ``jsonschema``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from tracklab_jupyter._version import __version__
+
+_REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _q(name: str, description: str, schema: dict[str, Any] | None = None,
+       explode: bool = False) -> dict[str, Any]:
+    param: dict[str, Any] = {"name": name, "in": "query", "required": False,
+                             "description": description, "schema": schema or {"type": "string"}}
+    if explode:
+        param["style"] = "form"
+        param["explode"] = True
+    return param
+
+
+_NODE = _q("node", "Node name; this host when omitted. Unknown nodes give 404.")
+_METRICS = _q("metrics", "Metric names or globs, comma separated or repeated "
+              "(e.g. `gpu.*.util_pct`).", {"type": "array", "items": {"type": "string"}},
+              explode=True)
+_ERRORS = {
+    "400": _json(_ref("Error"), "Bad query parameters"),
+    "403": {"description": "Not authenticated or not authorised"},
+    "404": _json(_ref("Error"), "Unknown node or path"),
+    "503": _json(_ref("Error"), "No sample yet, or tracklab is disabled"),
+}
+_NOT_MODIFIED = {"304": {"description": "Not modified since the ETag in If-None-Match"}}
+
+_METRIC_MAP = {"type": "object", "additionalProperties": {"type": "number"},
+               "description": "Metric name (docs/METRICS.md) to value"}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error", "detail"],
+              "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}},
+    "Sample": {"type": "object", "required": ["time", "node", "metrics"],
+               "properties": {"time": {"type": "number", "description": "Epoch seconds, UTC"},
+                              "node": {"type": "string"}, "metrics": _METRIC_MAP}},
+    "SystemInfo": {"type": "object", "required": ["node", "version", "interval_s", "role"],
+                   "properties": {"node": {"type": "string"}, "version": {"type": "string"},
+                                  "interval_s": {"type": "number"},
+                                  "role": {"enum": ["recorder", "reader", "starting"]},
+                                  "system": {"type": "object"}},
+                   "additionalProperties": {"type": "object"}},
+    "Accelerator": {"type": "object", "required": ["index", "name", "metrics"],
+                    "properties": {"index": {"type": "integer"}, "name": {"type": "string"},
+                                   "uuid": {"type": "string"},
+                                   "state": {"enum": ["ok", "lost"]},
+                                   "metrics": _METRIC_MAP}},
+    "Accelerators": {"type": "object", "required": ["node", "accelerators"],
+                     "properties": {"node": {"type": "string"},
+                                    "time": {"type": ["number", "null"]},
+                                    "driver": {"type": "object"},
+                                    "notes": {"type": "array", "items": {"type": "string"}},
+                                    "accelerators": {"type": "array",
+                                                     "items": _ref("Accelerator")}}},
+    "Cpu": {"type": "object", "required": ["node", "system", "cpu", "metrics"],
+            "properties": {"node": {"type": "string"}, "time": {"type": ["number", "null"]},
+                           "system": {"type": "object"}, "cpu": {"type": "object"},
+                           "details": {"type": ["object", "null"],
+                                       "description": "py-cpuinfo output once read "
+                                                      "(in the background)"},
+                           "metrics": _METRIC_MAP}},
+    "NodeStatus": {"type": "object", "required": ["node", "status"],
+                   "properties": {"node": {"type": "string"},
+                                  "status": {"enum": ["up", "stale", "down", "starting"]},
+                                  "role": {"type": "string"},
+                                  "last_seen": {"type": ["number", "null"]}}},
+    "ClusterInfo": {"type": "object", "required": ["provider", "nodes"],
+                    "properties": {"provider": {"type": "string"},
+                                   "nodes": {"type": "array", "items": _ref("NodeStatus")}}},
+    "ClusterMetrics": {"type": "object", "required": ["provider", "nodes"],
+                       "properties": {"provider": {"type": "string"},
+                                      "nodes": {"type": "object", "additionalProperties": {
+                                          "type": "object", "required": ["time", "metrics"],
+                                          "properties": {"time": {"type": "number"},
+                                                         "metrics": _METRIC_MAP}}}}},
+    "History": {"type": "object", "required": ["time", "series", "nodes", "step_s", "agg"],
+                "properties": {
+                    "time": {"type": "array", "items": {"type": "number"},
+                             "description": "Epoch seconds of each row"},
+                    "nodes": {"type": "array", "items": {"type": "string"}},
+                    "step_s": {"type": ["number", "null"]},
+                    "tier": {"type": "string"},
+                    "agg": {"enum": ["mean", "min", "max", "last"]},
+                    "series": {"type": "array", "items": {
+                        "type": "object", "required": ["node", "metric", "values"],
+                        "properties": {"node": {"type": "string"}, "metric": {"type": "string"},
+                                       "values": {"type": "array",
+                                                  "items": {"type": ["number", "null"]}}}}}}},
+    "Event": {"type": "object", "required": ["time", "node", "kind", "message"],
+              "properties": {"time": {"type": "number"}, "node": {"type": "string"},
+                             "kind": {"type": "string"}, "message": {"type": "string"},
+                             "data": {"type": "object"}}},
+    "Events": {"type": "object", "required": ["events"],
+               "properties": {"events": {"type": "array", "items": _ref("Event")}}},
+    "Health": {"type": "object", "required": ["status", "role", "sampler_alive",
+                                              "last_sample_age_s", "versions"],
+               "properties": {"status": {"enum": ["ok", "starting", "degraded", "disabled"]},
+                              "role": {"type": "string"},
+                              "sampler_alive": {"type": "boolean"},
+                              "last_sample_age_s": {"type": ["number", "null"]},
+                              "store": {"type": "object"}, "sampler": {"type": "object"},
+                              "versions": {"type": "object",
+                                           "additionalProperties": {"type": ["string", "null"]}}}},
+    # WebSocket messages
+    "WsEnvelope": {"type": "object", "required": ["type", "data", "time", "node"],
+                   "properties": {"type": {"enum": [
+                       "hello", "subscribed", "pong", "error", "system_metrics",
+                       "hardware_update", "node_status", "cluster_metrics", "run_update",
+                       "metric_update"]},
+                       "data": {}, "time": {"type": "number"}, "node": {"type": "string"}}},
+    "WsHello": {"type": "object", "required": ["version", "node", "interval_s", "topics"],
+                "properties": {"version": {"type": "string"}, "node": {"type": "string"},
+                               "interval_s": {"type": "number"}, "role": {"type": "string"},
+                               "topics": {"type": "array", "items": {"type": "string"}},
+                               "default_topics": {"type": "array", "items": {"type": "string"}},
+                               "client_types": {"type": "array", "items": {"type": "string"}}}},
+    "WsSystemMetrics": {"type": "object", "required": ["metrics"],
+                        "properties": {"metrics": _METRIC_MAP}},
+    "WsHardwareUpdate": {"type": "object", "required": ["reason", "state"],
+                         "properties": {"reason": {"enum": ["connect", "subscribe", "event"]},
+                                        "state": {"type": "object"},
+                                        "event": _ref("Event")}},
+    "WsNodeStatus": _ref("NodeStatus"),
+    "WsClusterMetrics": _ref("ClusterMetrics"),
+    "WsRunUpdate": {"type": "object", "description": "A run started, ended or changed "
+                                                     "(sent once runs exist)"},
+    "WsMetricUpdate": {"type": "object", "description": "Metrics logged by a run "
+                                                        "(sent once runs exist)"},
+    "WsError": _ref("Error"),
+    "WsClientMessage": {"oneOf": [
+        {"type": "object", "required": ["type"],
+         "properties": {"type": {"const": "subscribe"},
+                        "topics": {"type": "array", "items": {"type": "string"}},
+                        "metrics": {"type": "array", "items": {"type": "string"}},
+                        "interval": {"type": "number", "description": "Seconds between "
+                                     "frames; at least the sampling interval"}}},
+        {"type": "object", "required": ["type"],
+         "properties": {"type": {"const": "unsubscribe"},
+                        "topics": {"type": "array", "items": {"type": "string"}}}},
+        {"type": "object", "required": ["type"],
+         "properties": {"type": {"const": "ping"}, "data": {}}}]},
+}
+
+
+def _get(summary: str, response: dict[str, Any], params: list[dict[str, Any]],
+         not_modified: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    responses = {"200": response, **_ERRORS, **(_NOT_MODIFIED if not_modified else {})}
+    return {"get": {"summary": summary, "parameters": params, "responses": responses,
+                    **(extra or {})}}
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/api/system/info": _get("Static facts about this machine", _json(_ref("SystemInfo")),
+                                 [_NODE]),
+        "/api/system/metrics": _get("The latest sample, from memory", _json(_ref("Sample")),
+                                    [_NODE, _METRICS], not_modified=True),
+        "/api/hardware/accelerators": _get("Accelerators with their current values",
+                                           _json(_ref("Accelerators")), [_NODE], True),
+        "/api/hardware/cpu": _get("CPU facts and current values", _json(_ref("Cpu")),
+                                  [_NODE], True),
+        "/api/cluster/info": _get("Nodes of the cluster (this host alone without a provider)",
+                                  _json(_ref("ClusterInfo")), []),
+        "/api/cluster/metrics": _get("Latest sample of every node",
+                                     _json(_ref("ClusterMetrics")), [_METRICS], True),
+        "/api/history": _get(
+            "Stored metrics over a time range, as columns (or CSV)",
+            {"description": "OK", "content": {
+                "application/json": {"schema": _ref("History")},
+                "text/csv": {"schema": {"type": "string"}}}},
+            [_METRICS,
+             _q("start", "Start: epoch seconds, ISO 8601, or relative such as `-15min`, "
+                "`-2h`, `-7d` (default `-1h`)"),
+             _q("end", "End, same forms (default now)"),
+             _q("step", "Row spacing such as `10s`, `1min`, `1h` (default automatic)"),
+             _q("agg", "Aggregation within a step", {"enum": ["mean", "min", "max", "last"]}),
+             _NODE, _q("format", "Response format", {"enum": ["json", "csv"]})]),
+        "/api/events": _get("Hardware changes and other events", _json(_ref("Events")),
+                            [_q("start", "Start (default `-24h`)"), _q("end", "End"),
+                             _q("kind", "Event kinds, comma separated",
+                                {"type": "array", "items": {"type": "string"}}, explode=True),
+                             _NODE, _q("limit", "At most this many (1–100000)",
+                                       {"type": "integer"})]),
+        "/api/health": _get("Sampler, store and version status", _json(_ref("Health")), []),
+        "/api/openapi.json": _get("This document", _json({"type": "object"}), []),
+        "/metrics": _get("The latest sample in Prometheus text format",
+                         {"description": "OK", "content": {"text/plain": {
+                             "schema": {"type": "string"}}}}, [], True),
+        "/ws": _get(
+            "The live WebSocket stream", {"description": "Switching protocols"}, [],
+            extra={"description": (
+                "Upgrade to a WebSocket. Every message is a `WsEnvelope`; `data` follows "
+                "`WsHello`, `WsSystemMetrics`, `WsHardwareUpdate`, `WsNodeStatus`, "
+                "`WsClusterMetrics`, `WsRunUpdate`, `WsMetricUpdate` or `WsError` by "
+                "`type`. Clients send `WsClientMessage`s. Default topics: system_metrics "
+                "and hardware_update."),
+                "x-websocket-messages": {
+                    "server": {k: _ref(v) for k, v in {
+                        "hello": "WsHello", "system_metrics": "WsSystemMetrics",
+                        "hardware_update": "WsHardwareUpdate", "node_status": "WsNodeStatus",
+                        "cluster_metrics": "WsClusterMetrics", "run_update": "WsRunUpdate",
+                        "metric_update": "WsMetricUpdate", "error": "WsError"}.items()},
+                    "client": _ref("WsClientMessage")}}),
+    }
+
+
+@cache
+def openapi_dict(server_url: str = "") -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "tracklab-jupyter", "version": __version__,
+                 "description": "Live system, GPU and cluster monitoring. Authenticate as for "
+                                "the Jupyter server (or with `Authorization: token T` on the "
+                                "standalone server)."},
+        "servers": [{"url": server_url or "/"}],
+        "components": {"schemas": SCHEMAS,
+                       "securitySchemes": {"token": {"type": "apiKey", "in": "header",
+                                                     "name": "Authorization"}}},
+        "security": [{"token": []}],
+        "paths": _paths(),
+    }
+
+
+def openapi_document(server_url: str = "") -> str:
+    return json.dumps(openapi_dict(server_url), indent=1)

@@ -1,0 +1,48 @@
+"""The latest sample in the Prometheus text exposition format.
+
+Catalogue placeholders become labels and the rest of the name, dots as underscores, becomes
+the metric name: ``gpu.0.util_pct`` -> ``tracklab_gpu_util_pct{node="h",gpu="0",uuid="GPU-…"}``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tracklab_jupyter.metrics.catalogue import spec_for
+from tracklab_jupyter.sampler.sample import Sample
+
+_PLACEHOLDER = re.compile(r"\.?\{\w+\}")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
+
+
+def prometheus_name(pattern: str) -> str:
+    """``gpu.{gpu}.util_pct`` -> ``tracklab_gpu_util_pct``."""
+    base = _PLACEHOLDER.sub("", pattern)
+    return "tracklab_" + re.sub(r"[^a-zA-Z0-9_]", "_", base)
+
+
+def render_prometheus(sample: Sample, info: dict[str, Any]) -> str:
+    uuids = {str(d["index"]): d.get("uuid", "")
+             for d in info.get("gpu", {}).get("devices", [])}
+    families: dict[str, tuple[Any, list[str]]] = {}
+    for name, value in sorted(sample.metrics.items()):
+        spec = spec_for(name)
+        if spec is None:
+            continue
+        labels = {"node": sample.node, **spec.regex.match(name).groupdict()}  # type: ignore[union-attr]
+        if "gpu" in labels and uuids.get(labels["gpu"]):
+            labels["uuid"] = uuids[labels["gpu"]]
+        label_text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
+        metric = prometheus_name(spec.pattern)
+        families.setdefault(metric, (spec, []))[1].append(f"{metric}{{{label_text}}} {value!r}")
+    lines: list[str] = []
+    for metric, (spec, rows) in families.items():
+        unit = f" ({spec.unit})" if spec.unit else ""
+        lines.append(f"# HELP {metric} {spec.description}{unit}")
+        lines.append(f"# TYPE {metric} gauge")
+        lines.extend(rows)
+    return "\n".join(lines) + "\n" if lines else ""

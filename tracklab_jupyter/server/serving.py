@@ -1,0 +1,132 @@
+"""Request handling shared by the Jupyter extension and the standalone server: running an
+endpoint (off the event loop when it reads SQLite), JSON errors, ETag/304, and the
+WebSocket plumbing between the hub and a :class:`WsSession`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from email.utils import formatdate
+from typing import Any
+
+from tornado import web, websocket
+
+from tracklab_jupyter.server.api import ApiError, Endpoint, Reply
+from tracklab_jupyter.server.ws_protocol import WsSession
+
+log = logging.getLogger("tracklab_jupyter.server")
+
+MONITOR_KEY = "tracklab_monitor"
+DISABLED_KEY = "tracklab_disabled_reason"
+
+
+class EndpointMixin:
+    """Serves one :class:`Endpoint`. Mixed into a tornado RequestHandler."""
+
+    endpoint: Endpoint
+
+    def _monitor(self) -> Any:
+        settings = self.settings  # type: ignore[attr-defined]
+        monitor = settings.get(MONITOR_KEY)
+        if monitor is None:
+            raise ApiError(503, "tracklab is disabled",
+                           settings.get(DISABLED_KEY) or "the monitor is not running")
+        return monitor
+
+    async def serve_endpoint(self) -> None:
+        handler: web.RequestHandler = self  # type: ignore[assignment]
+        params = {k: [v.decode("utf-8", "replace") for v in vs]
+                  for k, vs in handler.request.query_arguments.items()}
+        try:
+            monitor = self._monitor()
+            if self.endpoint.blocking:
+                loop = asyncio.get_running_loop()
+                reply = await loop.run_in_executor(None, self.endpoint.handler, monitor, params)
+            else:
+                reply = self.endpoint.handler(monitor, params)
+        except ApiError as exc:
+            self.write_api_error(exc)
+            return
+        self.write_reply(reply)
+
+    def write_api_error(self, exc: ApiError) -> None:
+        handler: web.RequestHandler = self  # type: ignore[assignment]
+        handler.clear_header("ETag")
+        handler.set_status(exc.status)
+        handler.set_header("Content-Type", "application/json")
+        handler.finish(json.dumps(exc.body()))
+
+    def write_reply(self, reply: Reply) -> None:
+        handler: web.RequestHandler = self  # type: ignore[assignment]
+        handler.set_header("Cache-Control", "no-cache")
+        if reply.etag:
+            handler.set_header("ETag", reply.etag)
+            if reply.last_modified:
+                handler.set_header("Last-Modified", formatdate(reply.last_modified, usegmt=True))
+            if handler.check_etag_header():
+                handler.set_status(304)
+                handler.finish()
+                return
+        for key, value in reply.headers.items():
+            handler.set_header(key, value)
+        handler.set_header("Content-Type", reply.content_type)
+        if reply.content_type.startswith("application/json"):
+            handler.finish(json.dumps(reply.body, allow_nan=False, default=str))
+        else:
+            handler.finish(reply.body)
+
+    def compute_etag(self) -> str | None:
+        # ETags are set explicitly for the latest-sample endpoints; hashing every other body
+        # would cost more than it saves.
+        return None
+
+
+def json_error_page(handler: web.RequestHandler, status_code: int, **kwargs: Any) -> None:
+    """``write_error`` for our handlers: a JSON body, never a traceback page."""
+    reason = handler._reason if hasattr(handler, "_reason") else ""
+    exc = kwargs.get("exc_info", (None, None, None))[1]
+    detail = ""
+    if isinstance(exc, web.HTTPError) and exc.log_message:
+        detail = exc.log_message % exc.args if exc.args else exc.log_message
+    handler.set_header("Content-Type", "application/json")
+    handler.finish(json.dumps({"error": reason or f"HTTP {status_code}", "detail": detail}))
+
+
+class WsBridge:
+    """Connects a tornado WebSocketHandler to the hub: hub items are drained on the event
+    loop (the hub only schedules a wake-up from the sampler thread), and written through
+    the session, which coalesces frames for slow clients."""
+
+    def __init__(self, handler: websocket.WebSocketHandler, monitor: Any) -> None:
+        self._handler = handler
+        self._loop = asyncio.get_running_loop()
+        self._scheduled = False
+        self.session = WsSession(monitor, self._write)
+        self._sub = monitor.hub.subscribe(notify=self._wake)
+        self.session.open()
+
+    def _write(self, text: str) -> Any:
+        try:
+            return self._handler.write_message(text)
+        except websocket.WebSocketClosedError:
+            self.close()
+            return None
+
+    def _wake(self) -> None:
+        # Called on the sampler thread: schedule one drain, never do work here.
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        items = self._sub.drain()
+        if items:
+            self.session.deliver(items)
+
+    def on_message(self, message: str | bytes) -> None:
+        self.session.on_message(message)
+
+    def close(self) -> None:
+        self._sub.close()

@@ -1,0 +1,130 @@
+"""The standalone server: the same endpoints on a plain tornado app, for machines without
+Jupyter. Paths are ``/api/...``, ``/metrics`` and ``/ws``. Every request needs the token,
+as ``Authorization: token T`` (or ``Bearer T``) or ``?token=T``."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+import socket
+from typing import Any
+
+from tornado import web, websocket
+
+from tracklab_jupyter.monitor import Monitor
+from tracklab_jupyter.server.api import ENDPOINTS, ApiError, Endpoint
+from tracklab_jupyter.server.openapi import openapi_document
+from tracklab_jupyter.server.serving import MONITOR_KEY, EndpointMixin, WsBridge, json_error_page
+
+TOKEN_KEY = "tracklab_token"
+
+
+def new_token() -> str:
+    return secrets.token_hex(24)
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and names that resolve only to them ("localhost")."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+class TokenAuthMixin:
+    """Refuses any request without the server's token (403, JSON)."""
+
+    def request_token(self) -> str:
+        handler: web.RequestHandler = self  # type: ignore[assignment]
+        header = handler.request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() in ("token", "bearer") and value:
+            return value.strip()
+        return handler.get_query_argument("token", "")
+
+    def check_token(self) -> None:
+        handler: web.RequestHandler = self  # type: ignore[assignment]
+        expected = handler.settings[TOKEN_KEY]
+        given = self.request_token()
+        if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise web.HTTPError(403, "a valid token is required")
+
+
+class StandaloneHandler(TokenAuthMixin, EndpointMixin, web.RequestHandler):
+    def prepare(self) -> None:
+        self.check_token()
+
+    async def get(self, *args: Any) -> None:
+        await self.serve_endpoint()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        json_error_page(self, status_code, **kwargs)
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+
+class StandaloneOpenAPI(StandaloneHandler):
+    async def get(self, *args: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(openapi_document(""))
+
+
+class StandaloneNotFound(StandaloneHandler):
+    async def get(self, *args: Any) -> None:
+        self.write_api_error(ApiError(404, "not found",
+                                      f"no endpoint at {self.request.path}; "
+                                      "see /api/openapi.json"))
+
+    post = put = delete = patch = get  # type: ignore[assignment]
+
+
+class StandaloneWebSocket(TokenAuthMixin, websocket.WebSocketHandler):
+    bridge: WsBridge | None = None
+
+    def prepare(self) -> None:
+        self.check_token()
+
+    def check_origin(self, origin: str) -> bool:
+        # Every connection carries the token explicitly (no cookies), so a foreign page
+        # cannot ride on a user's session: any origin may connect with it.
+        return True
+
+    def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        self.bridge = WsBridge(self, self.settings[MONITOR_KEY])
+
+    def on_message(self, message: str | bytes) -> None:
+        if self.bridge is not None:
+            self.bridge.on_message(message)
+
+    def on_close(self) -> None:
+        if self.bridge is not None:
+            self.bridge.close()
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return {}
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        json_error_page(self, status_code, **kwargs)
+
+
+def _endpoint_handler(endpoint: Endpoint) -> type[StandaloneHandler]:
+    return type("Standalone_" + endpoint.path.replace("/", "_"), (StandaloneHandler,),
+                {"endpoint": endpoint})
+
+
+def make_app(monitor: Monitor, token: str, **settings: Any) -> web.Application:
+    """A tornado Application serving ``monitor`` behind ``token``."""
+    routes: list[Any] = [(f"/{e.path}", _endpoint_handler(e)) for e in ENDPOINTS]
+    routes += [("/api/openapi.json", StandaloneOpenAPI), ("/ws", StandaloneWebSocket),
+               (r"/(.*)", StandaloneNotFound)]
+    return web.Application(routes, **{MONITOR_KEY: monitor, TOKEN_KEY: token,
+                                      "websocket_ping_interval": 30,
+                                      "websocket_ping_timeout": 90, **settings})
+
