@@ -68,12 +68,12 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:8.3f} ms"
 
 
-def bench_sample(label: str, gpus: int, n: int) -> float:
-    if gpus:
+def bench_sample(label: str, gpus: int, n: int, real: bool = False) -> float:
+    if gpus and not real:
         from fake_nvml import FakeNvml
 
         sys.modules["pynvml"] = FakeNvml(gpus=gpus, mode="trace")
-    sampler = build_sampler(SamplerConfig(enable_gpu=bool(gpus)))
+    sampler = build_sampler(SamplerConfig(enable_gpu=bool(gpus) or real))
     try:
         for collector in sampler.collectors:  # slow values in place, as in steady state
             if collector.slow_interval:
@@ -82,7 +82,8 @@ def bench_sample(label: str, gpus: int, n: int) -> float:
         times = cpu_times_per_call(sampler.sample_once, n)
     finally:
         sampler.close()
-        sys.modules.pop("pynvml", None)
+        if not real:
+            sys.modules.pop("pynvml", None)
     med = statistics.median(times)
     print(f"  {label:<38} median {ms(med)}   p90 {ms(statistics.quantiles(times, n=10)[-1])}"
           f"   ({len(sampler.latest.metrics)} metrics)")
@@ -123,12 +124,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--real-gpus", action="store_true",
+                        help="also time a sample with this machine's real NVIDIA GPUs")
     args = parser.parse_args()
     print(f"host: {psutil.cpu_count()} logical CPUs, {len(psutil.pids())} processes, "
           f"Python {sys.version.split()[0]}, psutil {psutil.__version__}")
     print(f"\nCPU time of one sample (median of {args.samples}):")
     host = bench_sample("tracklab, host only", 0, args.samples)
     gpu8 = bench_sample("tracklab, host + 8 fake H200s", 8, args.samples)
+    if args.real_gpus:
+        bench_sample("tracklab, host + this machine's GPUs", 0, args.samples, real=True)
     naive_n = max(20, args.samples // 10)
     naive = statistics.median(cpu_times_per_call(naive_sample, naive_n))
     print(f"  {'naive baseline (median of ' + str(naive_n) + ')':<38} median {ms(naive)}")

@@ -244,3 +244,18 @@ def test_importing_history_loads_neither_pandas_nor_numpy():
             "print('pandas' in sys.modules, 'numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_young_store_is_read_raw_not_from_its_first_rollup_bucket():
+    """A store a few seconds old: its 1-min and 1-h buckets start before the first raw
+    sample, which must not make the planner fall back to one 1-min row (seen on a real
+    H200 box: 12 s of recording came back as a single row)."""
+    from tracklab_jupyter.store.plan import choose_tier
+
+    first = 1_800_000_035.3  # 35 s into a minute
+    oldest = {"raw": first, "1min": 1_800_000_000.0, "1h": 1_799_998_800.0}
+    assert choose_tier(first - 120, None, oldest).tier == "raw"
+    assert choose_tier(first - 120, 10.0, oldest).tier == "raw"
+    # raw kept 48 h, minute rollups older: a week-long query reads the rollups
+    oldest = {"raw": first, "1min": first - 20 * 86400, "1h": first - 20 * 86400}
+    assert choose_tier(first - 7 * 86400, None, oldest).tier == "1min"

@@ -28,11 +28,14 @@ def _covers(index: int, start: float, oldest: dict[str, float | None]) -> bool:
     mine = oldest.get(TIERS[index])
     if mine is None:
         return False
-    coarser = [oldest[t] for t in TIERS[index + 1:] if oldest.get(t) is not None]
+    # A coarser tier's oldest bucket starts up to one bucket before its first data, so
+    # compare with the bucket's end: a store younger than an hour must still read raw.
+    coarser = [oldest[t] + TIER_SECONDS[t] for t in TIERS[index + 1:]  # type: ignore[operator]
+               if oldest.get(t) is not None]
     if not coarser:
         return True
     slack = TIER_SECONDS[TIERS[index + 1]]
-    return mine <= max(start, min(coarser)) + slack  # type: ignore[type-var]
+    return mine <= max(start, min(coarser)) + slack
 
 
 def choose_tier(start: float, step: float | None, oldest: dict[str, float | None]) -> Plan:
