@@ -3,6 +3,9 @@ replaying the recorded H200, and an isolated data dir for every test."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from conftest_nvml import *  # noqa: F403  (fake_nvml fixtures)
 
@@ -34,3 +37,34 @@ def tracklab_server(jp_serverapp):
     """A started Jupyter server with the extension; yields the extension app."""
     point = jp_serverapp.extension_manager.extension_points["tracklab"]
     yield point.app
+
+
+CHROMIUM = "/usr/lib/chromium/chromium"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> None:
+    """Skip a test whose tool is missing here; under CI=true that is a failure."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: browser and JS checks must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser():
+    """Debian's chromium, headless, driven by Playwright (never a downloaded browser).
+
+    Function scope: pytest-jupyter's autouse event-loop fixture must be set up before (and
+    torn down after) playwright's own loop."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright (Python) not installed")
+    if not Path(CHROMIUM).exists():
+        unavailable(f"{CHROMIUM} missing (scripts/test-setup.sh installs it)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--no-first-run"])
+        yield b
+        b.close()

@@ -9,7 +9,8 @@ from typing import Any
 
 from tracklab_jupyter._version import __version__
 
-__all__ = ["__version__", "history", "snapshot"]
+__all__ = ["__version__", "history", "load_ipython_extension", "snapshot",
+           "unload_ipython_extension", "widget"]
 
 
 def snapshot(window: float = 0.5, *, gpus: str | list[str] | None = None) -> dict[str, Any]:
@@ -38,3 +39,33 @@ def history(metrics: Any = None, start: Any = "-1h", end: Any = None, step: Any 
 
     return _history(metrics=metrics, start=start, end=end, step=step, node=node, agg=agg,
                     data_dir=data_dir)
+
+
+def widget(metrics: str | list[str] | None = None, window: float | str = "5m",
+           node: str | None = None, height: int | None = None) -> Any:
+    """Live charts of this machine: CPU, memory, disk, network and one card per GPU.
+
+    ``metrics``: globs to show (default all); ``window``: seconds or ``"5m"``, ``"1h"``
+    of data shown (backfilled from history, then live); ``height``: chart height in px.
+    Works with or without the Jupyter server extension: the kernel reads the recorder's
+    store, or records itself when nothing else does.
+    """
+    from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+    from tracklab_jupyter.notebook.widget import make_widget
+
+    return make_widget(kernel_monitor(), metrics=metrics, window=window, node=node,
+                       height=height)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext tracklab``: registers the ``%tracklab`` magic (imports nothing heavy)."""
+    from tracklab_jupyter.notebook.magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext tracklab``: stops tracklab's threads in this kernel, removes the magic."""
+    from tracklab_jupyter.notebook.magics import unload
+
+    unload(ipython)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -121,6 +122,9 @@ class Monitor:
         except Exception as exc:
             self._start_error = f"{type(exc).__name__}: {exc}"
             raise
+        if self._stop.is_set():  # stop() came while the recorder was being set up
+            self._recorder.stop()
+            return
         self._cpu_details = CpuDetails(self.data_dir / "cache")
         self._tail_thread = threading.Thread(target=self._tail, name="tracklab-tail",
                                              daemon=True)
@@ -167,6 +171,15 @@ class Monitor:
             except Exception:
                 log.exception("tracklab: reading the store's tail failed; retrying")
 
+    def wait_started(self, timeout: float = 5.0) -> bool:
+        """Wait until the recorder or reader role is taken (start() runs in a thread)."""
+        deadline = time.monotonic() + timeout
+        while self.role == STARTING and self._start_error is None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return self._start_error is None
+
     # -- live state ----------------------------------------------------------------------
     @property
     def role(self) -> str:
@@ -188,6 +201,11 @@ class Monitor:
         sampler = self.sampler
         if sampler is not None:
             return sampler.info
+        recorder = self._recorder
+        if not self._reader_info and recorder is not None:
+            # A reader asked before its tail thread's first pass: read the recorder's facts.
+            with contextlib.suppress(Exception):
+                self._reader_info = recorder.reader.info(self.node).get(self.node, {})
         return self._reader_info
 
     @property
@@ -242,6 +260,22 @@ class Monitor:
                 "error": self._start_error, "store": store,
                 "sampler": sampler.stats() if sampler is not None else None,
                 "versions": _versions()}
+
+    def record_event(self, event: Event) -> None:
+        """Store an event (a cell's span, a run marker) and tell live readers. Works in
+        either role: the recorder queues it, a reader adds it to the store itself."""
+        recorder = self._recorder
+        writer = recorder.writer if recorder is not None else None
+        if writer is not None:
+            writer.write_event(event)
+            self.hub.publish(EVENT, event)
+            return
+        from tracklab_jupyter.store.events import append_events
+
+        try:  # the tail thread republishes it from the store within a second
+            append_events(self.data_dir, [event])
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("tracklab: could not store %s event: %s", event.kind, exc)
 
     # -- stored data ---------------------------------------------------------------------
     def history(self, **query: Any) -> Any:

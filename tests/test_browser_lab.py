@@ -1,0 +1,114 @@
+"""JupyterLab in headless chromium: a notebook runs tracklab.widget() and the charts draw
+live data (the recorded H200 trace replayed through the fake NVML) that changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+SHIM = Path(__file__).parent / "shim"
+TOKEN = "browser-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    port = free_port()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import tracklab\ntracklab.widget(window='2m')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, tmp_path / "monitor.ipynb")
+    env = {**os.environ, "TRACKLAB_DATA_DIR": str(tmp_path / "data"),
+           "TRACKLAB_INTERVAL": "0.5", "TRACKLAB_FAKE_NVML_GPUS": "2",
+           # GPU 1 replays the trace 25 s later: in its compute phase from the start
+           "TRACKLAB_FAKE_NVML_MODE": "trace", "TRACKLAB_FAKE_NVML_STAGGER_S": "25",
+           "PYTHONPATH": os.pathsep.join([str(SHIM), os.environ.get("PYTHONPATH", "")]),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")}
+    log = open(tmp_path / "lab.log", "w")  # noqa: SIM115  (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}", "--allow-root",
+         f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    import urllib.request
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
+            break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, \
+                (tmp_path / "lab.log").read_text()[-3000:]
+            time.sleep(0.3)
+    yield base, tmp_path
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_widget_draws_live_data_in_jupyterlab(lab, browser):
+    base, tmp_path = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{base}/lab/tree/monitor.ipynb?token={TOKEN}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    # wait until the kernel is connected and idle (the status bar says so), run the cell
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+    page.locator(".jp-Cell .jp-InputArea-editor").first.click()
+    page.keyboard.press("Shift+Enter")
+    root = page.locator(".tl-root[data-state=live]")
+    try:
+        root.wait_for(timeout=60_000)
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
+        raise AssertionError("the widget never went live; cell output:\n"
+                             + page.locator(".jp-OutputArea").first.inner_text()) from None
+    cpu = page.locator('[data-metric="cpu.util_pct"]').first
+    gpu = page.locator('[data-metric="gpu.1.util_pct"]').first
+    gpu.wait_for(timeout=30_000)
+    points_before = int(root.get_attribute("data-points") or 0)
+    last_before = float(root.get_attribute("data-last-time") or 0)
+    gpu_values = {gpu.inner_text()}
+    for _ in range(16):  # about 8 s of the trace: utilisation moves
+        time.sleep(0.5)
+        gpu_values.add(gpu.inner_text())
+    points_after = int(root.get_attribute("data-points") or 0)
+    last_after = float(root.get_attribute("data-last-time") or 0)
+    page.screenshot(path=str(tmp_path / "widget-in-jupyterlab.png"), full_page=True)
+    assert points_after > points_before > 0
+    assert last_after > last_before
+    assert cpu.inner_text().strip().endswith("%")
+    assert "NVIDIA H200" in page.locator(".tl-root").inner_text()
+    assert page.locator(".tl-root canvas").count() >= 4  # the uPlot charts drew
+    assert len(gpu_values) >= 2, gpu_values  # the headline follows the trace
+    assert not errors, errors
+    status = json.loads(urllib_get(f"{base}/tracklab/api/health?token={TOKEN}"))
+    assert status["role"] == "recorder"  # the server records; the kernel read its store
+
+
+def urllib_get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()

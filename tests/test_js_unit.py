@@ -1,0 +1,172 @@
+"""The widget's JavaScript: node unit tests (`npm test --prefix js`) and the built bundle
+rendered in headless chromium through js/tests/harness.html (a fake anywidget model that
+replays the recorded H200 trace; no Jupyter involved).
+
+Both skip when their tools are missing (node/npm and js/node_modules; playwright and
+chromium), except under CI=true, where a missing tool is a failure."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import unavailable as _unavailable
+
+ROOT = Path(__file__).resolve().parent.parent
+JS = ROOT / "js"
+
+
+def test_js_unit():
+    npm = shutil.which("npm")
+    if not (npm and shutil.which("node")):
+        _unavailable("node/npm not on PATH")
+    if not (JS / "node_modules" / "esbuild").is_dir():
+        _unavailable("js/node_modules missing: run `npm ci --prefix js`")
+    r = subprocess.run([npm, "test", "--prefix", str(JS)], capture_output=True, text=True,
+                       timeout=240, cwd=ROOT)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-6000:]
+    assert re.search(r"\bfail 0\b", out), out[-3000:]
+
+
+# ---------------------------------------------------------------------------
+# The built bundle in a real browser
+
+
+@pytest.fixture(scope="module")
+def http_root():
+    """Serves the repository root (harness, bundle and trace) on a free port."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                          functools.partial(Quiet, directory=str(ROOT)))
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+    t.join(5)
+
+
+def _open(browser, http_root, query: str, width: int = 1160):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.on("console", lambda m: m.type in ("error", "warning") and errors.append(
+        f"{m.type}: {m.text}"))
+    page.goto(f"{http_root}/js/tests/harness.html?{query}")
+    page.wait_for_selector(".tl-root[data-state=live]", timeout=10_000)
+    return page, errors
+
+
+def _text(page, metric: str) -> str:
+    return page.locator(f'[data-metric="{metric}"]').first.inner_text()
+
+
+def _painted(page, selector: str) -> int:
+    """Non-transparent pixels in the series canvas of the first chart matching selector."""
+    return page.evaluate("""(sel) => {
+        const c = document.querySelector(sel + ' canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+        return n;
+    }""", selector)
+
+
+def test_widget_bundle_in_browser(browser, http_root, tmp_path):
+    if not (ROOT / "tracklab_jupyter" / "static" / "widget.js").exists():
+        _unavailable("tracklab_jupyter/static/widget.js not built")
+    # 240 rows (60 s at 4 Hz) of backfill end inside the compute phase (throttle reason 4 =
+    # SW power cap); then one row every 100 ms.
+    page, errors = _open(browser, http_root, "backfill=240&window=120&every=100")
+    root = page.locator(".tl-root")
+
+    assert page.evaluate("__tl.model.sent[0]") == {"type": "ready"}
+    assert root.locator(".tl-node").inner_text() == "h200-node-01"
+    assert "live" in root.locator(".tl-status").inner_text()
+
+    # Headlines carry the formatted current value.
+    assert re.fullmatch(r"\d+(\.\d)? %", _text(page, "gpu.0.util_pct"))
+    assert re.fullmatch(r"\d+\.\d / 140 GiB", _text(page, "gpu.0.mem_used_bytes"))
+    assert re.fullmatch(r"\d+ / 700 W", _text(page, "gpu.0.power_w"))
+    assert re.fullmatch(r"\d+ °C", _text(page, "gpu.0.temp_c"))
+    assert re.fullmatch(r"[\d.]+ / 126 GiB", _text(page, "mem.used_bytes"))
+    assert re.fullmatch(r"\d+(\.\d)? %", _text(page, "cpu.util_pct"))
+    assert re.fullmatch(r"[\d.]+ k?B/s", _text(page, "disk.read_bytes_per_s"))
+    badge = root.locator(".tl-gpu .tl-badge-throttle")
+    assert badge.is_visible() and badge.inner_text() == "throttled · power cap"
+    assert root.locator(".tl-cores-canvas").get_attribute("data-values").count(",") == 15
+
+    # Charts are drawn, and the data keeps coming.
+    assert _painted(page, ".tl-gpu .tl-chart") > 500
+    assert _painted(page, ".tl-cpu .tl-chart") > 200
+    points = int(root.get_attribute("data-points"))
+    assert points >= 240 * 30  # rows × metrics
+    page.wait_for_function(f"+document.querySelector('.tl-root').dataset.points > {points}",
+                           timeout=5_000)
+    page.screenshot(path=str(tmp_path / "widget.png"), full_page=True)
+
+    # Traits apply live.
+    page.evaluate("__tl.model.set('height', 200)")
+    page.wait_for_function("document.querySelector('.tl-plot').style.height === '200px'")
+    page.evaluate("__tl.model.set('status', 'error: recorder stopped')")
+    assert "tl-status-error" in root.locator(".tl-status").get_attribute("class")
+    page.evaluate("__tl.model.set('metrics', ['gpu.*'])")
+    assert not root.locator(".tl-cpu").is_visible()
+    assert root.locator(".tl-gpu").is_visible()
+
+    # A new init resets the view; closing the view leaves nothing behind.
+    page.evaluate("__tl.model.onReady()")
+    page.wait_for_function("document.querySelectorAll('.tl-panel').length === 5")
+    page.evaluate("__tl.cleanup()")
+    assert page.locator(".tl-root").count() == 0
+    assert page.evaluate("__tl.model.listeners('msg:custom')") == 0
+    assert page.evaluate("__tl.model.listeners('change:height')") == 0
+    # Many more views (each gets an init and a backfill), each closed after a frame.
+    left = page.evaluate("""async () => {
+        for (let i = 0; i < 50; i++) {
+            const close = __tl.widget.render({model: __tl.model, el: __tl.el});
+            await new Promise((r) => setTimeout(r, 0));
+            await new Promise((r) => requestAnimationFrame(r));
+            close();
+        }
+        return {nodes: __tl.el.childElementCount,
+                canvases: document.querySelectorAll('canvas').length,
+                listeners: ['msg:custom', 'change:height', 'change:window_s', 'change:metrics',
+                            'change:status'].map((e) => __tl.model.listeners(e))};
+    }""")
+    assert left == {"nodes": 0, "canvases": 0, "listeners": [0, 0, 0, 0, 0]}
+    time.sleep(0.3)
+    assert errors == []
+
+
+def test_widget_placeholder_and_bad_messages(browser, http_root):
+    page = browser.new_page()
+    page.goto(f"{http_root}/js/tests/harness.html?noinit=1")
+    page.wait_for_selector(".tl-placeholder")
+    assert page.locator(".tl-placeholder").inner_text() == "waiting for the kernel…"
+    assert page.locator(".tl-root").get_attribute("data-state") == "waiting"
+    # Data before init and malformed data are dropped without breaking the view.
+    page.evaluate("""() => {
+        const [m, b] = __tl.toMessage(__tl.rows.slice(0, 4), true);
+        __tl.emit(m, b);
+        __tl.model.onReady();
+        __tl.emit({...m, n: 99}, b);
+        __tl.emit(m, b.slice(0, 1));
+        __tl.emit({type: 'event', event: {time: 1795819260, kind: 'gpu.throttle',
+                                          message: 'GPU 0 throttled: power cap'}});
+    }""")
+    page.wait_for_selector(".tl-root[data-state=live]")
+    assert page.locator(".tl-event").inner_text().endswith("GPU 0 throttled: power cap")
+    assert int(page.locator(".tl-root").get_attribute("data-points")) > 0

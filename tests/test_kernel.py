@@ -1,0 +1,152 @@
+"""The notebook surfaces in a real IPython kernel (jupyter_client), with two replayed
+H200s: %load_ext cost, the widget's comm messages, %tracklab forms, per-cell costs,
+%unload_ext."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from jupyter_client.manager import KernelManager
+
+from tracklab_jupyter.store.reader import StoreReader
+
+SHIM = Path(__file__).parent / "shim"
+
+
+class Kernel:
+    def __init__(self, data_dir: Path) -> None:
+        env = {**os.environ, "TRACKLAB_DATA_DIR": str(data_dir), "TRACKLAB_INTERVAL": "0.2",
+               "TRACKLAB_FAKE_NVML_GPUS": "2", "PYTHONPATH": os.pathsep.join(
+                   [str(SHIM), os.environ.get("PYTHONPATH", "")])}
+        self.km = KernelManager(kernel_name="python3")
+        self.km.kernel_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f",
+                              "{connection_file}"]
+        self.km.start_kernel(env=env)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+    def run(self, code: str, timeout: float = 60) -> list[dict]:
+        """Execute ``code``; return the iopub messages of that execution."""
+        msg_id = self.kc.execute(code)
+        out = []
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            out.append(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return out
+
+    def text(self, code: str) -> str:
+        messages = self.run(code)
+        errors = [m["content"] for m in messages if m["msg_type"] == "error"]
+        assert not errors, errors[0]["traceback"]
+        parts = [m["content"].get("text", "") for m in messages if m["msg_type"] == "stream"]
+        parts += [m["content"]["data"].get("text/plain", "") for m in messages
+                  if m["msg_type"] in ("execute_result", "display_data")]
+        return "".join(parts)
+
+    def custom_messages(self, timeout: float) -> list[dict]:
+        """comm_msg 'custom' messages arriving within ``timeout`` (from any parent)."""
+        found = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=0.1)
+            except Exception:
+                continue
+            if (msg["msg_type"] == "comm_msg"
+                    and msg["content"]["data"].get("method") == "custom"):
+                found.append(msg)
+        return found
+
+    def stop(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    k = Kernel(tmp_path / "data")
+    yield k
+    k.stop()
+
+
+def test_load_ext_is_fast_and_imports_nothing_heavy(kernel):
+    out = kernel.text(
+        "import sys, time\n"
+        "t = time.perf_counter()\n"
+        "get_ipython().run_line_magic('load_ext', 'tracklab')\n"
+        "ms = (time.perf_counter() - t) * 1e3\n"
+        "print(json_ := __import__('json').dumps({'ms': ms, 'heavy': sorted(m for m in "
+        "('pandas', 'numpy', 'anywidget', 'pynvml', 'sqlite3') if m in sys.modules)}))")
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["ms"] <= 100, result
+    assert "pandas" not in result["heavy"] and "anywidget" not in result["heavy"]
+    assert "tracklab" in kernel.text("%tracklab help")
+
+
+def test_widget_speaks_the_protocol_over_a_real_comm(kernel):
+    kernel.text("import tracklab, time\nw = tracklab.widget(window='1m')\ntime.sleep(1.5)")
+    opened = kernel.run("w")
+    comm_open = [m for m in opened if m["msg_type"] == "comm_open"] or None
+    display = [m for m in opened if m["msg_type"] == "execute_result"]
+    assert display, opened
+    model_id = display[0]["content"]["data"]["application/vnd.jupyter.widget-view+json"][
+        "model_id"]
+    assert comm_open is None or comm_open[0]["content"]["comm_id"]
+    # what a front end does once it has rendered the view
+    kernel.kc.shell_channel.send(kernel.kc.session.msg("comm_msg", {
+        "comm_id": model_id, "data": {"method": "custom", "content": {"type": "ready"}}}))
+    messages = kernel.custom_messages(timeout=3)
+    kinds = [m["content"]["data"]["content"]["type"] for m in messages]
+    assert kinds[0] == "init" and kinds[1] == "data" and kinds.count("data") >= 3, kinds
+    init = messages[0]["content"]["data"]["content"]
+    assert [g["name"] for g in init["info"]["gpus"]] == ["NVIDIA H200", "NVIDIA H200"]
+    data = messages[2]["content"]["data"]["content"]
+    times, values = (np.frombuffer(b, dtype=np.float64) for b in messages[2]["buffers"])
+    assert len(times) == data["n"] and len(values) == data["n"] * len(data["names"])
+    series = dict(zip(data["names"], values.reshape(len(data["names"]), data["n"]), strict=True))
+    assert series["gpu.0.power_w"][-1] == pytest.approx(686.452)
+    assert "live" in kernel.text("print(w.status)")
+
+
+def test_magics_cells_history_and_unload(kernel, tmp_path):
+    kernel.text("%load_ext tracklab")
+    status = kernel.text("import time; time.sleep(1.0)\n%tracklab status")
+    assert "recorder" in status and "GPUs       2" in status and "NVIDIA H200" in status
+    assert "per-cell costs on" in kernel.text("%tracklab cells on")
+    cost = kernel.text("import time\nx = sum(range(3_000_000)); time.sleep(0.6)")
+    assert "⏱ tracklab:" in cost and "s wall" in cost and "GPU0 97 %" in cost
+    frame = kernel.text("time.sleep(1.2)  # the writer flushes every second\n"
+                        "df = %tracklab history -5min cpu.util_pct gpu.*.power_w\n"
+                        "print(type(df).__name__, sorted(df.columns)[:2])")
+    assert "DataFrame ['cpu.util_pct', 'gpu.0.power_w']" in frame
+    kernel.text("%tracklab cells off")
+    time.sleep(1.5)  # the recorder's writer flushes every second
+    reader = StoreReader(tmp_path / "data")
+    cells = reader.events(kinds=["cell"])
+    reader.close()
+    assert cells and cells[0].data["wall_s"] >= 0.6
+    bad = kernel.run("%tracklab nonsense")  # IPython prints a UsageError, no traceback
+    shown = "".join(m["content"].get("text", "") + m["content"].get("evalue", "")
+                    for m in bad if m["msg_type"] in ("stream", "error"))
+    assert "unknown form: %tracklab nonsense" in shown and "%tracklab status" in shown
+    left = kernel.text("%unload_ext tracklab\nimport threading, time; time.sleep(0.5)\n"
+                       "print(sorted(t.name for t in threading.enumerate() "
+                       "if t.name.startswith('tracklab')))")
+    assert left.strip().endswith("[]"), left
+    gone = kernel.run("%tracklab status")
+    assert any("`%tracklab` not found" in m["content"].get("text", "")
+               + m["content"].get("evalue", "")
+               for m in gone if m["msg_type"] in ("stream", "error"))
+    kernel.text("%reload_ext tracklab")
+    assert "recorder" in kernel.text("%tracklab status")

@@ -1,0 +1,151 @@
+"""tracklab.widget() in this process (ipywidgets' stand-in comm): arguments, the message
+protocol, the shared feed's thread, and that closed widgets leave nothing behind."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import tracklab
+from tracklab_jupyter.notebook import feed as feed_module
+from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor, stop_kernel_monitor
+
+
+@pytest.fixture(autouse=True)
+def _fresh_kernel_monitor(monkeypatch):
+    monkeypatch.setenv("TRACKLAB_INTERVAL", "0.2")
+    monkeypatch.setattr(feed_module, "FLUSH_PERIOD_S", 0.05)
+    yield
+    feed_module.close_feeds()
+    stop_kernel_monitor()
+
+
+class Recorded:
+    """Captures what a widget sends to its front end."""
+
+    def __init__(self, widget) -> None:
+        self.messages: list[tuple[dict, list]] = []
+        widget.send = self.send  # type: ignore[method-assign]
+
+    def send(self, content, buffers=None) -> None:
+        self.messages.append((content, list(buffers or [])))
+
+    def of(self, kind: str) -> list[tuple[dict, list]]:
+        return [m for m in self.messages if m[0]["type"] == kind]
+
+
+def decode(content: dict, buffers: list) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    n = content["n"]
+    times = np.frombuffer(buffers[0], dtype=np.float64)
+    values = np.frombuffer(buffers[1], dtype=np.float64).reshape(len(content["names"]), n)
+    return times, dict(zip(content["names"], values, strict=True))
+
+
+def ready(widget) -> None:
+    widget._on_front_end_message(widget, {"type": "ready"}, [])
+
+
+def feed_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "tracklab-widget-feed"]
+
+
+def wait(predicate, timeout=10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"window": "fortnight"}, "duration"),
+    ({"window": 0.5}, "window must be between"),
+    ({"node": "elsewhere"}, "unknown node"),
+    ({"height": 5}, "height must be"),
+])
+def test_bad_arguments_say_what_to_fix(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        tracklab.widget(**kwargs)
+
+
+def test_ready_gets_init_backfill_then_live_batches():
+    monitor = kernel_monitor()
+    wait(lambda: monitor.latest is not None and "cpu.util_pct" in monitor.latest.metrics)
+    time.sleep(0.5)
+    widget = tracklab.widget(window="1m", metrics=["cpu.*", "mem.*"])
+    sent = Recorded(widget)
+    ready(widget)
+    (init, _), = sent.of("init")
+    assert init["node"] == monitor.node and init["interval_s"] == 0.2
+    assert init["info"]["cpu_count"] >= 1
+    (backfill, buffers), = sent.of("data")
+    assert backfill["backfill"] is True and backfill["n"] >= 2
+    times, series = decode(backfill, buffers)
+    assert np.all(np.diff(times) > 0)
+    assert set(series) and all(n.startswith(("cpu.", "mem.")) for n in series)
+    assert np.nanmax(series["mem.used_bytes"]) > 0
+    assert "live" in widget.status
+    wait(lambda: len(sent.of("data")) >= 3)  # live batches from the flusher
+    live = [decode(c, b) for c, b in sent.of("data")[1:]]
+    assert all(t[0] > times[-1] for t, _ in live)  # no sample sent twice
+    widget.close()
+
+
+def test_several_widgets_share_one_feed_thread_which_ends_with_the_last():
+    kernel_monitor()
+    widgets = [tracklab.widget() for _ in range(3)]
+    recorders = [Recorded(w) for w in widgets]
+    for w in widgets:
+        ready(w)
+    wait(lambda: all(len(r.of("data")) >= 2 for r in recorders))
+    assert len(feed_threads()) == 1
+    for w in widgets[:2]:
+        w.close()
+    assert len(feed_threads()) == 1
+    widgets[2].close()
+    wait(lambda: not feed_threads())
+
+
+def test_thousand_display_close_cycles_leave_no_threads_or_memory():
+    import tracemalloc
+
+    monitor = kernel_monitor()
+    wait(lambda: monitor.latest is not None)
+    threads_before = threading.active_count()
+
+    def cycle() -> None:
+        widget = tracklab.widget(window="10s")
+        Recorded(widget)
+        ready(widget)
+        widget.close()
+
+    for _ in range(50):  # warm caches
+        cycle()
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.take_snapshot()
+    for _ in range(1000):
+        cycle()
+    gc.collect()
+    grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(base, "filename"))
+    tracemalloc.stop()
+    wait(lambda: not feed_threads())
+    assert threading.active_count() <= threads_before
+    assert grown < 2 * 1024 * 1024, f"{grown} bytes kept after 1000 widgets"
+
+
+def test_a_longer_window_or_other_metrics_resend_init_and_backfill():
+    monitor = kernel_monitor()
+    wait(lambda: monitor.latest is not None)
+    widget = tracklab.widget(window="30s")
+    sent = Recorded(widget)
+    ready(widget)
+    widget.window_s = 120.0
+    widget.metrics = ["mem.*"]
+    assert len(sent.of("init")) == 3
+    backfills = [c for c, _ in sent.of("data") if c["backfill"]]
+    assert len(backfills) == 3 and all(n.startswith("mem.") for n in backfills[-1]["names"])
+    widget.close()

@@ -1,0 +1,1 @@
+"""Notebook surfaces: the live widget, the %tracklab magic and per-cell costs."""

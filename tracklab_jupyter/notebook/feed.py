@@ -1,0 +1,119 @@
+"""One feed per kernel: a single flusher thread batches the monitor's live samples and
+sends them to every open widget, about five times a second. With no widget open the
+thread ends, so a closed widget costs nothing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from tracklab_jupyter.monitor import Monitor
+from tracklab_jupyter.notebook.columns import to_columns
+from tracklab_jupyter.sampler.hub import EVENT, SAMPLE
+
+if TYPE_CHECKING:
+    from tracklab_jupyter.notebook.widget import MonitorWidget
+
+log = logging.getLogger("tracklab_jupyter.notebook")
+
+FLUSH_PERIOD_S = 0.2
+# Samples buffered for the flusher between flushes (at 10 Hz sampling, 25 s of them).
+SAMPLE_DEPTH = 256
+
+
+class WidgetFeed:
+    """Fans one monitor's samples out to widgets, in batches, from one thread."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self._widgets: weakref.WeakSet[MonitorWidget] = weakref.WeakSet()
+        # Re-entrant: a collected widget's __del__ closes it (ipywidgets), and a garbage
+        # collection can run that while this thread is inside add() or remove().
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def add(self, widget: MonitorWidget) -> None:
+        thread = None
+        with self._lock:
+            self._widgets.add(widget)
+            if self._thread is None:
+                self._stop = threading.Event()
+                thread = self._thread = threading.Thread(
+                    target=self._run, args=(self._stop,), name="tracklab-widget-feed",
+                    daemon=True)
+        # Started outside the lock: Thread.start waits for the new thread, which may run a
+        # garbage collection that closes an old widget, and closing takes this lock.
+        if thread is not None:
+            thread.start()
+
+    def remove(self, widget: MonitorWidget) -> None:
+        with self._lock:
+            self._widgets.discard(widget)
+            if not self._widgets and self._thread is not None:
+                self._stop.set()
+                self._thread = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._widgets.clear()
+            self._stop.set()
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(2)
+
+    def _run(self, stop: threading.Event) -> None:
+        sub = self.monitor.hub.subscribe([SAMPLE, EVENT], depth={SAMPLE: SAMPLE_DEPTH})
+        try:
+            while not stop.wait(FLUSH_PERIOD_S):
+                items = sub.drain()
+                if not items:
+                    continue
+                samples = [item for topic, item in items if topic == SAMPLE]
+                events = [item for topic, item in items if topic == EVENT]
+                for widget in list(self._widgets):
+                    self._send(widget, samples, events)
+        finally:
+            sub.close()
+
+    def _send(self, widget: MonitorWidget, samples: list[Any], events: list[Any]) -> None:
+        if not widget.ready:
+            return
+        try:
+            fresh = [s for s in samples if s.time > widget.last_sent]
+            if fresh:
+                header, buffers = to_columns(fresh, widget.metrics)
+                widget.send({"type": "data", "backfill": False, **header}, buffers)
+                widget.last_sent = fresh[-1].time
+            for event in events:
+                widget.send({"type": "event", "event": event.to_dict()})
+        except Exception:  # a widget whose comm went away: drop it, keep the others
+            log.debug("tracklab: dropping a widget that could not be sent to", exc_info=True)
+            self.remove(widget)
+
+
+_feeds: dict[int, WidgetFeed] = {}
+_feeds_lock = threading.Lock()
+
+
+def feed_for(monitor: Monitor) -> WidgetFeed:
+    with _feeds_lock:
+        feed = _feeds.get(id(monitor))
+        if feed is None or feed.monitor is not monitor:
+            feed = _feeds[id(monitor)] = WidgetFeed(monitor)
+        return feed
+
+
+def close_feeds() -> None:
+    with _feeds_lock:
+        feeds = list(_feeds.values())
+        _feeds.clear()
+    for feed in feeds:
+        feed.close()
+

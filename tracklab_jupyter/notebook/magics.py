@@ -1,0 +1,104 @@
+"""``%load_ext tracklab`` and the ``%tracklab`` line magic.
+
+Loading registers the magic and nothing else: the monitor, anywidget, numpy and pandas are
+imported on first use, so ``%load_ext`` stays well under 100 ms.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+USAGE = """\
+%tracklab                     show the live panel
+%tracklab status              recorder or reader, data dir, interval, GPUs seen
+%tracklab cells on|off        print each cell's wall time, CPU, peak RAM and GPU use
+%tracklab history START [METRIC ...]
+                              history as a DataFrame, e.g. %tracklab history -1h gpu.*.util_pct"""
+
+_state: dict[str, Any] = {"timer": None}
+
+
+def load(shell: Any) -> None:
+    shell.register_magic_function(tracklab_magic, magic_kind="line", magic_name="tracklab")
+
+
+def unload(shell: Any) -> None:
+    """Stop every thread started here and remove the magic (``%unload_ext tracklab``)."""
+    cells(shell, on=False)
+    shell.magics_manager.magics["line"].pop("tracklab", None)
+    from tracklab_jupyter.notebook.feed import close_feeds
+    from tracklab_jupyter.notebook.kernel_monitor import stop_kernel_monitor
+
+    close_feeds()
+    stop_kernel_monitor()
+
+
+def cells(shell: Any, on: bool) -> None:
+    timer = _state["timer"]
+    if on and timer is None:
+        from tracklab_jupyter.notebook.cells import CellTimer
+        from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+
+        timer = _state["timer"] = CellTimer(shell, kernel_monitor())
+        timer.register()
+    elif not on and timer is not None:
+        timer.unregister()
+        _state["timer"] = None
+
+
+def status_text() -> str:
+    from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+
+    monitor = kernel_monitor()
+    monitor.wait_started()
+    health = monitor.health()
+    gpus = monitor.info.get("gpu", {}).get("devices", [])
+    holder = (health.get("store") or {}).get("recorder") or {}
+    lines = [f"tracklab {health['versions']['tracklab-jupyter']} on {monitor.node}: "
+             f"{monitor.role} ({health['status']})",
+             f"  data dir   {monitor.data_dir}",
+             f"  interval   {monitor.interval:g} s",
+             f"  recorder   pid {holder.get('pid', '?')} on {holder.get('hostname', '?')}",
+             f"  GPUs       {len(gpus)}" + "".join(f"\n    {d['index']}: {d.get('name')} "
+                                                   f"({d.get('state', 'ok')})" for d in gpus),
+             f"  cells      {'on' if _state['timer'] is not None else 'off'}"]
+    lines += [f"  note       {n}" for n in monitor.notes]
+    return "\n".join(lines)
+
+
+def tracklab_magic(line: str) -> Any:
+    """Live system and GPU monitoring; ``%tracklab help`` lists the forms."""
+    from IPython.core.error import UsageError
+    from IPython.core.getipython import get_ipython
+
+    try:
+        args = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"{exc}\n{USAGE}") from None
+    if not args:
+        import tracklab
+
+        return tracklab.widget()
+    command, rest = args[0], args[1:]
+    if command == "status" and not rest:
+        print(status_text())
+        return None
+    if command == "cells" and rest in (["on"], ["off"]):
+        cells(get_ipython(), rest[0] == "on")
+        print(f"tracklab: per-cell costs {rest[0]}")
+        return None
+    if command == "history" and rest:
+        import tracklab
+        from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+
+        try:
+            hist = tracklab.history(rest[1:] or None, start=rest[0],
+                                    data_dir=kernel_monitor().data_dir)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return hist.to_pandas()
+    if command in ("help", "-h", "--help"):
+        print(USAGE)
+        return None
+    raise UsageError(f"unknown form: %tracklab {line}\n{USAGE}")
