@@ -73,6 +73,14 @@ class FieldGuard:
         self._permanent = permanent
         self.unsupported: dict[str, str] = {}
 
+    def get(self, key: str, fn: Callable[..., T], *args: Any) -> T | None:
+        """Like :meth:`call`, but any other failure skips only this reading of the field."""
+        try:
+            return self.call(key, fn, *args)
+        except Exception as exc:
+            log.debug("%s: %s failed this time: %s", self._owner, key, exc)
+            return None
+
     def call(self, key: str, fn: Callable[..., T], *args: Any) -> T | None:
         if key in self.unsupported:
             return None
@@ -84,3 +92,11 @@ class FieldGuard:
                 log.debug("%s: %s unsupported (%s); not asking again", self._owner, key, exc)
                 return None
             raise
+
+
+def host_permanent(exc: BaseException) -> bool:
+    """Errors of psutil and /proc reads that will not go away by asking again."""
+    import psutil
+
+    return isinstance(exc, (NotImplementedError, AttributeError, psutil.AccessDenied,
+                            PermissionError, FileNotFoundError))

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, TypeVar
 import psutil
 
 from tracklab_jupyter.collectors import cgroup, procfs
-from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading
+from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading, host_permanent
 
 log = logging.getLogger("tracklab_jupyter.collectors.cpu")
 
@@ -50,17 +50,8 @@ class NotAvailable(Exception):
 
 
 def _permanent(exc: BaseException) -> bool:
-    return isinstance(exc, (NotAvailable, NotImplementedError, AttributeError,
-                            psutil.AccessDenied, PermissionError, FileNotFoundError))
+    return isinstance(exc, NotAvailable) or host_permanent(exc)
 
-
-def _get(guard: FieldGuard, key: str, fn: Callable[..., T], *args: Any) -> T | None:
-    """One field: permanent failures are remembered by the guard, others skip one reading."""
-    try:
-        return guard.call(key, fn, *args)
-    except Exception as exc:
-        log.debug("cpu: %s failed this time: %s", key, exc)
-        return None
 
 
 class CpuUtil(NamedTuple):
@@ -197,7 +188,7 @@ class CpuCollector(Collector):
             functools.partial(procfs.process_counts, procfs.procfs_path())
             if self._procfs is not None else process_counts)
         # Prime the baseline so the first read() already covers a real interval.
-        self._prev_times: list[Any] = _get(self._guard, "times", self._cpu_times) or []
+        self._prev_times: list[Any] = self._guard.get("times", self._cpu_times) or []
         # (cgroup, quota in cores): swapped as one tuple by read_slow, read by read().
         self._quota: tuple[cgroup.Cgroup | None, float | None] = self._detect_quota()
         self._prev_usage: tuple[cgroup.Cgroup, float, float] | None = None
@@ -214,7 +205,7 @@ class CpuCollector(Collector):
         """Utilisation (overall, per core, user/system/iowait), load, cgroup use."""
         out = Reading()
         self._read_util(out.gauges)
-        load = _get(self._guard, "loadavg", os.getloadavg)
+        load = self._guard.get("loadavg", os.getloadavg)
         if load is not None:
             out.gauges.update({"cpu.load1": load[0], "cpu.load5": load[1],
                                "cpu.load15": load[2]})
@@ -226,13 +217,13 @@ class CpuCollector(Collector):
     def read_slow(self) -> Reading:
         """Process/thread counts, frequency, temperature; re-reads the cgroup quota."""
         out = Reading()
-        counts = _get(self._guard, "proc", self._process_counts)
+        counts = self._guard.get("proc", self._process_counts)
         if counts is not None:
             out.gauges["proc.count"], out.gauges["proc.threads"] = map(float, counts)
-        freq = _get(self._guard, "freq", _read_freq)
+        freq = self._guard.get("freq", _read_freq)
         if freq is not None:
             out.gauges["cpu.freq_mhz"] = freq
-        temp = _get(self._guard, "temp", _read_temp)
+        temp = self._guard.get("temp", _read_temp)
         if temp is not None:
             out.gauges["cpu.temp_c"] = temp
         self._quota = self._detect_quota()  # `docker update --cpus` changes it live
@@ -244,7 +235,7 @@ class CpuCollector(Collector):
             self._procfs.close()
 
     def _read_util(self, gauges: dict[str, float]) -> None:
-        cur = _get(self._guard, "times", self._cpu_times)
+        cur = self._guard.get("times", self._cpu_times)
         if not cur:
             return
         util = cpu_util(self._prev_times, cur)

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import psutil
 
 from tracklab_jupyter.collectors import procfs
-from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading
+from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading, host_permanent
 
 log = logging.getLogger("tracklab_jupyter.collectors.disk")
 
@@ -69,18 +69,6 @@ class Mount:
     remote: bool
 
 
-def _permanent(exc: BaseException) -> bool:
-    return isinstance(exc, (NotImplementedError, AttributeError, psutil.AccessDenied,
-                            PermissionError, FileNotFoundError))
-
-
-def _get(guard: FieldGuard, key: str, fn: Callable[..., T], *args: Any) -> T | None:
-    """One field: permanent failures are remembered by the guard, others skip one reading."""
-    try:
-        return guard.call(key, fn, *args)
-    except Exception as exc:
-        log.debug("disk: %s failed this time: %s", key, exc)
-        return None
 
 
 def is_remote(fstype: str) -> bool:
@@ -179,7 +167,7 @@ class DiskCollector(Collector):
     slow_interval = 10.0
 
     def __init__(self, max_mounts: int = MAX_MOUNTS) -> None:
-        self._guard = FieldGuard(self.name, _permanent)
+        self._guard = FieldGuard(self.name, host_permanent)
         self._max_mounts = max_mounts
         self._procfs = procfs.DiskStatsReader.open()
         self._io: Callable[[], Any] = self._procfs or _psutil_io
@@ -201,7 +189,7 @@ class DiskCollector(Collector):
     def read(self) -> Reading:
         """Cumulative I/O counters."""
         out = Reading()
-        counters = _get(self._guard, "io", self._read_io)
+        counters = self._guard.get("io", self._read_io)
         if counters:
             out.counters.update(counters)
         return out
@@ -224,7 +212,7 @@ class DiskCollector(Collector):
         return _counter_values(self._io())
 
     def _refresh(self) -> tuple[Mount, ...]:
-        mounts = _get(self._guard, "partitions", _list_mounts)
+        mounts = self._guard.get("partitions", _list_mounts)
         if mounts is None:
             return self._mounts  # keep the last good list
         return tuple(mounts[: self._max_mounts])

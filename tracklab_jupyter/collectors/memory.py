@@ -15,32 +15,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psutil
 
 from tracklab_jupyter.collectors import cgroup, procfs
-from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading
+from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading, host_permanent
 
 log = logging.getLogger("tracklab_jupyter.collectors.memory")
 
 T = TypeVar("T")
 
 
-def _permanent(exc: BaseException) -> bool:
-    return isinstance(exc, (NotImplementedError, AttributeError, psutil.AccessDenied,
-                            PermissionError, FileNotFoundError))
-
-
-def _get(guard: FieldGuard, key: str, fn: Callable[..., T], *args: Any) -> T | None:
-    """One field: permanent failures are remembered by the guard, others skip one reading."""
-    try:
-        return guard.call(key, fn, *args)
-    except Exception as exc:
-        log.debug("memory: %s failed this time: %s", key, exc)
-        return None
 
 
 @dataclass(frozen=True)
@@ -85,7 +72,7 @@ class MemoryCollector(Collector):
         cgroup_root: str | os.PathLike[str] = cgroup.DEFAULT_ROOT,
         proc_cgroup: str | os.PathLike[str] = cgroup.PROC_SELF_CGROUP,
     ) -> None:
-        self._guard = FieldGuard(self.name, _permanent)
+        self._guard = FieldGuard(self.name, host_permanent)
         self._cgroup_root = cgroup_root
         self._proc_cgroup = proc_cgroup
         self._procfs = procfs.MemInfoReader.open()
@@ -134,12 +121,12 @@ class MemoryCollector(Collector):
         psutil's swap figures are only asked for with ``swap``; /proc/meminfo has them anyway.
         """
         if self._procfs is not None:
-            info = _get(self._guard, "meminfo", self._procfs)
+            info = self._guard.get("meminfo", self._procfs)
             if info is None:
                 return None, None
             return (info.total, info.available), (info.swap_total, info.swap_used)
-        vm = _get(self._guard, "virtual", psutil.virtual_memory)
-        sw = _get(self._guard, "swap", psutil.swap_memory) if swap else None
+        vm = self._guard.get("virtual", psutil.virtual_memory)
+        sw = self._guard.get("swap", psutil.swap_memory) if swap else None
         return ((vm.total, vm.available) if vm else None,
                 (sw.total, sw.used) if sw else None)
 

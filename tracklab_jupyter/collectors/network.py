@@ -21,25 +21,13 @@ from typing import Any, TypeVar
 import psutil
 
 from tracklab_jupyter.collectors import procfs
-from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading
+from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading, host_permanent
 
 log = logging.getLogger("tracklab_jupyter.collectors.network")
 
 T = TypeVar("T")
 
 
-def _permanent(exc: BaseException) -> bool:
-    return isinstance(exc, (NotImplementedError, AttributeError, psutil.AccessDenied,
-                            PermissionError, FileNotFoundError))
-
-
-def _get(guard: FieldGuard, key: str, fn: Callable[..., T], *args: Any) -> T | None:
-    """One field: permanent failures are remembered by the guard, others skip one reading."""
-    try:
-        return guard.call(key, fn, *args)
-    except Exception as exc:
-        log.debug("network: %s failed this time: %s", key, exc)
-        return None
 
 
 def _psutil_io() -> Any:
@@ -73,13 +61,13 @@ class NetworkCollector(Collector):
     slow_interval = 30.0
 
     def __init__(self) -> None:
-        self._guard = FieldGuard(self.name, _permanent)
+        self._guard = FieldGuard(self.name, host_permanent)
         self._procfs = procfs.NetDevReader.open()
         self._io: Callable[[], Any] = self._procfs or _psutil_io
 
     def info(self) -> dict[str, Any]:
         """Interfaces with their state, speed (Mbit/s, 0 if unknown) and MTU."""
-        stats = _get(self._guard, "if_stats", psutil.net_if_stats) or {}
+        stats = self._guard.get("if_stats", psutil.net_if_stats) or {}
         return {"interfaces": [
             {"name": name, "up": st.isup, "speed_mbps": st.speed, "mtu": st.mtu}
             for name, st in sorted(stats.items())
@@ -88,7 +76,7 @@ class NetworkCollector(Collector):
     def read(self) -> Reading:
         """Cumulative bytes, packets, errors and drops over all interfaces."""
         out = Reading()
-        counters = _get(self._guard, "io", self._read_io)
+        counters = self._guard.get("io", self._read_io)
         if counters:
             out.counters.update(counters)
         return out
@@ -96,7 +84,7 @@ class NetworkCollector(Collector):
     def read_slow(self) -> Reading:
         """Open inet connections, where this process may list them."""
         out = Reading()
-        count = _get(self._guard, "connections", _connections)
+        count = self._guard.get("connections", _connections)
         if count is not None:
             out.gauges["net.connections"] = count
         return out

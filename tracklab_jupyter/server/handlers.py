@@ -16,7 +16,7 @@ from tracklab_jupyter.server.openapi import openapi_document
 from tracklab_jupyter.server.serving import (
     MONITOR_KEY,
     EndpointMixin,
-    WsBridge,
+    WsStreamMixin,
     json_error_page,
 )
 
@@ -76,12 +76,12 @@ class NotFoundHandler(TrackLabAPIHandler):
                                       f"no endpoint at {self.request.path}; see {spec}"))
 
 
-class TrackLabWebSocket(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
+class TrackLabWebSocket(WsStreamMixin, WebSocketMixin, JupyterHandler,
+                        websocket.WebSocketHandler):
     """The live stream. Origin is checked by JupyterHandler for cookie-authenticated
     clients; token-authenticated ones (a header or ?token=) may come from anywhere."""
 
     auth_resource = AUTH_RESOURCE
-    bridge: WsBridge | None = None
 
     async def pre_get(self) -> None:
         authorized_ = self.authorizer.is_authorized(self, self.current_user, "read",
@@ -102,18 +102,7 @@ class TrackLabWebSocket(WebSocketMixin, JupyterHandler, websocket.WebSocketHandl
 
     def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         super().open(*args, **kwargs)
-        self.bridge = WsBridge(self, self.settings[MONITOR_KEY])
-
-    def on_message(self, message: str | bytes) -> None:
-        if self.bridge is not None:
-            self.bridge.on_message(message)
-
-    def on_close(self) -> None:
-        if self.bridge is not None:
-            self.bridge.close()
-
-    def get_compression_options(self) -> dict[str, Any] | None:
-        return {}  # permessage-deflate: metric frames compress about 4x
+        self.start_stream()
 
 
 def _endpoint_handler(endpoint: Endpoint) -> type[TrackLabAPIHandler]:

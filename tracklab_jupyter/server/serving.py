@@ -130,3 +130,24 @@ class WsBridge:
 
     def close(self) -> None:
         self._sub.close()
+
+
+class WsStreamMixin:
+    """The live stream's handler methods, shared by both servers' WebSocket handlers."""
+
+    bridge: WsBridge | None = None
+
+    def start_stream(self) -> None:
+        handler: websocket.WebSocketHandler = self  # type: ignore[assignment]
+        self.bridge = WsBridge(handler, handler.settings[MONITOR_KEY])
+
+    def on_message(self, message: str | bytes) -> None:
+        if self.bridge is not None:
+            self.bridge.on_message(message)
+
+    def on_close(self) -> None:
+        if self.bridge is not None:
+            self.bridge.close()
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return {}  # permessage-deflate: metric frames compress about 4x

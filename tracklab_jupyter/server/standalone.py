@@ -15,7 +15,12 @@ from tornado import web, websocket
 from tracklab_jupyter.monitor import Monitor
 from tracklab_jupyter.server.api import ENDPOINTS, ApiError, Endpoint
 from tracklab_jupyter.server.openapi import openapi_document
-from tracklab_jupyter.server.serving import MONITOR_KEY, EndpointMixin, WsBridge, json_error_page
+from tracklab_jupyter.server.serving import (
+    MONITOR_KEY,
+    EndpointMixin,
+    WsStreamMixin,
+    json_error_page,
+)
 
 TOKEN_KEY = "tracklab_token"
 
@@ -85,9 +90,7 @@ class StandaloneNotFound(StandaloneHandler):
     post = put = delete = patch = get  # type: ignore[assignment]
 
 
-class StandaloneWebSocket(TokenAuthMixin, websocket.WebSocketHandler):
-    bridge: WsBridge | None = None
-
+class StandaloneWebSocket(TokenAuthMixin, WsStreamMixin, websocket.WebSocketHandler):
     def prepare(self) -> None:
         self.check_token()
 
@@ -97,18 +100,7 @@ class StandaloneWebSocket(TokenAuthMixin, websocket.WebSocketHandler):
         return True
 
     def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        self.bridge = WsBridge(self, self.settings[MONITOR_KEY])
-
-    def on_message(self, message: str | bytes) -> None:
-        if self.bridge is not None:
-            self.bridge.on_message(message)
-
-    def on_close(self) -> None:
-        if self.bridge is not None:
-            self.bridge.close()
-
-    def get_compression_options(self) -> dict[str, Any] | None:
-        return {}
+        self.start_stream()
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         json_error_page(self, status_code, **kwargs)
