@@ -128,9 +128,13 @@ def test_several_nodes_give_multiindex_columns(store):
 @pytest.mark.parametrize("agg", ["mean", "min", "max", "last"])
 def test_step_and_agg_match_pandas_resample(store, agg):
     root, _ = store
-    raw = history("gpu.1.util_pct", start="-20min", end="-5min", node="alpha",
+    # One range for both reads: "-5min" twice would be two different instants, and the
+    # last bin could then hold a sample more in one read than in the other.
+    end = time.time() - 300
+    start = end - 900
+    raw = history("gpu.1.util_pct", start=start, end=end, node="alpha",
                   data_dir=root).to_pandas()["gpu.1.util_pct"]
-    binned = history("gpu.1.util_pct", start="-20min", end="-5min", step="10s", agg=agg,
+    binned = history("gpu.1.util_pct", start=start, end=end, step="10s", agg=agg,
                      node="alpha", data_dir=root)
     assert binned.tier == "raw" and binned.step == 10
     expected = getattr(raw.resample("10s"), agg)().dropna()
