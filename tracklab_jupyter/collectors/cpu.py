@@ -26,7 +26,7 @@ import operator
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import psutil
 
@@ -35,7 +35,6 @@ from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading, hos
 
 log = logging.getLogger("tracklab_jupyter.collectors.cpu")
 
-T = TypeVar("T")
 
 #: hwmon / thermal-zone names that measure the CPU package or cores (Intel, AMD, ARM SoCs).
 #: Others (nvme, amdgpu, acpitz, iwlwifi) measure something else and are left out.
@@ -51,7 +50,6 @@ class NotAvailable(Exception):
 
 def _permanent(exc: BaseException) -> bool:
     return isinstance(exc, NotAvailable) or host_permanent(exc)
-
 
 
 class CpuUtil(NamedTuple):

@@ -28,7 +28,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 
@@ -37,7 +37,6 @@ from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading, hos
 
 log = logging.getLogger("tracklab_jupyter.collectors.disk")
 
-T = TypeVar("T")
 
 MAX_MOUNTS = 32
 
@@ -67,8 +66,6 @@ class Mount:
     device: str
     fstype: str
     remote: bool
-
-
 
 
 def is_remote(fstype: str) -> bool:

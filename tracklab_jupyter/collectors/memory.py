@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 
@@ -24,10 +24,6 @@ from tracklab_jupyter.collectors import cgroup, procfs
 from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading, host_permanent
 
 log = logging.getLogger("tracklab_jupyter.collectors.memory")
-
-T = TypeVar("T")
-
-
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 
@@ -24,10 +24,6 @@ from tracklab_jupyter.collectors import procfs
 from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading, host_permanent
 
 log = logging.getLogger("tracklab_jupyter.collectors.network")
-
-T = TypeVar("T")
-
-
 
 
 def _psutil_io() -> Any:
