@@ -1,0 +1,708 @@
+// The TrackLab sidebar for JupyterLab 4: host summary, live charts (js/charts.ts, the same
+// module as tracklab.widget()), one card per accelerator, node selector, recorder health
+// and the runs section. It talks to the server extension under `{base_url}tracklab/`:
+// REST through ServerConnection (auth + XSRF) and the WebSocket `{base_url}tracklab/ws`
+// (envelope {type, data, time, node}; js/PROTOCOL.md and tracklab_jupyter/server/ws_protocol.py).
+
+import { ILayoutRestorer, type JupyterFrontEnd, type JupyterFrontEndPlugin } from "@jupyterlab/application";
+import { ICommandPalette } from "@jupyterlab/apputils";
+import { INotebookTracker, NotebookActions } from "@jupyterlab/notebook";
+import { ServerConnection } from "@jupyterlab/services";
+import { ISettingRegistry } from "@jupyterlab/settingregistry";
+import { LabIcon } from "@jupyterlab/ui-components";
+import { Widget } from "@lumino/widgets";
+
+import {
+  Dashboard,
+  formatBytes,
+  formatBytesOf,
+  formatClock,
+  formatNumber,
+  formatWattsOf,
+  h,
+  isThrottled,
+  matchesAny,
+  throttleReasons,
+  type Batch,
+  type DrawContext,
+  type Panel,
+} from "../../js/charts";
+import "./sidebar.css";
+
+const PLUGIN_ID = "tracklab-jupyter:plugin";
+const CMD_OPEN = "tracklab:open-monitor";
+const CMD_INSERT = "tracklab:insert-monitor-cell";
+export const MONITOR_CELL = "import tracklab\ntracklab.widget()";
+
+const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
+<g class="jp-icon3" fill="#616161"><rect x="3" y="13" width="3" height="8" rx="1"/><rect x="8.5" y="9" width="3" height="12" rx="1"/>
+<rect x="14" y="5" width="3" height="16" rx="1"/><rect x="19.5" y="2" width="2.5" height="19" rx="1"/></g></svg>`;
+export const trackLabIcon = new LabIcon({ name: "tracklab-jupyter:icon", svgstr: ICON_SVG });
+
+export interface Settings {
+  refreshInterval: number;
+  timeWindow: number;
+  metrics: string[];
+}
+const DEFAULTS: Settings = { refreshInterval: 1, timeWindow: 300, metrics: [] };
+
+/** Example metric names per host panel, matched against the `metrics` setting. */
+const PANEL_METRICS: Record<string, string[]> = {
+  cpu: ["cpu.util_pct", "cpu.core.0.util_pct", "cpu.load1"],
+  mem: ["mem.used_bytes", "mem.util_pct", "mem.limit_bytes"],
+  disk: ["disk.read_bytes_per_s", "disk.write_bytes_per_s"],
+  net: ["net.recv_bytes_per_s", "net.sent_bytes_per_s"],
+};
+
+const TEMP_MARGIN_C = 5;
+const BACKOFF_MIN_MS = 1000;
+const BACKOFF_MAX_MS = 30_000;
+
+interface GpuDevice {
+  index: number;
+  name?: string;
+  uuid?: string;
+  mem_total_bytes?: number | null;
+  power_limit_w?: number | null;
+  temp_slowdown_c?: number | null;
+  state?: string;
+}
+
+function finite(v: number | null | undefined): v is number {
+  return typeof v === "number" && Number.isFinite(v);
+}
+
+/** One row (a sample's metrics dict) as a Batch for SeriesStore. */
+export function sampleBatch(time: number, metrics: Record<string, number | null>): Batch {
+  const names = Object.keys(metrics);
+  const values = new Float64Array(names.length);
+  names.forEach((n, i) => {
+    const v = metrics[n];
+    values[i] = typeof v === "number" ? v : NaN;
+  });
+  return { names, n: 1, times: Float64Array.of(time), values };
+}
+
+/** The columns of `api/history` as a Batch (nulls become NaN). */
+export function historyBatch(table: { time?: number[]; series?: { metric: string; values: (number | null)[] }[] }): Batch {
+  const times = Float64Array.from(table.time ?? []);
+  const series = table.series ?? [];
+  const n = times.length;
+  const values = new Float64Array(series.length * n);
+  series.forEach((s, i) => {
+    for (let j = 0; j < n; j++) {
+      const v = s.values[j];
+      values[i * n + j] = typeof v === "number" ? v : NaN;
+    }
+  });
+  return { names: series.map((s) => s.metric), n, times, values };
+}
+
+class Api {
+  readonly settings = ServerConnection.makeSettings();
+
+  url(path: string, params: Record<string, string | undefined> = {}): string {
+    const base = this.settings.baseUrl.replace(/\/?$/, "/");
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v != null && v !== "") q.set(k, v);
+    const qs = q.toString();
+    return `${base}tracklab/api/${path}${qs ? `?${qs}` : ""}`;
+  }
+
+  async get<T = any>(path: string, params: Record<string, string | undefined> = {}): Promise<T> {
+    // ServerConnection appends a cache-busting `?<time>` under its default cache "no-store",
+    // which the tracklab endpoints (strict about their parameters) refuse: "no-cache"
+    // revalidates every request instead.
+    const r = await ServerConnection.makeRequest(this.url(path, params), { method: "GET", cache: "no-cache" }, this.settings);
+    if (!r.ok) {
+      let detail = "";
+      try {
+        const body = await r.json();
+        detail = body?.detail || body?.error || "";
+      } catch {
+        /* not JSON */
+      }
+      throw new Error(`${path}: HTTP ${r.status}${detail ? ` (${detail})` : ""}`);
+    }
+    return (await r.json()) as T;
+  }
+
+  wsUrl(): string {
+    const base = this.settings.wsUrl.replace(/\/?$/, "/");
+    const token = this.settings.token;
+    return `${base}tracklab/ws${token ? `?token=${encodeURIComponent(token)}` : ""}`;
+  }
+}
+
+/** The sidebar widget. */
+export class TrackLabPanel extends Widget {
+  readonly api = new Api();
+  #settings: Settings = { ...DEFAULTS };
+  #root: HTMLElement;
+  #nodeSel: HTMLSelectElement;
+  #statusEl: HTMLElement;
+  #eventEl: HTMLElement;
+  #summary: HTMLElement;
+  #healthEl: HTMLElement;
+  #body: HTMLElement;
+  #dash: Dashboard | null = null;
+  #gpuGrid: HTMLElement | null = null;
+  #panels = new Map<string, { panel: Panel; metrics: string[] }>();
+  #gpus = new Map<number, GpuDevice>();
+  #node = "";
+  #nodes: string[] = [];
+  #points = 0;
+  #active = false;
+  #started = false;
+  #ws: WebSocket | null = null;
+  #wsOpen = false;
+  #backoff = BACKOFF_MIN_MS;
+  #reconnectTimer = 0;
+  #pollTimer = 0;
+  #healthTimer = 0;
+  #etag = "";
+  #lastTime = 0;
+  #epoch = 0;
+  #memLimit: number | null = null;
+
+  constructor() {
+    super();
+    this.id = "tracklab-monitor";
+    this.addClass("tl-sidebar");
+    this.title.icon = trackLabIcon;
+    this.title.caption = "TrackLab monitor";
+    this.#root = h("div", "tl-sideroot tl-theme tl-side", { "data-state": "waiting", "data-points": "0", "data-transport": "" });
+    const head = h("div", "tl-header");
+    head.append(h("span", "tl-brand", undefined, "TrackLab"));
+    this.#nodeSel = h("select", "tl-node-select", { "aria-label": "node", "data-field": "node" });
+    this.#nodeSel.addEventListener("change", () => this.#selectNode(this.#nodeSel.value));
+    this.#statusEl = h("span", "tl-status", { "data-field": "status" }, "connecting…");
+    this.#eventEl = h("span", "tl-event", { "data-field": "event" });
+    this.#eventEl.hidden = true;
+    head.append(this.#nodeSel, this.#statusEl, this.#eventEl);
+    this.#summary = h("div", "tl-summary", { "data-field": "summary" }, "loading system info…");
+    this.#healthEl = h("div", "tl-health", { "data-field": "health" });
+    this.#body = h("div", "tl-body");
+    const runs = h("section", "tl-panel tl-runs");
+    runs.append(
+      h("header", "tl-panel-head", undefined, "Runs"),
+      h("div", "tl-empty", { "data-field": "runs" }, "No runs yet. Tracked training runs will be listed here once run tracking arrives in a later tracklab release."),
+    );
+    this.#root.append(head, this.#summary, this.#healthEl, this.#body, runs);
+    this.node.append(this.#root);
+  }
+
+  get settings(): Settings {
+    return this.#settings;
+  }
+
+  set settings(s: Settings) {
+    const old = this.#settings;
+    this.#settings = s;
+    if (!this.#started) return;
+    if (old.timeWindow !== s.timeWindow) this.#dash?.setWindow(s.timeWindow);
+    if (old.metrics.join() !== s.metrics.join()) this.#applyMetrics();
+    if (old.refreshInterval !== s.refreshInterval || old.metrics.join() !== s.metrics.join()) this.#subscribe();
+    if (this.#pollTimer) this.#startPolling();
+  }
+
+  // -- lifecycle (Lumino) ----------------------------------------------------------------
+  protected onAfterShow(): void {
+    this.#resume();
+  }
+
+  protected onBeforeHide(): void {
+    this.#pause();
+  }
+
+  protected onAfterAttach(): void {
+    if (this.isVisible) this.#resume();
+  }
+
+  protected onBeforeDetach(): void {
+    this.#pause();
+  }
+
+  dispose(): void {
+    this.#pause();
+    this.#dash?.dispose();
+    super.dispose();
+  }
+
+  #setStatus(text: string, error = false): void {
+    this.#statusEl.textContent = text;
+    this.#statusEl.classList.toggle("tl-status-error", error);
+  }
+
+  /** Opened (or shown again): load facts, backfill the window, go live. */
+  #resume(): void {
+    if (this.#active) return;
+    this.#active = true;
+    const epoch = ++this.#epoch;
+    void this.#start(epoch);
+  }
+
+  /** Hidden: no socket, no polling, no timers. */
+  #pause(): void {
+    this.#active = false;
+    this.#epoch++;
+    this.#closeSocket();
+    this.#stopPolling();
+    window.clearTimeout(this.#reconnectTimer);
+    window.clearInterval(this.#healthTimer);
+    this.#healthTimer = 0;
+    if (this.#started) this.#setStatus("paused");
+    this.#root.setAttribute("data-state", this.#started ? "paused" : "waiting");
+  }
+
+  async #start(epoch: number): Promise<void> {
+    try {
+      if (!this.#started) {
+        await this.#loadNodes();
+        await this.#loadInfo();
+        this.#started = true;
+      }
+      if (epoch !== this.#epoch) return;
+      await this.#backfill();
+      if (epoch !== this.#epoch) return;
+      this.#root.setAttribute("data-state", "live");
+      this.#connect();
+      void this.#loadHealth();
+      this.#healthTimer = window.setInterval(() => void this.#loadHealth(), 10_000);
+    } catch (e) {
+      if (epoch !== this.#epoch) return;
+      this.#setStatus(`unavailable: ${(e as Error).message}`, true);
+      this.#summary.textContent = "The tracklab server extension did not answer; is it enabled (jupyter server extension list)?";
+      this.#active = false;
+      // try again later while visible
+      this.#reconnectTimer = window.setTimeout(() => this.isVisible && this.#resume(), this.#nextBackoff());
+    }
+  }
+
+  #nextBackoff(): number {
+    const d = this.#backoff;
+    this.#backoff = Math.min(this.#backoff * 2, BACKOFF_MAX_MS);
+    return d * (0.8 + 0.4 * Math.random());
+  }
+
+  // -- REST ----------------------------------------------------------------------------
+  async #loadNodes(): Promise<void> {
+    const info = await this.api.get<{ nodes: { node: string; status?: string }[] }>("cluster/info");
+    this.#nodes = (info.nodes ?? []).map((n) => n.node);
+    this.#nodeSel.textContent = "";
+    for (const n of info.nodes ?? []) {
+      const o = h("option", undefined, { value: n.node }, n.status && n.status !== "up" ? `${n.node} (${n.status})` : n.node);
+      this.#nodeSel.append(o);
+    }
+    if (!this.#node || !this.#nodes.includes(this.#node)) this.#node = this.#nodes[0] ?? "";
+    this.#nodeSel.value = this.#node;
+    this.#nodeSel.disabled = this.#nodes.length < 2;
+    this.#nodeSel.title = this.#nodes.length < 2 ? "one node (clusters list their nodes here)" : "node";
+  }
+
+  async #selectNode(node: string): Promise<void> {
+    if (node === this.#node) return;
+    this.#node = node;
+    this.#pause();
+    this.#started = false;
+    this.#resume();
+  }
+
+  async #loadInfo(): Promise<void> {
+    const info = await this.api.get<any>("system/info", { node: this.#node });
+    const sys = info.system ?? {};
+    const gpu = info.gpu ?? {};
+    const devices: GpuDevice[] = gpu.devices ?? [];
+    const mem = info.memory ?? {};
+    this.#memLimit = mem.effective_limit_bytes ?? mem.total_bytes ?? null;
+    const cores = info.cpu?.logical_cores ?? sys.cpu_logical_cores;
+    const rows: [string, string][] = [
+      ["host", sys.hostname ?? info.node ?? ""],
+      ["CPU", [sys.cpu_model, cores ? `${cores} cores` : ""].filter(Boolean).join(" · ")],
+      ["memory", mem.total_bytes ? formatBytes(mem.effective_limit_bytes ?? mem.total_bytes) : ""],
+      ["GPUs", devices.length ? `${devices.length} × ${[...new Set(devices.map((d) => d.name))].join(", ")}` : "none"],
+      ["driver", [gpu.driver_version, gpu.cuda_driver_version ? `CUDA ${gpu.cuda_driver_version}` : ""].filter(Boolean).join(" · ")],
+      ["OS", [sys.os_release, sys.kernel].filter(Boolean).join(" · ")],
+    ];
+    this.#summary.textContent = "";
+    const dl = h("dl", "tl-facts");
+    for (const [k, v] of rows) {
+      if (!v) continue;
+      dl.append(h("dt", undefined, undefined, k), h("dd", undefined, { "data-fact": k }, v));
+    }
+    this.#summary.append(dl);
+    this.#build(Number(info.interval_s) || 1, devices);
+  }
+
+  async #loadHealth(): Promise<void> {
+    try {
+      const hl = await this.api.get<any>("health");
+      const age = finite(hl.last_sample_age_s) ? `${hl.last_sample_age_s.toFixed(1)} s ago` : "no sample yet";
+      const size = hl.store?.size_bytes != null ? ` · store ${formatBytes(hl.store.size_bytes)}` : "";
+      const text = `recorder: ${hl.status} · ${hl.role} · last sample ${age}${size}`;
+      this.#healthEl.textContent = text;
+      this.#healthEl.setAttribute("data-status", String(hl.status));
+      this.#healthEl.title = hl.error ? String(hl.error) : (hl.store?.path ?? "");
+    } catch (e) {
+      this.#healthEl.textContent = `recorder: unknown (${(e as Error).message})`;
+      this.#healthEl.setAttribute("data-status", "unknown");
+    }
+  }
+
+  async #backfill(): Promise<void> {
+    if (!this.#dash) return;
+    const since = this.#lastTime > 0 ? Math.max(this.#lastTime, Date.now() / 1000 - this.#settings.timeWindow) : Date.now() / 1000 - this.#settings.timeWindow;
+    const params: Record<string, string> = { start: String(since), node: this.#node };
+    if (this.#settings.metrics.length) params.metrics = this.#settings.metrics.join(",");
+    try {
+      const table = await this.api.get<any>("history", params);
+      const batch = historyBatch(table);
+      // keep only rows after what we already have
+      if (batch.n) this.#ingest(batch);
+    } catch (e) {
+      console.warn("tracklab: backfill failed", e);
+    }
+  }
+
+  // -- live feed -------------------------------------------------------------------------
+  #connect(): void {
+    if (!this.#active) return;
+    this.#closeSocket();
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(this.api.wsUrl());
+    } catch {
+      this.#onSocketFailed();
+      return;
+    }
+    this.#ws = ws;
+    ws.onopen = () => {
+      this.#wsOpen = true;
+      this.#backoff = BACKOFF_MIN_MS;
+      this.#stopPolling();
+      this.#subscribe();
+      this.#transport("websocket");
+    };
+    ws.onmessage = (ev) => this.#onMessage(ev.data);
+    ws.onclose = () => {
+      if (this.#ws !== ws) return;
+      this.#ws = null;
+      this.#wsOpen = false;
+      this.#onSocketFailed();
+    };
+    ws.onerror = () => {
+      /* onclose follows */
+    };
+  }
+
+  #closeSocket(): void {
+    const ws = this.#ws;
+    this.#ws = null;
+    this.#wsOpen = false;
+    if (ws) {
+      ws.onclose = null;
+      ws.onmessage = null;
+      ws.close();
+    }
+  }
+
+  #onSocketFailed(): void {
+    if (!this.#active) return;
+    // REST polling keeps the panel live while the socket is down (some proxies break it)
+    if (!this.#pollTimer) this.#startPolling();
+    window.clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = window.setTimeout(() => this.#connect(), this.#nextBackoff());
+  }
+
+  #subscribe(): void {
+    if (!this.#ws || !this.#wsOpen) return;
+    const msg: Record<string, unknown> = { type: "subscribe", topics: ["system_metrics", "hardware_update"], interval: this.#settings.refreshInterval };
+    if (this.#settings.metrics.length) msg.metrics = this.#settings.metrics;
+    this.#ws.send(JSON.stringify(msg));
+  }
+
+  #onMessage(raw: unknown): void {
+    let msg: any;
+    try {
+      msg = JSON.parse(String(raw));
+    } catch {
+      return;
+    }
+    if (!msg || typeof msg !== "object") return;
+    if (this.#node && msg.node && msg.node !== this.#node) return;
+    if (msg.type === "system_metrics" && msg.data?.metrics) {
+      this.#ingest(sampleBatch(Number(msg.data.time ?? msg.time), msg.data.metrics));
+    } else if (msg.type === "hardware_update") {
+      for (const d of msg.data?.state?.accelerators ?? []) {
+        if (!this.#gpus.has(d.index)) this.#addGpu(d);
+        else this.#gpus.set(d.index, { ...this.#gpus.get(d.index), ...d });
+      }
+      const ev = msg.data?.event;
+      if (ev?.message) {
+        this.#eventEl.hidden = false;
+        this.#eventEl.textContent = `${formatClock(Number(ev.time ?? msg.time))} ${ev.message}`;
+        if (ev.kind) this.#eventEl.setAttribute("data-kind", String(ev.kind));
+      }
+    } else if (msg.type === "error") {
+      console.warn("tracklab ws:", msg.data);
+    }
+  }
+
+  #startPolling(): void {
+    this.#stopPolling();
+    this.#transport("polling");
+    const tick = async () => {
+      if (!this.#active || this.#wsOpen) return;
+      try {
+        const params: Record<string, string> = { node: this.#node };
+        if (this.#settings.metrics.length) params.metrics = this.#settings.metrics.join(",");
+        const r = await ServerConnection.makeRequest(this.api.url("system/metrics", params), { method: "GET", cache: "no-cache", headers: this.#etag ? { "If-None-Match": this.#etag } : {} }, this.api.settings);
+        if (r.status === 200) {
+          this.#etag = r.headers.get("ETag") ?? "";
+          const body = await r.json();
+          this.#ingest(sampleBatch(Number(body.time), body.metrics ?? {}));
+          this.#transport("polling");
+        } else if (r.status !== 304) {
+          this.#setStatus(`polling: HTTP ${r.status}`, true);
+        }
+      } catch (e) {
+        this.#setStatus(`offline: ${(e as Error).message}`, true);
+      }
+    };
+    void tick();
+    this.#pollTimer = window.setInterval(() => void tick(), Math.max(0.2, this.#settings.refreshInterval) * 1000);
+  }
+
+  #stopPolling(): void {
+    window.clearInterval(this.#pollTimer);
+    this.#pollTimer = 0;
+  }
+
+  #transport(kind: "websocket" | "polling"): void {
+    this.#root.setAttribute("data-transport", kind);
+    this.#setStatus(kind === "websocket" ? `live · ${this.#node}` : `live (REST polling) · ${this.#node}`);
+  }
+
+  #ingest(batch: Batch): void {
+    const dash = this.#dash;
+    if (!dash || !batch.n) return;
+    // drop rows we already have (a backfill overlapping live frames)
+    let start = 0;
+    while (start < batch.n && batch.times[start] <= this.#lastTime) start++;
+    if (start === batch.n) return;
+    if (start > 0) {
+      const n = batch.n - start;
+      const values = new Float64Array(batch.names.length * n);
+      batch.names.forEach((_, i) => values.set(batch.values.subarray(i * batch.n + start, (i + 1) * batch.n), i * n));
+      batch = { names: batch.names, n, times: batch.times.slice(start), values };
+    }
+    const k = dash.ingest(batch);
+    this.#points += k * batch.names.length;
+    this.#lastTime = batch.times[batch.n - 1];
+    this.#root.setAttribute("data-points", String(this.#points));
+  }
+
+  // -- view ------------------------------------------------------------------------------
+  #build(intervalS: number, devices: GpuDevice[]): void {
+    this.#dash?.dispose();
+    this.#panels.clear();
+    this.#gpus.clear();
+    this.#points = 0;
+    this.#lastTime = 0;
+    this.#body.textContent = "";
+    const dash = new Dashboard(this.#body, { windowS: this.#settings.timeWindow, height: 90, intervalS });
+    this.#dash = dash;
+    const host = h("div", "tl-grid tl-host");
+    this.#gpuGrid = h("div", "tl-grid tl-gpus");
+    this.#body.append(host, this.#gpuGrid);
+    const memLimit = (ctx: DrawContext) => {
+      const v = ctx.store.latest("mem.limit_bytes", ctx.staleS);
+      return finite(v) ? v : (this.#memLimit ?? NaN);
+    };
+
+    const cpu = dash.panel("CPU", "", host, "tl-cpu");
+    cpu.headline({ metric: "cpu.util_pct", cls: "tl-big" });
+    cpu.headline({ metric: "cpu.load1", label: "load 1 min", format: formatNumber });
+    cpu.chart({ unit: "pct", range: "pct", legend: false, series: [{ name: "cpu.util_pct", label: "all cores" }] });
+    cpu.cores();
+    this.#panels.set("cpu", { panel: cpu, metrics: PANEL_METRICS.cpu });
+
+    const mem = dash.panel("Memory", "used / limit", host, "tl-mem");
+    mem.headline({ metric: "mem.used_bytes", cls: "tl-big", format: (v, ctx) => formatBytesOf(v, memLimit(ctx)) });
+    mem.headline({ metric: "mem.util_pct", label: "used" });
+    mem.chart({
+      unit: "bytes",
+      minMax: 1024 ** 3,
+      legend: false,
+      series: [
+        { name: "mem.used_bytes", label: "used" },
+        { name: "mem.limit_bytes", label: "limit", color: "dim", dash: true, fallback: () => this.#memLimit },
+      ],
+    });
+    this.#panels.set("mem", { panel: mem, metrics: PANEL_METRICS.mem });
+
+    const disk = dash.panel("Disk I/O", "", host, "tl-disk");
+    disk.headline({ metric: "disk.read_bytes_per_s", label: "read", cls: "tl-mid", swatch: 0 });
+    disk.headline({ metric: "disk.write_bytes_per_s", label: "write", cls: "tl-mid", swatch: 1 });
+    disk.chart({ unit: "rate", minMax: 1e6, legend: false, series: [
+      { name: "disk.read_bytes_per_s", label: "read", color: 0 },
+      { name: "disk.write_bytes_per_s", label: "write", color: 1, fill: true },
+    ] });
+    this.#panels.set("disk", { panel: disk, metrics: PANEL_METRICS.disk });
+
+    const net = dash.panel("Network", "", host, "tl-net");
+    net.headline({ metric: "net.recv_bytes_per_s", label: "in", cls: "tl-mid", swatch: 0 });
+    net.headline({ metric: "net.sent_bytes_per_s", label: "out", cls: "tl-mid", swatch: 1 });
+    net.chart({ unit: "rate", minMax: 1e5, legend: false, series: [
+      { name: "net.recv_bytes_per_s", label: "in", color: 0 },
+      { name: "net.sent_bytes_per_s", label: "out", color: 1, fill: true },
+    ] });
+    this.#panels.set("net", { panel: net, metrics: PANEL_METRICS.net });
+
+    for (const d of devices) this.#addGpu(d);
+    dash.afterDraw(() => {
+      const t = dash.store.lastTime();
+      this.#root.setAttribute("data-last-time", Number.isFinite(t) ? String(t) : "");
+    });
+    this.#applyMetrics();
+    dash.schedule();
+  }
+
+  #addGpu(d: GpuDevice): void {
+    const dash = this.#dash;
+    if (!dash || !this.#gpuGrid || this.#gpus.has(d.index)) return;
+    this.#gpus.set(d.index, d);
+    const i = d.index;
+    const m = (k: string) => `gpu.${i}.${k}`;
+    const dev = () => this.#gpus.get(i) ?? d;
+    const latest = (ctx: DrawContext, k: string) => ctx.store.latest(m(k), ctx.staleS);
+    const latestOr = (ctx: DrawContext, k: string, fb: number | null | undefined) => {
+      const v = latest(ctx, k);
+      return finite(v) ? v : (fb ?? NaN);
+    };
+    const card = dash.panel(`GPU ${i}`, d.name || "", this.#gpuGrid, "tl-gpu");
+    card.el.setAttribute("data-gpu", String(i));
+    card.badge(
+      "tl-badge-throttle",
+      (ctx) => {
+        const mask = latest(ctx, "throttle_reasons");
+        if (!isThrottled(mask)) return null;
+        const r = throttleReasons(mask);
+        return r.length === 1 ? `throttled · ${r[0]}` : "throttled";
+      },
+      (ctx) => `clock-event reasons: ${throttleReasons(latest(ctx, "throttle_reasons")).join(", ")}`,
+    );
+    card.badge(
+      "tl-badge-ecc",
+      (ctx) => {
+        const u = latest(ctx, "ecc_uncorrected_errors");
+        const c = latest(ctx, "ecc_corrected_errors");
+        if (finite(u) && u > 0) return `ECC ${u} uncorrected`;
+        if (finite(c) && c > 0) return `ECC ${c} corrected`;
+        return null;
+      },
+      () => "ECC memory errors reported by the driver",
+    );
+    card.badge(
+      "tl-badge-temp",
+      (ctx) => {
+        const t = latest(ctx, "temp_c");
+        const slow = dev().temp_slowdown_c;
+        return finite(t) && finite(slow) && t >= slow - TEMP_MARGIN_C ? `hot · ${Math.round(t)} °C` : null;
+      },
+      () => `slowdown at ${dev().temp_slowdown_c ?? "?"} °C`,
+    );
+    card.headline({ metric: m("util_pct"), cls: "tl-big" });
+    card.headline({ metric: m("mem_used_bytes"), label: "memory", format: (v, ctx) => formatBytesOf(v, latestOr(ctx, "mem_total_bytes", dev().mem_total_bytes)) });
+    card.headline({ metric: m("temp_c") });
+    card.headline({ metric: m("power_w"), format: (v, ctx) => formatWattsOf(v, latestOr(ctx, "power_limit_w", dev().power_limit_w)) });
+    card.chart({ unit: "pct", range: "pct", title: "utilisation", legend: false, heightScale: 0.8, series: [{ name: m("util_pct"), label: "util" }] });
+    card.chart({
+      unit: "bytes",
+      title: "memory",
+      minMax: 1024 ** 3,
+      legend: false,
+      heightScale: 0.8,
+      series: [
+        { name: m("mem_used_bytes"), label: "used", color: 3 },
+        { name: m("mem_total_bytes"), label: "total", color: "dim", dash: true, fallback: () => dev().mem_total_bytes },
+      ],
+    });
+    card.onUpdate((ctx) => {
+      const lost = !finite(latest(ctx, "util_pct")) && !finite(latest(ctx, "mem_used_bytes"));
+      card.el.classList.toggle("tl-stale", lost && ctx.store.length > 0);
+    });
+    this.#panels.set(`gpu${i}`, {
+      panel: card,
+      metrics: ["util_pct", "mem_used_bytes", "temp_c", "power_w"].map(m),
+    });
+  }
+
+  #applyMetrics(): void {
+    const globs = this.#settings.metrics;
+    for (const { panel, metrics } of this.#panels.values()) panel.el.hidden = globs.length > 0 && !metrics.some((x) => matchesAny(x, globs));
+    this.#dash?.schedule();
+  }
+}
+
+function readSettings(s: ISettingRegistry.ISettings): Settings {
+  const c = s.composite as Partial<Settings>;
+  return {
+    refreshInterval: Number(c.refreshInterval) > 0 ? Number(c.refreshInterval) : DEFAULTS.refreshInterval,
+    timeWindow: Number(c.timeWindow) > 0 ? Number(c.timeWindow) : DEFAULTS.timeWindow,
+    metrics: Array.isArray(c.metrics) ? c.metrics.filter((x) => typeof x === "string") : [],
+  };
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description: "TrackLab: live system and GPU monitoring in the left sidebar",
+  autoStart: true,
+  optional: [ICommandPalette, ISettingRegistry, INotebookTracker, ILayoutRestorer],
+  activate: (
+    app: JupyterFrontEnd,
+    palette: ICommandPalette | null,
+    registry: ISettingRegistry | null,
+    tracker: INotebookTracker | null,
+    restorer: ILayoutRestorer | null,
+  ) => {
+    const panel = new TrackLabPanel();
+    app.shell.add(panel, "left", { rank: 900 });
+    restorer?.add(panel, panel.id);
+
+    app.commands.addCommand(CMD_OPEN, {
+      label: "TrackLab: Open monitor",
+      caption: "Show the TrackLab system and GPU monitor in the left sidebar",
+      icon: trackLabIcon,
+      execute: () => app.shell.activateById(panel.id),
+    });
+    app.commands.addCommand(CMD_INSERT, {
+      label: "TrackLab: Insert monitor cell",
+      caption: "Insert a code cell that shows tracklab.widget() below the active cell",
+      isEnabled: () => !!tracker?.currentWidget,
+      execute: () => {
+        const nb = tracker?.currentWidget;
+        if (!nb) return;
+        const notebook = nb.content;
+        NotebookActions.insertBelow(notebook);
+        notebook.activeCell?.model.sharedModel.setSource(MONITOR_CELL);
+        app.shell.activateById(nb.id);
+      },
+    });
+    if (palette) {
+      palette.addItem({ command: CMD_OPEN, category: "TrackLab" });
+      palette.addItem({ command: CMD_INSERT, category: "TrackLab" });
+    }
+    if (registry) {
+      registry
+        .load(PLUGIN_ID)
+        .then((s) => {
+          panel.settings = readSettings(s);
+          s.changed.connect(() => (panel.settings = readSettings(s)));
+        })
+        .catch((e) => console.warn("tracklab: settings not loaded", e));
+    }
+  },
+};
+
+export default plugin;

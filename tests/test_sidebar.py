@@ -1,0 +1,182 @@
+"""The JupyterLab sidebar (labextension/, prebuilt into tracklab_jupyter/labextension): the
+installed extension is listed enabled and OK, and in headless chromium under a non-root
+base_url (as on JupyterHub) its panel shows the host, live values that change, and a card
+for each fake H200."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+SHIM = Path(__file__).parent / "shim"
+TOKEN = "sidebar-test-token"
+BASE_URL = "/user/alice/"
+PREBUILT = ROOT / "tracklab_jupyter" / "labextension"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_prebuilt_extension_is_in_the_tree():
+    pkg = json.loads((PREBUILT / "package.json").read_text())
+    assert pkg["name"] == "tracklab-jupyter"
+    assert pkg["jupyterlab"]["_build"]["load"].startswith("static/remoteEntry.")
+    assert (PREBUILT / pkg["jupyterlab"]["_build"]["load"]).is_file()
+    schema = json.loads((PREBUILT / "schemas" / "tracklab-jupyter" / "plugin.json").read_text())
+    assert {"refreshInterval", "timeWindow", "metrics"} <= set(schema["properties"])
+
+
+def test_labextension_list_shows_it_enabled_and_ok():
+    r = subprocess.run([sys.executable, "-m", "jupyterlab.labextensions", "list"],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "NO_COLOR": "1"})
+    out = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)
+    line = next((ln for ln in out.splitlines() if "tracklab-jupyter" in ln), None)
+    assert line is not None, out
+    assert "enabled" in line and "OK" in line, line
+    assert "(python, tracklab-jupyter)" in line, line
+
+
+@pytest.fixture
+def lab_under_prefix(tmp_path):
+    port = free_port()
+    env = {**os.environ, "TRACKLAB_DATA_DIR": str(tmp_path / "data"),
+           "TRACKLAB_INTERVAL": "0.5", "TRACKLAB_FAKE_NVML_GPUS": "2",
+           "TRACKLAB_FAKE_NVML_MODE": "trace", "TRACKLAB_FAKE_NVML_STAGGER_S": "25",
+           "PYTHONPATH": os.pathsep.join([str(SHIM), os.environ.get("PYTHONPATH", "")]),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")}
+    log = open(tmp_path / "lab.log", "w")  # noqa: SIM115  (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}", "--allow-root",
+         f"--ServerApp.base_url={BASE_URL}", f"--ServerApp.root_dir={tmp_path}",
+         "--LabApp.news_url=",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}{BASE_URL}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}api/status?token={TOKEN}", timeout=2)
+            break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, \
+                (tmp_path / "lab.log").read_text()[-3000:]
+            time.sleep(0.3)
+    yield base, tmp_path
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_sidebar_shows_live_data_under_a_base_url(lab_under_prefix, browser):
+    base, tmp_path = lab_under_prefix
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/tracklab/" in r.url else None)
+    page.goto(f"{base}lab?token={TOKEN}")
+    tab = page.locator('.jp-SideBar.jp-mod-left [data-id="tracklab-monitor"]')
+    tab.wait_for(timeout=60_000)
+    tab.click()
+    root = page.locator("#tracklab-monitor .tl-sideroot")
+    try:
+        page.locator("#tracklab-monitor .tl-sideroot[data-state=live]").wait_for(timeout=60_000)
+        page.locator('#tracklab-monitor .tl-sideroot[data-transport="websocket"]').wait_for(
+            timeout=30_000)
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failed.png"))
+        raise AssertionError("the sidebar never went live: " + root.inner_text()
+                             + (tmp_path / "lab.log").read_text()[-2000:]) from None
+    cpu = page.locator('#tracklab-monitor [data-metric="cpu.util_pct"]')
+    gpu = page.locator('#tracklab-monitor [data-metric="gpu.1.util_pct"]')
+    gpu_power = page.locator('#tracklab-monitor [data-metric="gpu.0.power_w"]')
+    page.wait_for_function(
+        "() => document.querySelector('#tracklab-monitor [data-metric=\"cpu.util_pct\"]')"
+        "?.textContent.endsWith('%')", timeout=30_000)
+    points_before = int(root.get_attribute("data-points") or 0)
+    last_before = float(root.get_attribute("data-last-time") or 0)
+    seen = {(gpu.inner_text(), gpu_power.inner_text())}
+    for _ in range(12):  # about 6 s of the replayed trace
+        time.sleep(0.5)
+        seen.add((gpu.inner_text(), gpu_power.inner_text()))
+    points_after = int(root.get_attribute("data-points") or 0)
+    last_after = float(root.get_attribute("data-last-time") or 0)
+    page.screenshot(path=str(tmp_path / "sidebar.png"))
+    text = root.inner_text()
+    assert points_after > points_before > 0
+    assert last_after > last_before
+    assert cpu.inner_text().strip().endswith("%")
+    assert len(seen) >= 2, seen  # live values change
+    cards = page.locator("#tracklab-monitor .tl-gpu")
+    assert cards.count() == 2
+    assert "NVIDIA H200" in cards.first.inner_text()
+    assert page.locator("#tracklab-monitor canvas").count() >= 4
+    assert "vm" in text or "host" in text
+    assert re.search(r"recorder: ok", text), text
+    assert "No runs yet" in text
+    # everything went through the prefix: REST and the WebSocket
+    assert requests and all(BASE_URL + "tracklab/" in u for u in requests), requests
+    assert any("/tracklab/api/history" in u for u in requests)
+    assert not errors, errors
+    assert (tmp_path / "sidebar.png").stat().st_size > 10_000
+
+    # hidden: paused (no socket, no polling); shown again: backfills the gap and goes live
+    tab.click()
+    page.locator("#tracklab-monitor .tl-sideroot[data-state=paused]").wait_for(
+        state="attached", timeout=10_000)
+    time.sleep(1.5)
+    tab.click()
+    page.locator('#tracklab-monitor .tl-sideroot[data-state=live][data-transport="websocket"]'
+                 ).wait_for(timeout=30_000)
+    assert sum("/tracklab/api/history" in u for u in requests) >= 2, requests
+
+    # the command palette has both entries
+    page.keyboard.press("Control+Shift+C")
+    page.locator(".lm-CommandPalette-input").fill("TrackLab")
+    items = page.locator(".lm-CommandPalette-item")
+    items.first.wait_for(timeout=10_000)
+    labels = items.all_inner_texts()
+    assert any("TrackLab: Open monitor" in x for x in labels), labels
+    assert any("TrackLab: Insert monitor cell" in x for x in labels), labels
+    page.close()
+
+    # a proxy that breaks WebSockets: the panel falls back to REST polling and stays live
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.route_web_socket(re.compile(r".*/tracklab/ws.*"), lambda ws: ws.close())
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{base}lab?token={TOKEN}")
+    tab = page.locator('.jp-SideBar.jp-mod-left [data-id="tracklab-monitor"]')
+    tab.wait_for(timeout=60_000)
+    if page.locator("#tracklab-monitor").is_hidden():  # the layout may restore it open
+        tab.click()
+    root = page.locator("#tracklab-monitor .tl-sideroot")
+    page.locator('#tracklab-monitor .tl-sideroot[data-transport="polling"]').wait_for(
+        timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelector('#tracklab-monitor [data-metric=\"cpu.util_pct\"]')"
+        "?.textContent.endsWith('%')", timeout=30_000)
+    last_before = float(root.get_attribute("data-last-time") or 0)
+    time.sleep(3)
+    assert float(root.get_attribute("data-last-time") or 0) > last_before
+    assert root.get_attribute("data-transport") == "polling"
+    assert "REST polling" in root.inner_text()
+    assert not errors, errors

@@ -1,0 +1,471 @@
+"use strict";(self.rspackChunktracklab_jupyter=self.rspackChunktracklab_jupyter||[]).push([[812],{920(e,t,r){var o=r(601),a=r.n(o),l=r(314),n=(r.n(l))()(a());n.push([e.id,`/* ../js/node_modules/uplot/dist/uPlot.min.css */
+.uplot,
+.uplot *,
+.uplot *::before,
+.uplot *::after {
+  box-sizing: border-box;
+}
+.uplot {
+  font-family:
+    system-ui,
+    -apple-system,
+    "Segoe UI",
+    Roboto,
+    "Helvetica Neue",
+    Arial,
+    "Noto Sans",
+    sans-serif,
+    "Apple Color Emoji",
+    "Segoe UI Emoji",
+    "Segoe UI Symbol",
+    "Noto Color Emoji";
+  line-height: 1.5;
+  width: min-content;
+}
+.u-title {
+  text-align: center;
+  font-size: 18px;
+  font-weight: bold;
+}
+.u-wrap {
+  position: relative;
+  user-select: none;
+}
+.u-over,
+.u-under {
+  position: absolute;
+}
+.u-under {
+  overflow: hidden;
+}
+.uplot canvas {
+  display: block;
+  position: relative;
+  width: 100%;
+  height: 100%;
+}
+.u-axis {
+  position: absolute;
+}
+.u-legend {
+  font-size: 14px;
+  margin: auto;
+  text-align: center;
+}
+.u-inline {
+  display: block;
+}
+.u-inline * {
+  display: inline-block;
+}
+.u-inline tr {
+  margin-right: 16px;
+}
+.u-legend th {
+  font-weight: 600;
+}
+.u-legend th > * {
+  vertical-align: middle;
+  display: inline-block;
+}
+.u-legend .u-marker {
+  width: 1em;
+  height: 1em;
+  margin-right: 4px;
+  background-clip: padding-box !important;
+}
+.u-inline.u-live th::after {
+  content: ":";
+  vertical-align: middle;
+}
+.u-inline:not(.u-live) .u-value {
+  display: none;
+}
+.u-series > * {
+  padding: 4px;
+}
+.u-series th {
+  cursor: pointer;
+}
+.u-legend .u-off > * {
+  opacity: 0.3;
+}
+.u-select {
+  background: rgba(0, 0, 0, 0.07);
+  position: absolute;
+  pointer-events: none;
+}
+.u-cursor-x,
+.u-cursor-y {
+  position: absolute;
+  left: 0;
+  top: 0;
+  pointer-events: none;
+  will-change: transform;
+}
+.u-hz .u-cursor-x,
+.u-vt .u-cursor-y {
+  height: 100%;
+  border-right: 1px dashed #607D8B;
+}
+.u-hz .u-cursor-y,
+.u-vt .u-cursor-x {
+  width: 100%;
+  border-bottom: 1px dashed #607D8B;
+}
+.u-cursor-pt {
+  position: absolute;
+  top: 0;
+  left: 0;
+  border-radius: 50%;
+  border: 0 solid;
+  pointer-events: none;
+  will-change: transform;
+  background-clip: padding-box !important;
+}
+.u-axis.u-off,
+.u-select.u-off,
+.u-cursor-x.u-off,
+.u-cursor-y.u-off,
+.u-cursor-pt.u-off {
+  display: none;
+}
+
+/* ../js/charts.css */
+.tl-theme {
+  --tl-bg: var(--jp-layout-color0, var(--vscode-editor-background, #ffffff));
+  --tl-panel: var(--jp-layout-color0, var(--vscode-editor-background, #ffffff));
+  --tl-track: var(--jp-layout-color2, var(--vscode-editorWidget-background, #eceff1));
+  --tl-border: var(--jp-border-color2, var(--vscode-editorWidget-border, #e0e0e0));
+  --tl-grid: var(--jp-border-color3, var(--vscode-editorIndentGuide-background, rgba(0, 0, 0, 0.07)));
+  --tl-fg: var(--jp-ui-font-color1, var(--vscode-editor-foreground, rgba(0, 0, 0, 0.87)));
+  --tl-fg-strong: var(--jp-ui-font-color0, var(--vscode-editor-foreground, rgba(0, 0, 0, 1)));
+  --tl-fg-dim: var(--jp-ui-font-color2, var(--vscode-descriptionForeground, rgba(0, 0, 0, 0.56)));
+  --tl-font: var(--jp-ui-font-family, var(--vscode-font-family, system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif));
+  --tl-mono: var(--jp-code-font-family, var(--vscode-editor-font-family, ui-monospace, SFMono-Regular, Menlo, Consolas, monospace));
+  --tl-c1: var(--jp-brand-color1, var(--vscode-charts-blue, #1976d2));
+  --tl-c2: var(--jp-warn-color1, var(--vscode-charts-orange, #f57c00));
+  --tl-c3: var(--jp-accent-color1, var(--vscode-charts-green, #388e3c));
+  --tl-c4: var(--vscode-charts-purple, #9c27b0);
+  --tl-warn: var(--jp-warn-color1, var(--vscode-editorWarning-foreground, #f57c00));
+  --tl-error: var(--jp-error-color1, var(--vscode-editorError-foreground, #d32f2f));
+  --tl-ok: var(--jp-success-color1, var(--vscode-charts-green, #388e3c));
+  --tl-radius: 6px;
+  font-family: var(--tl-font);
+  color: var(--tl-fg);
+}
+body[data-jp-theme-light=false] .tl-theme {
+  --tl-c4: #ce93d8;
+}
+@media (prefers-color-scheme: dark) {
+  .tl-theme {
+    --tl-bg: var(--jp-layout-color0, var(--vscode-editor-background, #1e1e1e));
+    --tl-panel: var(--jp-layout-color0, var(--vscode-editor-background, #1e1e1e));
+    --tl-track: var(--jp-layout-color2, var(--vscode-editorWidget-background, #2c2c2c));
+    --tl-border: var(--jp-border-color2, var(--vscode-editorWidget-border, #3a3a3a));
+    --tl-grid: var(--jp-border-color3, var(--vscode-editorIndentGuide-background, rgba(255, 255, 255, 0.08)));
+    --tl-fg: var(--jp-ui-font-color1, var(--vscode-editor-foreground, rgba(255, 255, 255, 0.87)));
+    --tl-fg-strong: var(--jp-ui-font-color0, var(--vscode-editor-foreground, #ffffff));
+    --tl-fg-dim: var(--jp-ui-font-color2, var(--vscode-descriptionForeground, rgba(255, 255, 255, 0.6)));
+    --tl-c1: var(--jp-brand-color1, var(--vscode-charts-blue, #4a9eff));
+    --tl-c2: var(--jp-warn-color1, var(--vscode-charts-orange, #ffa040));
+    --tl-c3: var(--jp-accent-color1, var(--vscode-charts-green, #66bb6a));
+    --tl-c4: var(--vscode-charts-purple, #ce93d8);
+  }
+}
+.tl-panel {
+  background: var(--tl-panel);
+  border: 1px solid var(--tl-border);
+  border-radius: var(--tl-radius);
+  padding: 8px 10px 6px;
+  min-width: 0;
+  display: flex;
+  flex-direction: column;
+  gap: 4px;
+  box-sizing: border-box;
+}
+.tl-panel[hidden] {
+  display: none;
+}
+.tl-panel-head {
+  display: flex;
+  align-items: baseline;
+  gap: 6px;
+  min-width: 0;
+  white-space: nowrap;
+}
+.tl-panel-title {
+  font-size: 11px;
+  font-weight: 600;
+  letter-spacing: 0.06em;
+  text-transform: uppercase;
+  color: var(--tl-fg-dim);
+}
+.tl-panel-sub {
+  font-size: 11px;
+  color: var(--tl-fg-dim);
+  overflow: hidden;
+  text-overflow: ellipsis;
+  flex: 1 1 auto;
+  min-width: 0;
+}
+.tl-badges {
+  display: inline-flex;
+  gap: 4px;
+  flex: none;
+}
+.tl-badge {
+  font-size: 10px;
+  font-weight: 600;
+  line-height: 16px;
+  padding: 0 6px;
+  border-radius: 8px;
+  color: #fff;
+  background: var(--tl-warn);
+  letter-spacing: 0.02em;
+}
+.tl-badge[hidden] {
+  display: none;
+}
+.tl-badge.tl-badge-error {
+  background: var(--tl-error);
+}
+.tl-headlines {
+  display: flex;
+  align-items: baseline;
+  flex-wrap: wrap;
+  column-gap: 14px;
+  row-gap: 2px;
+  min-height: 28px;
+}
+.tl-headline {
+  display: inline-flex;
+  align-items: baseline;
+  gap: 4px;
+  white-space: nowrap;
+  font-variant-numeric: tabular-nums;
+  font-size: 12px;
+  color: var(--tl-fg);
+}
+.tl-headline .tl-value {
+  font-weight: 600;
+}
+.tl-headline.tl-big .tl-value {
+  font-size: 22px;
+  line-height: 26px;
+  font-weight: 600;
+  color: var(--tl-fg-strong);
+  letter-spacing: -0.01em;
+}
+.tl-caption {
+  font-size: 11px;
+  color: var(--tl-fg-dim);
+}
+.tl-swatch {
+  display: inline-block;
+  width: 8px;
+  height: 8px;
+  border-radius: 2px;
+  background: var(--tl-sw, var(--tl-c1));
+  flex: none;
+  align-self: center;
+}
+.tl-swatch.tl-swatch-dash {
+  height: 0;
+  width: 10px;
+  border-radius: 0;
+  background: none;
+  border-top: 2px dashed var(--tl-sw, var(--tl-fg-dim));
+}
+.tl-chart {
+  min-width: 0;
+  position: relative;
+}
+.tl-chart-title {
+  font-size: 11px;
+  color: var(--tl-fg-dim);
+  margin: 2px 0 0;
+}
+.tl-plot {
+  width: 100%;
+  min-width: 0;
+  overflow: hidden;
+  position: relative;
+}
+.tl-plot .uplot {
+  font-family: var(--tl-font);
+  line-height: 1;
+}
+.tl-plot .u-cursor-x {
+  border-right-color: var(--tl-fg-dim);
+}
+.tl-legend {
+  display: flex;
+  flex-wrap: wrap;
+  column-gap: 12px;
+  font-size: 11px;
+  color: var(--tl-fg-dim);
+  font-variant-numeric: tabular-nums;
+  min-height: 15px;
+}
+.tl-legend-item {
+  display: inline-flex;
+  align-items: center;
+  gap: 4px;
+  white-space: nowrap;
+}
+.tl-legend-value {
+  color: var(--tl-fg);
+}
+.tl-cores {
+  min-width: 0;
+}
+.tl-cores[hidden] {
+  display: none;
+}
+.tl-cores-canvas {
+  display: block;
+  width: 100%;
+  height: 22px;
+  border-radius: 3px;
+}
+.tl-cores-label {
+  font-size: 11px;
+  color: var(--tl-fg-dim);
+  font-variant-numeric: tabular-nums;
+  min-height: 14px;
+  margin-top: 2px;
+  white-space: nowrap;
+  overflow: hidden;
+  text-overflow: ellipsis;
+}
+.tl-hover {
+  position: absolute;
+  top: 2px;
+  left: 44px;
+  z-index: 2;
+  display: flex;
+  flex-direction: column;
+  gap: 1px;
+  padding: 3px 6px;
+  font-size: 11px;
+  line-height: 14px;
+  font-variant-numeric: tabular-nums;
+  white-space: nowrap;
+  color: var(--tl-fg);
+  background: var(--tl-bg);
+  border: 1px solid var(--tl-border);
+  border-radius: 4px;
+  box-shadow: 0 1px 3px rgba(0, 0, 0, 0.12);
+  pointer-events: none;
+}
+.tl-hover[hidden] {
+  display: none;
+}
+.tl-hover.tl-hover-right {
+  left: auto;
+  right: 8px;
+}
+.tl-hover-time {
+  color: var(--tl-fg-dim);
+}
+.tl-hover-item {
+  display: inline-flex;
+  align-items: center;
+  gap: 4px;
+}
+.tl-headline.tl-mid .tl-value {
+  font-size: 15px;
+  line-height: 26px;
+  color: var(--tl-fg-strong);
+}
+.tl-headline[hidden] {
+  display: none;
+}
+
+/* src/sidebar.css */
+.tl-sidebar {
+  overflow-y: auto;
+  background: var(--jp-layout-color1);
+  min-width: 260px;
+}
+.tl-side {
+  padding: 6px 8px 12px;
+  display: flex;
+  flex-direction: column;
+  gap: 8px;
+}
+.tl-side .tl-header {
+  display: flex;
+  align-items: center;
+  gap: 8px;
+  flex-wrap: wrap;
+}
+.tl-side .tl-brand {
+  font-weight: 600;
+}
+.tl-side .tl-status {
+  font-size: 11px;
+  color: var(--tl-fg-dim);
+}
+.tl-side .tl-status-error {
+  color: var(--tl-error);
+}
+.tl-node-select {
+  font-size: 11px;
+  max-width: 12em;
+}
+.tl-summary {
+  font-size: 11px;
+}
+.tl-facts {
+  display: grid;
+  grid-template-columns: max-content 1fr;
+  gap: 1px 8px;
+  margin: 0;
+}
+.tl-facts dt {
+  color: var(--tl-fg-dim);
+}
+.tl-facts dd {
+  margin: 0;
+  overflow: hidden;
+  text-overflow: ellipsis;
+  white-space: nowrap;
+}
+.tl-health {
+  font-size: 11px;
+  color: var(--tl-fg-dim);
+}
+.tl-health[data-status=degraded],
+.tl-health[data-status=unknown] {
+  color: var(--tl-warn);
+}
+.tl-side .tl-grid {
+  display: flex;
+  flex-direction: column;
+  gap: 8px;
+}
+.tl-side .tl-body {
+  display: flex;
+  flex-direction: column;
+  gap: 8px;
+}
+.tl-badge-ecc {
+  background: var(--tl-error);
+  color: #fff;
+}
+.tl-badge-temp {
+  background: var(--tl-warn);
+  color: #fff;
+}
+.tl-runs .tl-panel-head {
+  font-weight: 600;
+}
+.tl-empty {
+  font-size: 11px;
+  color: var(--tl-fg-dim);
+  padding: 6px 0;
+  font-style: italic;
+}
+`,""]),r.d(t,{},{A:n})},314(e){e.exports=function(e){var t=[];return t.toString=function(){return this.map(function(t){var r="",o=void 0!==t[5];return t[4]&&(r+="@supports (".concat(t[4],") {")),t[2]&&(r+="@media ".concat(t[2]," {")),o&&(r+="@layer".concat(t[5].length>0?" ".concat(t[5]):""," {")),r+=e(t),o&&(r+="}"),t[2]&&(r+="}"),t[4]&&(r+="}"),r}).join("")},t.i=function(e,r,o,a,l){"string"==typeof e&&(e=[[null,e,void 0]]);var n={};if(o)for(var i=0;i<this.length;i++){var d=this[i][0];null!=d&&(n[d]=!0)}for(var s=0;s<e.length;s++){var c=[].concat(e[s]);o&&n[c[0]]||(void 0!==l&&(void 0===c[5]||(c[1]="@layer".concat(c[5].length>0?" ".concat(c[5]):""," {").concat(c[1],"}")),c[5]=l),r&&(c[2]&&(c[1]="@media ".concat(c[2]," {").concat(c[1],"}")),c[2]=r),a&&(c[4]?(c[1]="@supports (".concat(c[4],") {").concat(c[1],"}"),c[4]=a):c[4]="".concat(a)),t.push(c))}},t}},601(e){e.exports=function(e){return e[1]}},495(e,t,r){r.r(t);var o=r(72),a=r.n(o),l=r(825),n=r.n(l),i=r(659),d=r.n(i),s=r(56),c=r.n(s),p=r(540),u=r.n(p),f=r(113),v=r.n(f),g=r(920),h={};h.styleTagTransform=v(),h.setAttributes=c(),h.insert=d().bind(null,"head"),h.domAPI=n(),h.insertStyleElement=u(),a()(g.A,h);let m=g.A&&g.A.locals?g.A.locals:void 0;r.d(t,{},{default:m})},72(e){var t=[];function r(e){for(var r=-1,o=0;o<t.length;o++)if(t[o].identifier===e){r=o;break}return r}function o(e,o){for(var a={},l=[],n=0;n<e.length;n++){var i=e[n],d=o.base?i[0]+o.base:i[0],s=a[d]||0,c="".concat(d," ").concat(s);a[d]=s+1;var p=r(c),u={css:i[1],media:i[2],sourceMap:i[3],supports:i[4],layer:i[5]};if(-1!==p)t[p].references++,t[p].updater(u);else{var f=function(e,t){var r=t.domAPI(t);return r.update(e),function(t){t?(t.css!==e.css||t.media!==e.media||t.sourceMap!==e.sourceMap||t.supports!==e.supports||t.layer!==e.layer)&&r.update(e=t):r.remove()}}(u,o);o.byIndex=n,t.splice(n,0,{identifier:c,updater:f,references:1})}l.push(c)}return l}e.exports=function(e,a){var l=o(e=e||[],a=a||{});return function(e){e=e||[];for(var n=0;n<l.length;n++){var i=r(l[n]);t[i].references--}for(var d=o(e,a),s=0;s<l.length;s++){var c=r(l[s]);0===t[c].references&&(t[c].updater(),t.splice(c,1))}l=d}}},659(e){var t={};e.exports=function(e,r){var o=function(e){if(void 0===t[e]){var r=document.querySelector(e);if(window.HTMLIFrameElement&&r instanceof window.HTMLIFrameElement)try{r=r.contentDocument.head}catch(e){r=null}t[e]=r}return t[e]}(e);if(!o)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");o.appendChild(r)}},540(e){e.exports=function(e){var t=document.createElement("style");return e.setAttributes(t,e.attributes),e.insert(t,e.options),t}},56(e,t,r){e.exports=function(e){var t=r.nc;t&&e.setAttribute("nonce",t)}},825(e){e.exports=function(e){if("u"<typeof document)return{update:function(){},remove:function(){}};var t=e.insertStyleElement(e);return{update:function(r){var o,a,l;o="",r.supports&&(o+="@supports (".concat(r.supports,") {")),r.media&&(o+="@media ".concat(r.media," {")),(a=void 0!==r.layer)&&(o+="@layer".concat(r.layer.length>0?" ".concat(r.layer):""," {")),o+=r.css,a&&(o+="}"),r.media&&(o+="}"),r.supports&&(o+="}"),(l=r.sourceMap)&&"u">typeof btoa&&(o+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(l))))," */")),e.styleTagTransform(o,t,e.options)},remove:function(){var e;null===(e=t).parentNode||e.parentNode.removeChild(e)}}}},113(e){e.exports=function(e,t){if(t.styleSheet)t.styleSheet.cssText=e;else{for(;t.firstChild;)t.removeChild(t.firstChild);t.appendChild(document.createTextNode(e))}}}}]);
