@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).parent.parent
@@ -180,3 +181,37 @@ def test_sidebar_shows_live_data_under_a_base_url(lab_under_prefix, browser):
     assert root.get_attribute("data-transport") == "polling"
     assert "REST polling" in root.inner_text()
     assert not errors, errors
+
+
+def test_insert_monitor_cell_from_the_command_palette(lab_under_prefix, browser):
+    base, tmp_path = lab_under_prefix
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('first')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, tmp_path / "insert.ipynb")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{base}lab/tree/insert.ipynb?token={TOKEN}")
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+    page.locator(".jp-Cell .jp-InputArea-editor").first.click()
+    page.keyboard.press("Escape")  # command mode, first cell active
+    palette = page.locator(".lm-CommandPalette-input")
+    for _ in range(5):  # the shortcut is ignored while the notebook is still settling
+        page.keyboard.press("Control+Shift+C")
+        try:
+            palette.wait_for(state="visible", timeout=2_000)
+            break
+        except Exception:
+            page.keyboard.press("Escape")
+    palette.fill("Insert monitor cell")
+    item = page.locator(".lm-CommandPalette-item", has_text="Insert monitor cell").first
+    item.wait_for(timeout=10_000)
+    item.click()
+    cells = page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.jp-Notebook .jp-Cell').length === 2",
+        timeout=10_000)
+    assert "print('first')" in cells.nth(0).inner_text()
+    inserted = cells.nth(1).inner_text()
+    assert "import tracklab" in inserted and "tracklab.widget()" in inserted, inserted
+    page.close()
