@@ -4,66 +4,25 @@ live data (the recorded H200 trace replayed through the fake NVML) that changes.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
+import urllib.request
 
 import nbformat
 import pytest
+from jupyterlab_process import jupyterlab
 
-SHIM = Path(__file__).parent / "shim"
 TOKEN = "browser-test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 def lab(tmp_path):
-    port = free_port()
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("import tracklab\ntracklab.widget(window='2m')")]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nbformat.write(nb, tmp_path / "monitor.ipynb")
-    env = {**os.environ, "TRACKLAB_DATA_DIR": str(tmp_path / "data"),
-           "TRACKLAB_INTERVAL": "0.5", "TRACKLAB_FAKE_NVML_GPUS": "2",
-           # GPU 1 replays the trace 25 s later: in its compute phase from the start
-           "TRACKLAB_FAKE_NVML_MODE": "trace", "TRACKLAB_FAKE_NVML_STAGGER_S": "25",
-           "PYTHONPATH": os.pathsep.join([str(SHIM), os.environ.get("PYTHONPATH", "")]),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")}
-    log = open(tmp_path / "lab.log", "w")  # noqa: SIM115  (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
-         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}", "--allow-root",
-         f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    import urllib.request
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
-            break
-        except OSError:
-            assert time.monotonic() < deadline and proc.poll() is None, \
-                (tmp_path / "lab.log").read_text()[-3000:]
-            time.sleep(0.3)
-    yield base, tmp_path
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with jupyterlab(tmp_path, TOKEN) as base:
+        yield base.rstrip("/"), tmp_path
 
 
 def test_widget_draws_live_data_in_jupyterlab(lab, browser):
@@ -108,7 +67,5 @@ def test_widget_draws_live_data_in_jupyterlab(lab, browser):
 
 
 def urllib_get(url: str) -> str:
-    import urllib.request
-
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.read().decode()

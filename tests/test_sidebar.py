@@ -8,28 +8,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
+from jupyterlab_process import jupyterlab
 
 ROOT = Path(__file__).parent.parent
-SHIM = Path(__file__).parent / "shim"
 TOKEN = "sidebar-test-token"
 BASE_URL = "/user/alice/"
 PREBUILT = ROOT / "tracklab_jupyter" / "labextension"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_prebuilt_extension_is_in_the_tree():
@@ -54,37 +45,8 @@ def test_labextension_list_shows_it_enabled_and_ok():
 
 @pytest.fixture
 def lab_under_prefix(tmp_path):
-    port = free_port()
-    env = {**os.environ, "TRACKLAB_DATA_DIR": str(tmp_path / "data"),
-           "TRACKLAB_INTERVAL": "0.5", "TRACKLAB_FAKE_NVML_GPUS": "2",
-           "TRACKLAB_FAKE_NVML_MODE": "trace", "TRACKLAB_FAKE_NVML_STAGGER_S": "25",
-           "PYTHONPATH": os.pathsep.join([str(SHIM), os.environ.get("PYTHONPATH", "")]),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")}
-    log = open(tmp_path / "lab.log", "w")  # noqa: SIM115  (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
-         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}", "--allow-root",
-         f"--ServerApp.base_url={BASE_URL}", f"--ServerApp.root_dir={tmp_path}",
-         "--LabApp.news_url=",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}{BASE_URL}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}api/status?token={TOKEN}", timeout=2)
-            break
-        except OSError:
-            assert time.monotonic() < deadline and proc.poll() is None, \
-                (tmp_path / "lab.log").read_text()[-3000:]
-            time.sleep(0.3)
-    yield base, tmp_path
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with jupyterlab(tmp_path, TOKEN, BASE_URL) as base:
+        yield base, tmp_path
 
 
 def test_sidebar_shows_live_data_under_a_base_url(lab_under_prefix, browser):

@@ -1,0 +1,61 @@
+"""Starting a real JupyterLab for the browser tests: its own port, config dir and data dir,
+and two replayed H200s (the fake NVML shim) whose trace GPU 1 plays 25 s ahead, so its
+utilisation moves from the first second."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SHIM = Path(__file__).parent / "shim"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def jupyterlab(tmp_path: Path, token: str, base_url: str = "/") -> Iterator[str]:
+    """Run JupyterLab rooted at ``tmp_path``; yields its URL (ending in ``base_url``)."""
+    port = free_port()
+    env = {**os.environ, "TRACKLAB_DATA_DIR": str(tmp_path / "data"),
+           "TRACKLAB_INTERVAL": "0.5", "TRACKLAB_FAKE_NVML_GPUS": "2",
+           "TRACKLAB_FAKE_NVML_MODE": "trace", "TRACKLAB_FAKE_NVML_STAGGER_S": "25",
+           "PYTHONPATH": os.pathsep.join([str(SHIM), os.environ.get("PYTHONPATH", "")]),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")}
+    with open(tmp_path / "lab.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", "--allow-root",
+             f"--ServerApp.base_url={base_url}", f"--ServerApp.root_dir={tmp_path}",
+             "--LabApp.news_url=",
+             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+        base = f"http://127.0.0.1:{port}{base_url}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    urllib.request.urlopen(f"{base}api/status?token={token}", timeout=2)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline and proc.poll() is None, \
+                        (tmp_path / "lab.log").read_text()[-3000:]
+                    time.sleep(0.3)
+            yield base
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
