@@ -6,7 +6,6 @@ import {
   decodeData,
   formatBytesOf,
   formatClock,
-  formatNumber,
   formatWattsOf,
   gpuIndices,
   h,
@@ -16,6 +15,7 @@ import {
   type DrawContext,
   type Panel,
 } from "./charts";
+import { buildHostPanels } from "./host_panels";
 import "./widget.css";
 
 /** The part of anywidget's model this module uses (also what the test harness fakes). */
@@ -51,14 +51,6 @@ interface EventMsg {
   type: "event";
   event: { time?: number; node?: string; kind?: string; message?: string; data?: unknown };
 }
-
-/** Example metric names per panel, matched against the `metrics` globs. */
-const PANEL_METRICS: Record<string, string[]> = {
-  cpu: ["cpu.util_pct", "cpu.core.0.util_pct", "cpu.load1"],
-  mem: ["mem.used_bytes", "mem.util_pct", "mem.limit_bytes", "swap.used_bytes"],
-  disk: ["disk.read_bytes_per_s", "disk.write_bytes_per_s"],
-  net: ["net.recv_bytes_per_s", "net.sent_bytes_per_s"],
-};
 
 function gpuMetrics(i: number): string[] {
   return ["util_pct", "mem_used_bytes", "mem_total_bytes", "temp_c", "power_w", "throttle_reasons"].map((m) => `gpu.${i}.${m}`);
@@ -164,60 +156,10 @@ class WidgetView {
 
   #buildHost(dash: Dashboard, grid: HTMLElement, msg: InitMsg): void {
     const info = msg.info ?? {};
-    const memLimit = (ctx: DrawContext) => {
-      const v = ctx.store.latest("mem.limit_bytes", ctx.staleS);
-      return finite(v) ? v : (info.mem_limit_bytes ?? NaN);
-    };
-
-    const sub = [info.cpu_model, info.cpu_count ? `${info.cpu_count} cores` : ""].filter(Boolean).join(" · ");
-    const cpu = dash.panel("CPU", sub, grid, "tl-cpu");
-    cpu.headline({ metric: "cpu.util_pct", cls: "tl-big" });
-    cpu.headline({ metric: "cpu.load1", label: "load 1 min", format: formatNumber });
-    cpu.chart({ unit: "pct", range: "pct", legend: false, series: [{ name: "cpu.util_pct", label: "all cores" }] });
-    cpu.cores();
-    this.#panels.set("cpu", { panel: cpu, metrics: PANEL_METRICS.cpu });
-
-    const mem = dash.panel("Memory", "used / limit", grid, "tl-mem");
-    mem.headline({ metric: "mem.used_bytes", cls: "tl-big", format: (v, ctx) => formatBytesOf(v, memLimit(ctx)) });
-    mem.headline({ metric: "mem.util_pct", label: "used" });
-    mem.headline({ metric: "swap.used_bytes", label: "swap", optional: true });
-    mem.chart({
-      unit: "bytes",
-      minMax: 1024 ** 3,
-      series: [
-        { name: "mem.used_bytes", label: "used" },
-        { name: "mem.limit_bytes", label: "limit", color: "dim", dash: true, fallback: () => info.mem_limit_bytes },
-      ],
-    });
-    this.#panels.set("mem", { panel: mem, metrics: PANEL_METRICS.mem });
-
-    const disk = dash.panel("Disk I/O", "all block devices", grid, "tl-disk");
-    disk.headline({ metric: "disk.read_bytes_per_s", label: "read", cls: "tl-mid", swatch: 0 });
-    disk.headline({ metric: "disk.write_bytes_per_s", label: "write", cls: "tl-mid", swatch: 1 });
-    disk.chart({
-      unit: "rate",
-      minMax: 1e6,
-      legend: false,
-      series: [
-        { name: "disk.read_bytes_per_s", label: "read", color: 0 },
-        { name: "disk.write_bytes_per_s", label: "write", color: 1, fill: true },
-      ],
-    });
-    this.#panels.set("disk", { panel: disk, metrics: PANEL_METRICS.disk });
-
-    const net = dash.panel("Network", "all interfaces", grid, "tl-net");
-    net.headline({ metric: "net.recv_bytes_per_s", label: "in", cls: "tl-mid", swatch: 0 });
-    net.headline({ metric: "net.sent_bytes_per_s", label: "out", cls: "tl-mid", swatch: 1 });
-    net.chart({
-      unit: "rate",
-      minMax: 1e5,
-      legend: false,
-      series: [
-        { name: "net.recv_bytes_per_s", label: "in", color: 0 },
-        { name: "net.sent_bytes_per_s", label: "out", color: 1, fill: true },
-      ],
-    });
-    this.#panels.set("net", { panel: net, metrics: PANEL_METRICS.net });
+    const cpuSubtitle = [info.cpu_model, info.cpu_count ? `${info.cpu_count} cores` : ""].filter(Boolean).join(" · ");
+    for (const [key, entry] of buildHostPanels(dash, grid, { cpuSubtitle, memLimit: () => info.mem_limit_bytes })) {
+      this.#panels.set(key, entry);
+    }
   }
 
   #addGpu(g: GpuInfo): void {

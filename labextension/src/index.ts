@@ -17,7 +17,6 @@ import {
   formatBytes,
   formatBytesOf,
   formatClock,
-  formatNumber,
   formatWattsOf,
   h,
   isThrottled,
@@ -27,6 +26,7 @@ import {
   type DrawContext,
   type Panel,
 } from "../../js/charts";
+import { buildHostPanels } from "../../js/host_panels";
 import "./sidebar.css";
 
 const PLUGIN_ID = "tracklab-jupyter:plugin";
@@ -45,14 +45,6 @@ export interface Settings {
   metrics: string[];
 }
 const DEFAULTS: Settings = { refreshInterval: 1, timeWindow: 300, metrics: [] };
-
-/** Example metric names per host panel, matched against the `metrics` setting. */
-const PANEL_METRICS: Record<string, string[]> = {
-  cpu: ["cpu.util_pct", "cpu.core.0.util_pct", "cpu.load1"],
-  mem: ["mem.used_bytes", "mem.util_pct", "mem.limit_bytes"],
-  disk: ["disk.read_bytes_per_s", "disk.write_bytes_per_s"],
-  net: ["net.recv_bytes_per_s", "net.sent_bytes_per_s"],
-};
 
 const TEMP_MARGIN_C = 5;
 const BACKOFF_MIN_MS = 1000;
@@ -515,49 +507,8 @@ export class TrackLabPanel extends Widget {
     const host = h("div", "tl-grid tl-host");
     this.#gpuGrid = h("div", "tl-grid tl-gpus");
     this.#body.append(host, this.#gpuGrid);
-    const memLimit = (ctx: DrawContext) => {
-      const v = ctx.store.latest("mem.limit_bytes", ctx.staleS);
-      return finite(v) ? v : (this.#memLimit ?? NaN);
-    };
-
-    const cpu = dash.panel("CPU", "", host, "tl-cpu");
-    cpu.headline({ metric: "cpu.util_pct", cls: "tl-big" });
-    cpu.headline({ metric: "cpu.load1", label: "load 1 min", format: formatNumber });
-    cpu.chart({ unit: "pct", range: "pct", legend: false, series: [{ name: "cpu.util_pct", label: "all cores" }] });
-    cpu.cores();
-    this.#panels.set("cpu", { panel: cpu, metrics: PANEL_METRICS.cpu });
-
-    const mem = dash.panel("Memory", "used / limit", host, "tl-mem");
-    mem.headline({ metric: "mem.used_bytes", cls: "tl-big", format: (v, ctx) => formatBytesOf(v, memLimit(ctx)) });
-    mem.headline({ metric: "mem.util_pct", label: "used" });
-    mem.chart({
-      unit: "bytes",
-      minMax: 1024 ** 3,
-      legend: false,
-      series: [
-        { name: "mem.used_bytes", label: "used" },
-        { name: "mem.limit_bytes", label: "limit", color: "dim", dash: true, fallback: () => this.#memLimit },
-      ],
-    });
-    this.#panels.set("mem", { panel: mem, metrics: PANEL_METRICS.mem });
-
-    const disk = dash.panel("Disk I/O", "", host, "tl-disk");
-    disk.headline({ metric: "disk.read_bytes_per_s", label: "read", cls: "tl-mid", swatch: 0 });
-    disk.headline({ metric: "disk.write_bytes_per_s", label: "write", cls: "tl-mid", swatch: 1 });
-    disk.chart({ unit: "rate", minMax: 1e6, legend: false, series: [
-      { name: "disk.read_bytes_per_s", label: "read", color: 0 },
-      { name: "disk.write_bytes_per_s", label: "write", color: 1, fill: true },
-    ] });
-    this.#panels.set("disk", { panel: disk, metrics: PANEL_METRICS.disk });
-
-    const net = dash.panel("Network", "", host, "tl-net");
-    net.headline({ metric: "net.recv_bytes_per_s", label: "in", cls: "tl-mid", swatch: 0 });
-    net.headline({ metric: "net.sent_bytes_per_s", label: "out", cls: "tl-mid", swatch: 1 });
-    net.chart({ unit: "rate", minMax: 1e5, legend: false, series: [
-      { name: "net.recv_bytes_per_s", label: "in", color: 0 },
-      { name: "net.sent_bytes_per_s", label: "out", color: 1, fill: true },
-    ] });
-    this.#panels.set("net", { panel: net, metrics: PANEL_METRICS.net });
+    const panels = buildHostPanels(dash, host, { memLimit: () => this.#memLimit, compact: true });
+    for (const [key, entry] of panels) this.#panels.set(key, entry);
 
     for (const d of devices) this.#addGpu(d);
     dash.afterDraw(() => {
