@@ -17,10 +17,14 @@ log = logging.getLogger("tracklab_jupyter.hub")
 
 SAMPLE = "sample"
 EVENT = "event"
+#: A run was created, changed state, was edited or deleted: ``{"reason", "run"}``.
+RUN = "run"
+#: New values logged by a run, batched: the ``metric_update`` data of docs/RUNS.md.
+RUN_METRICS = "run_metrics"
 
 # How many items each topic keeps for a reader that has not caught up. Samples coalesce to
-# the newest; events are rare and each one matters, so more are kept.
-DEFAULT_DEPTH = {SAMPLE: 1, EVENT: 256}
+# the newest; events and run changes are rare and each one matters, so more are kept.
+DEFAULT_DEPTH = {SAMPLE: 1, EVENT: 256, RUN: 256, RUN_METRICS: 256}
 
 
 class Subscription:
