@@ -141,7 +141,8 @@ class FakeNvml(types.ModuleType):
 
     def __init__(self, gpus: int = 1, mode: str = "busy", *, mig: int = 0,
                  library_missing: bool = False, init_error: int | None = None,
-                 trace_stagger_s: float = 0.0, fixture_dir: Path = FIXTURE_DIR) -> None:
+                 trace_stagger_s: float = 0.0, fixture_dir: Path = FIXTURE_DIR,
+                 load_pid: int | None = None) -> None:
         super().__init__("pynvml", "Fake pynvml replaying a recorded NVIDIA H200")
         if mode not in ("idle", "busy", "trace"):
             raise ValueError(f"mode must be idle, busy or trace, not {mode!r}")
@@ -150,6 +151,10 @@ class FakeNvml(types.ModuleType):
         self._copy_names(real)
         self.mode = mode
         self._probe = load_probe(fixture_dir)
+        if load_pid is not None:
+            # The recorded load, seen as one of this machine's processes (as NVML would
+            # report a local training script): its memory is still the recorded value.
+            self._probe = {**self._probe, "load_pid": load_pid}
         self._trace = load_trace(fixture_dir) if mode == "trace" else None
         self._gpu_count = gpus
         self._init_error = real.NVML_ERROR_LIBRARY_NOT_FOUND if library_missing else init_error
@@ -618,4 +623,6 @@ def fake_from_env(env: dict[str, str]) -> FakeNvml:
         mig=int(env.get("TRACKLAB_FAKE_NVML_MIG", "0")),
         library_missing=env.get("TRACKLAB_FAKE_NVML_NO_LIBRARY", "") not in ("", "0"),
         trace_stagger_s=float(env.get("TRACKLAB_FAKE_NVML_STAGGER_S", "0")),
+        load_pid=int(env["TRACKLAB_FAKE_NVML_LOAD_PID"])
+        if env.get("TRACKLAB_FAKE_NVML_LOAD_PID") else None,
     )

@@ -9,8 +9,8 @@ from typing import Any
 
 from tracklab_jupyter._version import __version__
 
-__all__ = ["__version__", "history", "load_ipython_extension", "snapshot",
-           "unload_ipython_extension", "widget"]
+__all__ = ["__version__", "finish", "history", "init", "load_ipython_extension", "log",
+           "monitor_gpu", "runs", "snapshot", "unload_ipython_extension", "widget"]
 
 
 def snapshot(window: float = 0.5, *, gpus: str | list[str] | None = None) -> dict[str, Any]:
@@ -26,19 +26,85 @@ def snapshot(window: float = 0.5, *, gpus: str | list[str] | None = None) -> dic
     return take_snapshot(window, SamplerConfig(gpus=gpus))
 
 
-def history(metrics: Any = None, start: Any = "-1h", end: Any = None, step: Any = None,
-            node: Any = None, agg: str = "mean", data_dir: Any = None) -> Any:
+def history(metrics: Any = None, start: Any = None, end: Any = None, step: Any = None,
+            node: Any = None, agg: str = "mean", data_dir: Any = None, run: Any = None) -> Any:
     """Recorded metrics as a :class:`~tracklab_jupyter.history.History`; call
     ``.to_pandas()`` on it for a DataFrame. See :func:`tracklab_jupyter.history.history`.
 
     ``metrics``: a name, a glob (``"gpu.*.util_pct"``) or a list; ``start``/``end``: a
-    datetime, epoch seconds, ISO text or ``"-15min"``; ``step``: None or ``"10s"``,
-    ``"1min"``...; ``agg``: ``mean``, ``min``, ``max`` or ``last``.
+    datetime, epoch seconds, ISO text or ``"-15min"`` (default: the last hour);
+    ``step``: None or ``"10s"``, ``"1min"``...; ``agg``: ``mean``, ``min``, ``max`` or
+    ``last``. ``run``: a run (or its id): the range and node become the run's lifetime and
+    host (``start``/``end`` may narrow it).
     """
     from tracklab_jupyter.history import history as _history
 
-    return _history(metrics=metrics, start=start, end=end, step=step, node=node, agg=agg,
-                    data_dir=data_dir)
+    if run is not None:
+        from tracklab_jupyter.runs.history import run_span
+        from tracklab_jupyter.runs.store import RunStore
+        from tracklab_jupyter.store.timespec import parse_time
+
+        with RunStore(data_dir) as store:
+            record = store.get_run(getattr(run, "id", run))
+        run_start, run_end = run_span(record)
+        start = run_start if start is None else max(parse_time(start), run_start)
+        end = run_end if end is None else min(parse_time(end), run_end)
+        node = record["node"] if node is None else node
+    return _history(metrics=metrics, start="-1h" if start is None else start, end=end,
+                    step=step, node=node, agg=agg, data_dir=data_dir)
+
+
+def init(project: str | None = None, name: str | None = None, config: Any = None,
+         tags: list[str] | None = None, system_monitor: bool = True, notes: str | None = None,
+         data_dir: Any = None) -> Any:
+    """Start a run and return it (:class:`~tracklab_jupyter.runs.run.Run`).
+
+    ``project``: 1-128 letters, digits, ``.``, ``_``, ``-`` (default ``$TRACKLAB_PROJECT``
+    or ``"default"``); ``name``: default ``run-N``; ``config``: a dict (or argparse
+    Namespace or dataclass) of settings; ``tags``: strings; ``system_monitor``: make sure
+    this host is sampled and record this process tree's CPU, memory, threads and GPU
+    memory. Works in notebooks and plain scripts; use ``run.log({...})`` and
+    ``run.finish()`` or a ``with`` block. See docs/RUNS.md.
+    """
+    from tracklab_jupyter.runs.run import init as _init
+
+    return _init(project=project, name=name, config=config, tags=tags,
+                 system_monitor=system_monitor, notes=notes, data_dir=data_dir)
+
+
+def log(metrics: Any, step: int | None = None) -> None:
+    """``run.log`` on the run :func:`init` started last in this process."""
+    from tracklab_jupyter.runs.run import current_run
+
+    run = current_run()
+    if run is None:
+        raise RuntimeError("no run in progress: call tracklab.init(project=...) first")
+    run.log(metrics, step=step)
+
+
+def finish() -> None:
+    """Finish the run :func:`init` started last in this process (if any)."""
+    from tracklab_jupyter.runs.run import current_run
+
+    run = current_run()
+    if run is not None:
+        run.finish()
+
+
+def monitor_gpu(run_id: Any) -> Any:
+    """A logger of GPU readings into a run: ``tracklab.monitor_gpu(run.id)
+    .log_gpu_metrics()`` logs every ``gpu.*`` value of this host's latest sample."""
+    from tracklab_jupyter.runs.gpu import GpuLogger
+
+    return GpuLogger(getattr(run_id, "id", run_id))
+
+
+def runs(project: str | None = None, state: str | None = None, limit: int = 1000,
+         data_dir: Any = None) -> Any:
+    """The runs in the store, newest first, as a pandas DataFrame indexed by run id."""
+    from tracklab_jupyter.runs.listing import runs_frame
+
+    return runs_frame(project=project, state=state, limit=limit, data_dir=data_dir)
 
 
 def widget(metrics: str | list[str] | None = None, window: float | str = "5m",

@@ -102,6 +102,8 @@ class Monitor:
         self._recent_sub: Any = None
         self._started_at = time.time()
         self._start_error: str | None = None
+        self._run_watcher: Any = None
+        self._watch_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -130,9 +132,23 @@ class Monitor:
                                              daemon=True)
         self._tail_thread.start()
 
+    def watch_runs(self) -> None:
+        """Publish runs and run metrics written by any process on the hub (topics ``RUN``
+        and ``RUN_METRICS``), and mark crashed runs of this host. Idempotent; cheap to
+        call from the event loop (the work happens in the watcher's thread)."""
+        from tracklab_jupyter.runs.watcher import RunWatcher
+
+        with self._watch_lock:
+            if self._run_watcher is None and not self._stop.is_set():
+                self._run_watcher = RunWatcher(self.data_dir, self.hub, self.node)
+                self._run_watcher.start()
+
     def stop(self) -> None:
         """Stop sampling (flushing the store) or reading. Idempotent."""
         self._stop.set()
+        with self._watch_lock:
+            if self._run_watcher is not None:
+                self._run_watcher.stop()
         if self._tail_thread is not None:
             self._tail_thread.join(5)
         if self._recorder is not None:

@@ -8,6 +8,8 @@ gives a :class:`fake_nvml.FakeNvml` configured from the environment:
 - ``TRACKLAB_FAKE_NVML_MIG``: MIG devices per GPU (default 0: MIG off)
 - ``TRACKLAB_FAKE_NVML_NO_LIBRARY``: ``1`` makes nvmlInit raise LibraryNotFound
 - ``TRACKLAB_FAKE_NVML_STAGGER_S``: trace offset between GPUs in seconds (default 0)
+- ``TRACKLAB_FAKE_NVML_LOAD_PID``: the pid the recorded load's process is reported as
+  (default: the recorded pid)
 """
 
 from __future__ import annotations

@@ -1,32 +1,49 @@
-"""The one monitor of a kernel process, shared by widgets, magics and cell timing.
+"""The one monitor of a kernel (or script) process, shared by widgets, magics, cell timing
+and runs.
 
 Started in the background on first use: it records when no other process does (VS Code,
-a plain kernel) and reads the store's live tail when the Jupyter server records.
+a plain kernel, a training script) and reads the store's live tail when the Jupyter server
+records. It is stopped at exit, so a recording script flushes its last samples.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+from pathlib import Path
 
 from tracklab_jupyter.monitor import Monitor, MonitorConfig
+from tracklab_jupyter.store.paths import resolve_data_dir
 
 _lock = threading.Lock()
 _monitor: Monitor | None = None
+_exit_hook = False
 
 
-def kernel_monitor() -> Monitor:
-    """This process's monitor, created and started (in a thread) on first call."""
-    global _monitor
+def kernel_monitor(data_dir: str | os.PathLike[str] | None = None) -> Monitor:
+    """This process's monitor, created and started (in a thread) on first call.
+
+    ``data_dir`` defaults to ``$TRACKLAB_DATA_DIR``; a process monitors one data dir, so
+    asking for another one once started raises ValueError.
+    """
+    global _monitor, _exit_hook
     with _lock:
+        wanted: Path | None = resolve_data_dir(data_dir) if data_dir is not None else None
         if _monitor is None:
             config = MonitorConfig.from_settings(
                 interval=float(os.environ.get("TRACKLAB_INTERVAL", "1") or 1),
-                data_dir=os.environ.get("TRACKLAB_DATA_DIR") or None,
+                data_dir=str(wanted) if wanted else os.environ.get("TRACKLAB_DATA_DIR") or None,
                 source="TRACKLAB_* environment")
             _monitor = Monitor(config)
             threading.Thread(target=_monitor.start, name="tracklab-kernel-start",
                              daemon=True).start()
+            if not _exit_hook:
+                _exit_hook = True
+                atexit.register(stop_kernel_monitor)
+        elif wanted is not None and wanted != _monitor.data_dir:
+            raise ValueError(f"this process already monitors {_monitor.data_dir}; it cannot "
+                             f"also monitor {wanted} (use one data dir per process)")
         return _monitor
 
 

@@ -48,26 +48,31 @@ class Reply:
     etag: str | None = None
     last_modified: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    status: int = 200
 
 
 @dataclass(frozen=True)
 class Endpoint:
+    """``handler(monitor, params, **path_args)`` answers ``method`` on ``path``, whose
+    ``{name}`` parts are path arguments; a PATCH handler also gets ``body`` (bytes)."""
+
     path: str
-    handler: Callable[[Monitor, Params], Reply]
+    handler: Callable[..., Reply]
     blocking: bool = False  # reads SQLite: run in a thread, never on the event loop
     summary: str = ""
+    method: str = "GET"
 
 
 # -- query helpers --------------------------------------------------------------------
 
-def _one(params: Params, name: str, default: str | None = None) -> str | None:
+def one(params: Params, name: str, default: str | None = None) -> str | None:
     values = params.get(name)
     if not values:
         return default
     return values[-1]
 
 
-def _many(params: Params, name: str) -> list[str]:
+def many(params: Params, name: str) -> list[str]:
     """``?metrics=a,b&metrics=c`` -> ``["a", "b", "c"]``."""
     out: list[str] = []
     for value in params.get(name, []):
@@ -75,15 +80,31 @@ def _many(params: Params, name: str) -> list[str]:
     return out
 
 
-def _check_params(params: Params, allowed: set[str]) -> None:
+def check_params(params: Params, allowed: set[str]) -> None:
     unknown = sorted(set(params) - allowed - {"token"})
     if unknown:
         raise ApiError(400, f"unknown query parameter {unknown[0]!r}",
                        f"accepted parameters: {', '.join(sorted(allowed)) or 'none'}")
 
 
+def int_param(params: Params, name: str, default: int | None, low: int, high: int
+              ) -> int | None:
+    """An integer query parameter from ``low`` to ``high`` (400 otherwise)."""
+    text = one(params, name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError
+    except ValueError:
+        raise ApiError(400, f"bad {name} {text!r}",
+                       f"{name} must be an integer from {low} to {high}") from None
+    return value
+
+
 def _check_node(monitor: Monitor, params: Params) -> None:
-    node = _one(params, "node")
+    node = one(params, "node")
     if node is not None and node != monitor.node:
         raise ApiError(404, f"unknown node {node!r}", f"known nodes: {monitor.node}")
 
@@ -105,25 +126,25 @@ def _latest_etag(monitor: Monitor, params: Params) -> str | None:
 # -- endpoints ------------------------------------------------------------------------
 
 def system_info(monitor: Monitor, params: Params) -> Reply:
-    _check_params(params, {"node"})
+    check_params(params, {"node"})
     _check_node(monitor, params)
     return Reply({"node": monitor.node, "version": __version__, "interval_s": monitor.interval,
                   "role": monitor.role, **monitor.info})
 
 
 def system_metrics(monitor: Monitor, params: Params) -> Reply:
-    _check_params(params, {"node", "metrics"})
+    check_params(params, {"node", "metrics"})
     _check_node(monitor, params)
     sample = monitor.latest
     if sample is None:
         raise ApiError(503, "no sample yet", "the sampler has not produced its first sample")
-    metrics = _select(sample.metrics, _many(params, "metrics"))
+    metrics = _select(sample.metrics, many(params, "metrics"))
     return Reply({"time": sample.time, "node": sample.node, "metrics": metrics},
                  etag=_latest_etag(monitor, params), last_modified=sample.time)
 
 
 def accelerators(monitor: Monitor, params: Params) -> Reply:
-    _check_params(params, {"node"})
+    check_params(params, {"node"})
     _check_node(monitor, params)
     sample = monitor.latest
     metrics = sample.metrics if sample else {}
@@ -140,7 +161,7 @@ def accelerators(monitor: Monitor, params: Params) -> Reply:
 
 
 def hardware_cpu(monitor: Monitor, params: Params) -> Reply:
-    _check_params(params, {"node"})
+    check_params(params, {"node"})
     _check_node(monitor, params)
     sample = monitor.latest
     metrics = sample.metrics if sample else {}
@@ -152,36 +173,36 @@ def hardware_cpu(monitor: Monitor, params: Params) -> Reply:
 
 
 def cluster_info(monitor: Monitor, params: Params) -> Reply:
-    _check_params(params, set())
+    check_params(params, set())
     return Reply({"provider": "local", "nodes": [monitor.node_status()]})
 
 
 def cluster_metrics(monitor: Monitor, params: Params) -> Reply:
-    _check_params(params, {"metrics"})
+    check_params(params, {"metrics"})
     sample = monitor.latest
     nodes = {}
     if sample is not None:
         nodes[sample.node] = {"time": sample.time,
-                              "metrics": _select(sample.metrics, _many(params, "metrics"))}
+                              "metrics": _select(sample.metrics, many(params, "metrics"))}
     return Reply({"provider": "local", "nodes": nodes}, etag=_latest_etag(monitor, params))
 
 
 def health(monitor: Monitor, params: Params) -> Reply:
-    _check_params(params, set())
+    check_params(params, set())
     return Reply(monitor.health())
 
 
 def history(monitor: Monitor, params: Params) -> Reply:
-    _check_params(params, {"metrics", "start", "end", "step", "agg", "node", "format"})
-    fmt = _one(params, "format", "json")
+    check_params(params, {"metrics", "start", "end", "step", "agg", "node", "format"})
+    fmt = one(params, "format", "json")
     if fmt not in ("json", "csv"):
         raise ApiError(400, f"unknown format {fmt!r}", "accepted formats: json, csv")
-    query = {"start": _one(params, "start", "-1h"), "end": _one(params, "end"),
-             "step": _one(params, "step"), "agg": _one(params, "agg", "mean")}
-    _check_query(query)
+    query = {"start": one(params, "start", "-1h"), "end": one(params, "end"),
+             "step": one(params, "step"), "agg": one(params, "agg", "mean")}
+    check_history_query(query)
     try:
-        hist = monitor.history(metrics=_many(params, "metrics") or None,
-                               node=_one(params, "node"), **query)
+        hist = monitor.history(metrics=many(params, "metrics") or None,
+                               node=one(params, "node"), **query)
     except (ValueError, LookupError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         raise ApiError(400, "bad history query", str(message)) from None
@@ -192,7 +213,7 @@ def history(monitor: Monitor, params: Params) -> Reply:
     return Reply(table)
 
 
-def _check_query(query: dict[str, Any]) -> None:
+def check_history_query(query: dict[str, Any]) -> None:
     """Name the parameter that is wrong before the store is touched."""
     from tracklab_jupyter.store.timespec import parse_duration, parse_time
 
@@ -247,18 +268,11 @@ def _columns_to_csv(table: dict[str, Any]) -> str:
 
 
 def events(monitor: Monitor, params: Params) -> Reply:
-    _check_params(params, {"start", "end", "kind", "node", "limit"})
-    limit_text = _one(params, "limit", "1000")
+    check_params(params, {"start", "end", "kind", "node", "limit"})
+    limit = int_param(params, "limit", 1000, 1, 100_000)
     try:
-        limit = int(limit_text or "1000")
-        if not 1 <= limit <= 100_000:
-            raise ValueError
-    except ValueError:
-        raise ApiError(400, f"bad limit {limit_text!r}",
-                       "limit must be an integer from 1 to 100000") from None
-    try:
-        found = monitor.events(start=_one(params, "start", "-24h"), end=_one(params, "end"),
-                               kinds=_many(params, "kind") or None, node=_one(params, "node"),
+        found = monitor.events(start=one(params, "start", "-24h"), end=one(params, "end"),
+                               kinds=many(params, "kind") or None, node=one(params, "node"),
                                limit=limit)
     except ValueError as exc:
         raise ApiError(400, "bad events query", str(exc)) from None
@@ -266,14 +280,14 @@ def events(monitor: Monitor, params: Params) -> Reply:
 
 
 def prometheus(monitor: Monitor, params: Params) -> Reply:
-    _check_params(params, set())
+    check_params(params, set())
     sample = monitor.latest
     text = render_prometheus(sample, monitor.info) if sample else ""
     return Reply(text, content_type="text/plain; version=0.0.4; charset=utf-8",
                  etag=_latest_etag(monitor, params))
 
 
-ENDPOINTS: tuple[Endpoint, ...] = (
+SYSTEM_ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("api/system/info", system_info, summary="Static facts about this machine"),
     Endpoint("api/system/metrics", system_metrics, summary="The latest sample"),
     Endpoint("api/hardware/accelerators", accelerators, summary="GPUs with current values"),

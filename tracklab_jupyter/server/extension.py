@@ -116,6 +116,7 @@ class TrackLab(ExtensionApp):
         assert self.monitor is not None
         try:
             self.monitor.start()
+            self.monitor.watch_runs()
             self.log.info("tracklab: %s for %s every %gs (data in %s)", self.monitor.role,
                           self.monitor.node, self.monitor.interval, self.monitor.data_dir)
         except Exception as exc:

@@ -11,7 +11,8 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
 from tornado import web, websocket
 
-from tracklab_jupyter.server.api import ENDPOINTS, ApiError, Endpoint
+from tracklab_jupyter.server.api import ApiError, Endpoint
+from tracklab_jupyter.server.endpoints import routes
 from tracklab_jupyter.server.openapi import openapi_document
 from tracklab_jupyter.server.serving import (
     MONITOR_KEY,
@@ -48,10 +49,22 @@ class TrackLabAPIHandler(EndpointMixin, JupyterHandler):
     def content_security_policy(self) -> str:
         return super().content_security_policy + "; default-src 'none'"
 
+    # @authorized maps the method to an action: GET is "read", PATCH and DELETE "write".
+    # Cookie-authenticated PATCH/DELETE also need the XSRF token (tornado checks it).
     @web.authenticated
     @authorized
-    async def get(self, *args: Any) -> None:
-        await self.serve_endpoint()
+    async def get(self, *args: Any, **kwargs: str) -> None:
+        await self.serve_endpoint(kwargs)
+
+    @web.authenticated
+    @authorized
+    async def patch(self, *args: Any, **kwargs: str) -> None:
+        await self.serve_endpoint(kwargs)
+
+    @web.authenticated
+    @authorized
+    async def delete(self, *args: Any, **kwargs: str) -> None:
+        await self.serve_endpoint(kwargs)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         json_error_page(self, status_code, **kwargs)
@@ -105,19 +118,20 @@ class TrackLabWebSocket(WsStreamMixin, WebSocketMixin, JupyterHandler,
         self.start_stream()
 
 
-def _endpoint_handler(endpoint: Endpoint) -> type[TrackLabAPIHandler]:
-    name = "".join(p.title() for p in endpoint.path.replace("/", "_").split("_")) + "Handler"
-    return type(name, (TrackLabAPIHandler,), {"endpoint": endpoint})
+def _endpoint_handler(endpoints: dict[str, Endpoint]) -> type[TrackLabAPIHandler]:
+    path = next(iter(endpoints.values())).path
+    name = "".join(p.strip("{}").title() for p in path.replace("/", "_").split("_")) + "Handler"
+    return type(name, (TrackLabAPIHandler,), {"endpoints": endpoints})
 
 
 def build_handlers(base_url: str) -> list[tuple[str, type[web.RequestHandler]]]:
     """Routes under ``{base_url}tracklab/``."""
     root = url_path_join(base_url, "tracklab")
-    routes: list[tuple[str, type[web.RequestHandler]]] = [
-        (url_path_join(root, e.path), _endpoint_handler(e)) for e in ENDPOINTS]
-    routes += [
+    table: list[tuple[str, type[web.RequestHandler]]] = [
+        (url_path_join(root, path), _endpoint_handler(eps)) for path, eps in routes()]
+    table += [
         (url_path_join(root, "api/openapi.json"), OpenAPIHandler),
         (url_path_join(root, "ws"), TrackLabWebSocket),
         (url_path_join(root, "(.*)"), NotFoundHandler),
     ]
-    return routes
+    return table

@@ -48,6 +48,12 @@ _NOT_MODIFIED = {"304": {"description": "Not modified since the ETag in If-None-
 _METRIC_MAP = {"type": "object", "additionalProperties": {"type": "number"},
                "description": "Metric name (docs/METRICS.md) to value"}
 
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_COLUMNS = {"type": "object", "description": "Metric name to values, one per row (null "
+            "where not logged or not finite)",
+            "additionalProperties": {"type": "array", "items": _NUMBER_OR_NULL}}
+_RUN_STATE = {"enum": ["running", "finished", "failed", "crashed"]}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error", "detail"],
               "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}},
@@ -121,6 +127,67 @@ SCHEMAS: dict[str, Any] = {
                               "store": {"type": "object"}, "sampler": {"type": "object"},
                               "versions": {"type": "object",
                                            "additionalProperties": {"type": ["string", "null"]}}}},
+    # Runs (docs/RUNS.md)
+    "Project": {"type": "object",
+                "required": ["name", "created", "runs", "running", "states", "last_start"],
+                "properties": {"name": {"type": "string"}, "created": {"type": "number"},
+                               "runs": {"type": "integer"}, "running": {"type": "integer"},
+                               "states": {"type": "object",
+                                          "additionalProperties": {"type": "integer"}},
+                               "last_start": {"type": ["number", "null"]}}},
+    "Projects": {"type": "object", "required": ["projects"],
+                 "properties": {"projects": {"type": "array", "items": _ref("Project")}}},
+    "RunSummary": {"type": "object",
+                   "required": ["id", "project", "name", "state", "tags", "node", "pid",
+                                "start", "end", "heartbeat", "duration_s", "summary"],
+                   "properties": {
+                       "id": {"type": "string"}, "project": {"type": "string"},
+                       "name": {"type": "string"}, "state": _RUN_STATE,
+                       "tags": {"type": "array", "items": {"type": "string"}},
+                       "node": {"type": "string"}, "pid": {"type": ["integer", "null"]},
+                       "start": {"type": "number"}, "end": {"type": ["number", "null"]},
+                       "heartbeat": {"type": "number"}, "duration_s": {"type": "number"},
+                       "summary": {"type": "object", "description": "Last value of each "
+                                   "logged metric", "additionalProperties": _NUMBER_OR_NULL}}},
+    "Run": {"allOf": [_ref("RunSummary"), {
+        "type": "object",
+        "required": ["config", "notes", "command", "cwd", "git", "python", "error",
+                     "system_monitor", "processes"],
+        "properties": {
+            "config": {"type": "object"}, "notes": {"type": "string"},
+            "command": {"type": "string"}, "cwd": {"type": "string"},
+            "git": {"type": ["object", "null"], "properties": {
+                "commit": {"type": "string"}, "dirty": {"type": ["boolean", "null"]}}},
+            "python": {"type": "string"}, "error": {"type": ["string", "null"]},
+            "system_monitor": {"type": "boolean"},
+            "processes": {"type": "array", "items": {
+                "type": "object", "required": ["pid", "name", "cpu_pct", "rss_bytes"],
+                "properties": {"pid": {"type": "integer"}, "name": {"type": "string"},
+                               "cpu_pct": {"type": "number"}, "rss_bytes": {"type": "number"},
+                               "threads": {"type": "integer"},
+                               "gpu_mem_bytes": {"type": "number"}}}}}}]},
+    "RunList": {"type": "object", "required": ["runs", "total", "limit", "offset"],
+                "properties": {"runs": {"type": "array", "items": _ref("RunSummary")},
+                               "total": {"type": "integer"}, "limit": {"type": "integer"},
+                               "offset": {"type": "integer"}}},
+    "RunMetrics": {"type": "object", "required": ["run", "step", "time", "metrics"],
+                   "properties": {"run": {"type": "string"},
+                                  "step": {"type": "array", "items": {"type": "integer"}},
+                                  "time": {"type": "array", "items": {"type": "number"}},
+                                  "metrics": _COLUMNS}},
+    "ProcessSeries": {"type": "object", "required": ["time", "metrics"],
+                      "properties": {"time": {"type": "array", "items": {"type": "number"}},
+                                     "metrics": _COLUMNS}},
+    "RunSystem": {"type": "object",
+                  "required": ["run", "node", "start", "end", "history", "process"],
+                  "properties": {"run": {"type": "string"}, "node": {"type": "string"},
+                                 "start": {"type": "number"}, "end": {"type": "number"},
+                                 "history": _ref("History"),
+                                 "process": _ref("ProcessSeries")}},
+    "RunPatch": {"type": "object", "minProperties": 1, "additionalProperties": False,
+                 "properties": {"name": {"type": "string", "minLength": 1},
+                                "tags": {"type": "array", "items": {"type": "string"}},
+                                "notes": {"type": "string"}}},
     # WebSocket messages
     "WsEnvelope": {"type": "object", "required": ["type", "data", "time", "node"],
                    "properties": {"type": {"enum": [
@@ -142,15 +209,26 @@ SCHEMAS: dict[str, Any] = {
                                         "event": _ref("Event")}},
     "WsNodeStatus": _ref("NodeStatus"),
     "WsClusterMetrics": _ref("ClusterMetrics"),
-    "WsRunUpdate": {"type": "object", "description": "A run started, ended or changed "
-                                                     "(sent once runs exist)"},
-    "WsMetricUpdate": {"type": "object", "description": "Metrics logged by a run "
-                                                        "(sent once runs exist)"},
+    "WsRunUpdate": {"type": "object", "required": ["reason", "run"],
+                    "description": "A run was created, changed state, was edited or deleted "
+                                   "(for deleted, run holds id and project)",
+                    "properties": {"reason": {"enum": ["created", "state", "updated",
+                                                       "deleted"]},
+                                   "run": {"type": "object", "required": ["id", "project"]}}},
+    "WsMetricUpdate": {
+        "description": "Values logged by a run since the last message (batched)",
+        "allOf": [_ref("RunMetrics"),
+                  {"type": "object", "required": ["project"],
+                   "properties": {"project": {"type": "string"},
+                                  "process": _ref("ProcessSeries")}}]},
     "WsError": _ref("Error"),
     "WsClientMessage": {"oneOf": [
         {"type": "object", "required": ["type"],
          "properties": {"type": {"const": "subscribe"},
                         "topics": {"type": "array", "items": {"type": "string"}},
+                        "runs": {"type": "array", "items": {"type": "string"},
+                                 "description": "Only these runs' metric_update "
+                                                "(default: every run)"},
                         "metrics": {"type": "array", "items": {"type": "string"}},
                         "interval": {"type": "number", "description": "Seconds between "
                                      "frames; at least the sampling interval"}}},
@@ -202,6 +280,7 @@ def _paths() -> dict[str, Any]:
                              _NODE, _q("limit", "At most this many (1–100000)",
                                        {"type": "integer"})]),
         "/api/health": _get("Sampler, store and version status", _json(_ref("Health")), []),
+        **_run_paths(),
         "/api/openapi.json": _get("This document", _json({"type": "object"}), []),
         "/metrics": _get("The latest sample in Prometheus text format",
                          {"description": "OK", "content": {"text/plain": {
@@ -221,6 +300,58 @@ def _paths() -> dict[str, Any]:
                         "cluster_metrics": "WsClusterMetrics", "run_update": "WsRunUpdate",
                         "metric_update": "WsMetricUpdate", "error": "WsError"}.items()},
                     "client": _ref("WsClientMessage")}}),
+    }
+
+
+_RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"},
+           "description": "The run's id (8 characters)"}
+_PROJECT = {"name": "project", "in": "path", "required": True, "schema": {"type": "string"},
+            "description": "Project name"}
+_PAGING = [_q("state", "Only runs in this state", _RUN_STATE),
+           _q("limit", "At most this many (1-1000, default 50)", {"type": "integer"}),
+           _q("offset", "Skip this many (default 0)", {"type": "integer"})]
+
+
+def _with_path(operation: dict[str, Any], *params: dict[str, Any]) -> dict[str, Any]:
+    for op in operation.values():
+        op["parameters"] = [*params, *op["parameters"]]
+    return operation
+
+
+def _run_paths() -> dict[str, Any]:
+    run_item = _with_path(_get("One run: config, summary, state, host, command, git",
+                               _json(_ref("Run")), []), _RUN_ID)
+    run_item["patch"] = {
+        "summary": "Rename, retag or annotate a run (needs `write` permission; with cookie "
+                   "authentication also the XSRF token)",
+        "parameters": [_RUN_ID],
+        "requestBody": {"required": True,
+                        "content": {"application/json": {"schema": _ref("RunPatch")}}},
+        "responses": {"200": _json(_ref("Run")), **_ERRORS}}
+    run_item["delete"] = {
+        "summary": "Delete a run that is not running, with its metrics",
+        "parameters": [_RUN_ID],
+        "responses": {"204": {"description": "Deleted"}, **_ERRORS,
+                      "409": _json(_ref("Error"), "The run is still running")}}
+    return {
+        "/api/projects": _get("Projects with their run counts", _json(_ref("Projects")), []),
+        "/api/projects/{project}": _with_path(
+            _get("One project", _json(_ref("Project")), []), _PROJECT),
+        "/api/projects/{project}/runs": _with_path(
+            _get("A project's runs, newest first", _json(_ref("RunList")), _PAGING), _PROJECT),
+        "/api/runs": _get("Runs, newest first", _json(_ref("RunList")),
+                          [_q("project", "Only this project's runs"), *_PAGING]),
+        "/api/runs/{run_id}": run_item,
+        "/api/runs/{run_id}/metrics": _with_path(_get(
+            "A run's logged metrics, one row per step", _json(_ref("RunMetrics")),
+            [_METRICS, _q("start_step", "First step", {"type": "integer"}),
+             _q("end_step", "Last step", {"type": "integer"})]), _RUN_ID),
+        "/api/runs/{run_id}/system": _with_path(_get(
+            "System metrics of the run's host during the run, and its process tree",
+            _json(_ref("RunSystem")),
+            [_METRICS, _q("step", "Row spacing such as `10s` (default automatic)"),
+             _q("agg", "Aggregation within a step",
+                {"enum": ["mean", "min", "max", "last"]})]), _RUN_ID),
     }
 
 

@@ -5,6 +5,7 @@ WebSocket plumbing between the hub and a :class:`WsSession`."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from email.utils import formatdate
@@ -12,6 +13,7 @@ from typing import Any
 
 from tornado import web, websocket
 
+from tracklab_jupyter.sampler.hub import EVENT, RUN, RUN_METRICS, SAMPLE
 from tracklab_jupyter.server.api import ApiError, Endpoint, Reply
 from tracklab_jupyter.server.ws_protocol import WsSession
 
@@ -22,9 +24,10 @@ DISABLED_KEY = "tracklab_disabled_reason"
 
 
 class EndpointMixin:
-    """Serves one :class:`Endpoint`. Mixed into a tornado RequestHandler."""
+    """Serves the endpoints of one path, by HTTP method. Mixed into a tornado
+    RequestHandler."""
 
-    endpoint: Endpoint
+    endpoints: dict[str, Endpoint] = {}  # noqa: RUF012 - replaced per class, never mutated
 
     def _monitor(self) -> Any:
         settings = self.settings  # type: ignore[attr-defined]
@@ -34,17 +37,26 @@ class EndpointMixin:
                            settings.get(DISABLED_KEY) or "the monitor is not running")
         return monitor
 
-    async def serve_endpoint(self) -> None:
+    async def serve_endpoint(self, path_args: dict[str, str] | None = None) -> None:
         handler: web.RequestHandler = self  # type: ignore[assignment]
+        request = handler.request
         params = {k: [v.decode("utf-8", "replace") for v in vs]
-                  for k, vs in handler.request.query_arguments.items()}
+                  for k, vs in request.query_arguments.items()}
+        kwargs: dict[str, Any] = dict(path_args or {})
         try:
+            endpoint = self.endpoints.get(request.method or "GET")
+            if endpoint is None:
+                raise ApiError(405, f"{request.method} is not allowed here",
+                               f"allowed: {', '.join(sorted(self.endpoints))}")
+            if request.method == "PATCH":
+                kwargs["body"] = request.body
             monitor = self._monitor()
-            if self.endpoint.blocking:
+            if endpoint.blocking:
                 loop = asyncio.get_running_loop()
-                reply = await loop.run_in_executor(None, self.endpoint.handler, monitor, params)
+                reply = await loop.run_in_executor(
+                    None, functools.partial(endpoint.handler, monitor, params, **kwargs))
             else:
-                reply = self.endpoint.handler(monitor, params)
+                reply = endpoint.handler(monitor, params, **kwargs)
         except ApiError as exc:
             self.write_api_error(exc)
             return
@@ -60,6 +72,10 @@ class EndpointMixin:
     def write_reply(self, reply: Reply) -> None:
         handler: web.RequestHandler = self  # type: ignore[assignment]
         handler.set_header("Cache-Control", "no-cache")
+        if reply.status == 204:
+            handler.set_status(204)
+            handler.finish()
+            return
         if reply.etag:
             handler.set_header("ETag", reply.etag)
             if reply.last_modified:
@@ -103,7 +119,7 @@ class WsBridge:
         self._loop = asyncio.get_running_loop()
         self._scheduled = False
         self.session = WsSession(monitor, self._write)
-        self._sub = monitor.hub.subscribe(notify=self._wake)
+        self._sub = monitor.hub.subscribe((SAMPLE, EVENT, RUN, RUN_METRICS), notify=self._wake)
         self.session.open()
 
     def _write(self, text: str) -> Any:

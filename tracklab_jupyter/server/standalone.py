@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 import secrets
 import socket
 from typing import Any
@@ -13,7 +14,8 @@ from typing import Any
 from tornado import web, websocket
 
 from tracklab_jupyter.monitor import Monitor
-from tracklab_jupyter.server.api import ENDPOINTS, ApiError, Endpoint
+from tracklab_jupyter.server.api import ApiError, Endpoint
+from tracklab_jupyter.server.endpoints import routes
 from tracklab_jupyter.server.openapi import openapi_document
 from tracklab_jupyter.server.serving import (
     MONITOR_KEY,
@@ -65,8 +67,10 @@ class StandaloneHandler(TokenAuthMixin, EndpointMixin, web.RequestHandler):
     def prepare(self) -> None:
         self.check_token()
 
-    async def get(self, *args: Any) -> None:
-        await self.serve_endpoint()
+    async def get(self, *args: Any, **kwargs: str) -> None:
+        await self.serve_endpoint(kwargs)
+
+    patch = delete = get  # type: ignore[assignment]
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         json_error_page(self, status_code, **kwargs)
@@ -106,17 +110,17 @@ class StandaloneWebSocket(TokenAuthMixin, WsStreamMixin, websocket.WebSocketHand
         json_error_page(self, status_code, **kwargs)
 
 
-def _endpoint_handler(endpoint: Endpoint) -> type[StandaloneHandler]:
-    return type("Standalone_" + endpoint.path.replace("/", "_"), (StandaloneHandler,),
-                {"endpoint": endpoint})
+def _endpoint_handler(path: str, endpoints: dict[str, Endpoint]) -> type[StandaloneHandler]:
+    return type("Standalone_" + re.sub(r"\W", "_", path), (StandaloneHandler,),
+                {"endpoints": endpoints})
 
 
 def make_app(monitor: Monitor, token: str, **settings: Any) -> web.Application:
     """A tornado Application serving ``monitor`` behind ``token``."""
-    routes: list[Any] = [(f"/{e.path}", _endpoint_handler(e)) for e in ENDPOINTS]
-    routes += [("/api/openapi.json", StandaloneOpenAPI), ("/ws", StandaloneWebSocket),
+    table: list[Any] = [(f"/{path}", _endpoint_handler(path, eps)) for path, eps in routes()]
+    table += [("/api/openapi.json", StandaloneOpenAPI), ("/ws", StandaloneWebSocket),
                (r"/(.*)", StandaloneNotFound)]
-    return web.Application(routes, **{MONITOR_KEY: monitor, TOKEN_KEY: token,
+    return web.Application(table, **{MONITOR_KEY: monitor, TOKEN_KEY: token,
                                       "websocket_ping_interval": 30,
                                       "websocket_ping_timeout": 90, **settings})
 

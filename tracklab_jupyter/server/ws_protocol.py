@@ -2,9 +2,9 @@
 
 Every message is an envelope ``{"type", "data", "time", "node"}``. After connecting the
 client gets ``hello``, then the current hardware state, then ``system_metrics`` frames.
-Client messages: ``subscribe`` (topics, optional metric globs, optional slower interval),
-``unsubscribe`` and ``ping``. Anything malformed or unknown gets an ``error`` message and the
-connection stays up.
+Client messages: ``subscribe`` (topics, optional metric globs, optional slower interval,
+optional run ids for ``metric_update``), ``unsubscribe`` and ``ping``. Anything malformed or
+unknown gets an ``error`` message and the connection stays up.
 
 Backpressure: while a frame is still being written to a slow client, newer samples replace
 the waiting one (coalesced to the newest); nothing ever waits on a client.
@@ -20,11 +20,11 @@ from typing import Any
 
 from tracklab_jupyter._version import __version__
 from tracklab_jupyter.monitor import Monitor
-from tracklab_jupyter.sampler.hub import EVENT, SAMPLE
+from tracklab_jupyter.sampler.hub import EVENT, RUN, RUN_METRICS, SAMPLE
 from tracklab_jupyter.sampler.sample import Event, Sample
 
-# Server message types. The last four are defined now and sent by later features
-# (clusters, runs); clients may already subscribe to them.
+# Server message types. node_status and cluster_metrics are defined now and sent by the
+# cluster feature; clients may already subscribe to them.
 TOPICS = ("system_metrics", "hardware_update", "node_status", "cluster_metrics",
           "run_update", "metric_update")
 DEFAULT_TOPICS = ("system_metrics", "hardware_update")
@@ -47,6 +47,7 @@ class WsSession:
         self._send = send
         self.topics: set[str] = set(DEFAULT_TOPICS)
         self.globs: list[str] = []
+        self.runs: set[str] = set()  # metric_update only for these runs (empty: all)
         self.interval = monitor.interval
         self._last_frame = 0.0
         self._inflight: Any = None
@@ -84,14 +85,17 @@ class WsSession:
                 self._offer_sample(item)
             elif topic == EVENT:
                 self._on_event(item)
+            elif topic == RUN and "run_update" in self.topics:
+                self._emit("run_update", item)
+            elif (topic == RUN_METRICS and "metric_update" in self.topics
+                  and (not self.runs or item["run"] in self.runs)):
+                self._emit("metric_update", item)
 
     def _on_event(self, event: Event) -> None:
-        topic = "run_update" if event.kind.startswith("run_") else "hardware_update"
-        if topic in self.topics:
-            data = {"reason": "event", "event": event.to_dict()}
-            if topic == "hardware_update":
-                data["state"] = self.monitor.hardware_state()
-            self._emit(topic, data, event.time)
+        if "hardware_update" in self.topics:
+            data = {"reason": "event", "event": event.to_dict(),
+                    "state": self.monitor.hardware_state()}
+            self._emit("hardware_update", data, event.time)
 
     def _offer_sample(self, sample: Sample) -> None:
         if "system_metrics" not in self.topics:
@@ -180,16 +184,24 @@ class WsSession:
                        f"interval must be a number of seconds from the sampling interval "
                        f"({self.monitor.interval:g}) to {MAX_INTERVAL_S:g}")
             return
+        runs = message.get("runs", sorted(self.runs))
+        if isinstance(runs, str):
+            runs = [runs]
+        if not isinstance(runs, list) or not all(isinstance(r, str) for r in runs):
+            self.error("bad runs", 'runs must be a list of run ids, e.g. ["k3x9q2ab"]')
+            return
         new = set(topics) - self.topics
         self.topics |= set(topics)
         self.globs = list(globs)
+        self.runs = set(runs)
         self.interval = float(interval)
         self._emit("subscribed", self._state())
         if "hardware_update" in new or "hardware_update" in topics:
             self._send_hardware_state("subscribe")
 
     def _state(self) -> dict[str, Any]:
-        return {"topics": sorted(self.topics), "metrics": self.globs, "interval_s": self.interval}
+        return {"topics": sorted(self.topics), "metrics": self.globs, "interval_s": self.interval,
+                "runs": sorted(self.runs)}
 
 
 class _FrameCache:

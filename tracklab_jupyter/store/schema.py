@@ -17,6 +17,14 @@ Layout (times: ``raw*`` in epoch milliseconds, rollups in epoch seconds):
 * ``events``: hardware changes (later run and cell markers), queryable alongside metrics.
 * ``node_info``: each node's static facts as JSON, for readers in other processes.
 * ``meta``: key/value facts about the store (its retention, when it was written cleanly).
+
+Version 2 adds runs (docs/RUNS.md):
+
+* ``projects`` / ``runs``: one row per run. ``change_seq`` grows with every change worth
+  telling watchers about (created, state, edits), so another process can ask "what changed
+  since N" with one indexed query; heartbeats and summaries do not bump it.
+* ``run_metrics``: one row per logged value. Process-tree rows (``proc.*``) have no step.
+* ``run_deleted``: tombstones, so watchers in other processes hear of deletions.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StoreVersionError(RuntimeError):
@@ -99,12 +107,62 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
             conn.execute(statement)
 
 
+_V2 = """
+CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                       created REAL NOT NULL);
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    node TEXT NOT NULL,
+    pid INTEGER,
+    pid_start REAL,
+    command TEXT NOT NULL DEFAULT '',
+    cwd TEXT NOT NULL DEFAULT '',
+    git TEXT,
+    python TEXT NOT NULL DEFAULT '',
+    config TEXT NOT NULL DEFAULT '{}',
+    summary TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]',
+    notes TEXT NOT NULL DEFAULT '',
+    processes TEXT NOT NULL DEFAULT '[]',
+    system_monitor INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    start REAL NOT NULL,
+    "end" REAL,
+    heartbeat REAL NOT NULL,
+    change_seq INTEGER NOT NULL
+);
+CREATE INDEX runs_project ON runs (project_id, start);
+CREATE INDEX runs_start ON runs (start);
+CREATE INDEX runs_change ON runs (change_seq);
+CREATE INDEX runs_state ON runs (state);
+CREATE TABLE run_metrics (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    step INTEGER,
+    time REAL NOT NULL,
+    name TEXT NOT NULL,
+    value REAL
+);
+CREATE INDEX run_metrics_run ON run_metrics (run_id, step);
+CREATE TABLE run_deleted (change_seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL,
+                          project TEXT NOT NULL, time REAL NOT NULL);
+"""
+
+
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
     _run_script(conn, _V1)
 
 
+def _migrate_to_2(conn: sqlite3.Connection) -> None:
+    _run_script(conn, _V2)
+
+
 #: MIGRATIONS[v] turns a version v-1 database into version v. Append, never edit.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_1}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_1,
+                                                               2: _migrate_to_2}
 
 
 def read_version(conn: sqlite3.Connection) -> int:

@@ -1,0 +1,40 @@
+"""``tracklab.monitor_gpu(run_id).log_gpu_metrics()``: the original feature list's way to put
+the GPUs' current readings into a run's metrics."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+from tracklab_jupyter.runs.run import Run, attach
+
+WAIT_FOR_SAMPLE_S = 5.0
+
+
+class GpuLogger:
+    """Logs this host's latest ``gpu.*`` readings into a running run."""
+
+    def __init__(self, run_id: str) -> None:
+        if not isinstance(run_id, str):
+            raise TypeError(f"monitor_gpu takes a run or a run id, got {run_id!r}")
+        self.run: Run = attach(run_id)
+
+    def log_gpu_metrics(self, step: int | None = None) -> dict[str, float]:
+        """Log and return the GPUs' current values (``gpu.0.util_pct``, ...; per-process
+        memory excluded). With no GPU on this host, warns and logs nothing."""
+        from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+
+        monitor = kernel_monitor(self.run.data_dir)
+        monitor.wait_started(15.0)
+        deadline = time.monotonic() + WAIT_FOR_SAMPLE_S
+        while monitor.latest is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sample = monitor.latest
+        values = {k: v for k, v in (sample.metrics if sample else {}).items()
+                  if k.startswith("gpu.") and ".proc." not in k}
+        if not values:
+            notes = "; ".join(monitor.notes) or "no sample yet"
+            warnings.warn(f"no GPU readings on this host to log ({notes})", stacklevel=2)
+            return {}
+        self.run.log(values, step=step)
+        return values
