@@ -7,7 +7,6 @@
 import { ILayoutRestorer, type JupyterFrontEnd, type JupyterFrontEndPlugin } from "@jupyterlab/application";
 import { ICommandPalette } from "@jupyterlab/apputils";
 import { INotebookTracker, NotebookActions } from "@jupyterlab/notebook";
-import { ServerConnection } from "@jupyterlab/services";
 import { ISettingRegistry } from "@jupyterlab/settingregistry";
 import { LabIcon } from "@jupyterlab/ui-components";
 import { Widget } from "@lumino/widgets";
@@ -27,6 +26,8 @@ import {
   type Panel,
 } from "../../js/charts";
 import { buildHostPanels } from "../../js/host_panels";
+import { Api } from "./api";
+import { RunsSection } from "./runs";
 import "./sidebar.css";
 
 const PLUGIN_ID = "tracklab-jupyter:plugin";
@@ -49,6 +50,8 @@ const DEFAULTS: Settings = { refreshInterval: 1, timeWindow: 300, metrics: [] };
 const TEMP_MARGIN_C = 5;
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
+/** Re-poll of the runs list while the socket is down (it has no run_update then). */
+const RUNS_POLL_MS = 3000;
 
 interface GpuDevice {
   index: number;
@@ -90,42 +93,6 @@ export function historyBatch(table: { time?: number[]; series?: { metric: string
   return { names: series.map((s) => s.metric), n, times, values };
 }
 
-class Api {
-  readonly settings = ServerConnection.makeSettings();
-
-  url(path: string, params: Record<string, string | undefined> = {}): string {
-    const base = this.settings.baseUrl.replace(/\/?$/, "/");
-    const q = new URLSearchParams();
-    for (const [k, v] of Object.entries(params)) if (v != null && v !== "") q.set(k, v);
-    const qs = q.toString();
-    return `${base}tracklab/api/${path}${qs ? `?${qs}` : ""}`;
-  }
-
-  async get<T = any>(path: string, params: Record<string, string | undefined> = {}): Promise<T> {
-    // ServerConnection appends a cache-busting `?<time>` under its default cache "no-store",
-    // which the tracklab endpoints (strict about their parameters) refuse: "no-cache"
-    // revalidates every request instead.
-    const r = await ServerConnection.makeRequest(this.url(path, params), { method: "GET", cache: "no-cache" }, this.settings);
-    if (!r.ok) {
-      let detail = "";
-      try {
-        const body = await r.json();
-        detail = body?.detail || body?.error || "";
-      } catch {
-        /* not JSON */
-      }
-      throw new Error(`${path}: HTTP ${r.status}${detail ? ` (${detail})` : ""}`);
-    }
-    return (await r.json()) as T;
-  }
-
-  wsUrl(): string {
-    const base = this.settings.wsUrl.replace(/\/?$/, "/");
-    const token = this.settings.token;
-    return `${base}tracklab/ws${token ? `?token=${encodeURIComponent(token)}` : ""}`;
-  }
-}
-
 /** The sidebar widget. */
 export class TrackLabPanel extends Widget {
   readonly api = new Api();
@@ -137,6 +104,7 @@ export class TrackLabPanel extends Widget {
   #summary: HTMLElement;
   #healthEl: HTMLElement;
   #body: HTMLElement;
+  #runs: RunsSection;
   #dash: Dashboard | null = null;
   #gpuGrid: HTMLElement | null = null;
   #panels = new Map<string, { panel: Panel; metrics: string[] }>();
@@ -151,6 +119,7 @@ export class TrackLabPanel extends Widget {
   #backoff = BACKOFF_MIN_MS;
   #reconnectTimer = 0;
   #pollTimer = 0;
+  #runsPollTimer = 0;
   #healthTimer = 0;
   #etag = "";
   #lastTime = 0;
@@ -175,12 +144,8 @@ export class TrackLabPanel extends Widget {
     this.#summary = h("div", "tl-summary", { "data-field": "summary" }, "loading system info…");
     this.#healthEl = h("div", "tl-health", { "data-field": "health" });
     this.#body = h("div", "tl-body");
-    const runs = h("section", "tl-panel tl-runs");
-    runs.append(
-      h("header", "tl-panel-head", undefined, "Runs"),
-      h("div", "tl-empty", { "data-field": "runs" }, "No runs yet. Tracked training runs will be listed here once run tracking arrives in a later tracklab release."),
-    );
-    this.#root.append(head, this.#summary, this.#healthEl, this.#body, runs);
+    this.#runs = new RunsSection(this.api);
+    this.#root.append(head, this.#summary, this.#healthEl, this.#body, this.#runs.el);
     this.node.append(this.#root);
   }
 
@@ -230,6 +195,8 @@ export class TrackLabPanel extends Widget {
   #resume(): void {
     if (this.#active) return;
     this.#active = true;
+    // runs come from their own endpoint: listed even while system info is unavailable
+    this.#runs.resume();
     const epoch = ++this.#epoch;
     void this.#start(epoch);
   }
@@ -238,6 +205,7 @@ export class TrackLabPanel extends Widget {
   #pause(): void {
     this.#active = false;
     this.#epoch++;
+    this.#runs.pause();
     this.#closeSocket();
     this.#stopPolling();
     window.clearTimeout(this.#reconnectTimer);
@@ -374,6 +342,9 @@ export class TrackLabPanel extends Widget {
       this.#stopPolling();
       this.#subscribe();
       this.#transport("websocket");
+      // run changes made before the subscription (or while the socket was down) never
+      // arrive as run_update: list them once it is in place
+      void this.#runs.load();
     };
     ws.onmessage = (ev) => this.#onMessage(ev.data);
     ws.onclose = () => {
@@ -408,7 +379,8 @@ export class TrackLabPanel extends Widget {
 
   #subscribe(): void {
     if (!this.#ws || !this.#wsOpen) return;
-    const msg: Record<string, unknown> = { type: "subscribe", topics: ["system_metrics", "hardware_update"], interval: this.#settings.refreshInterval };
+    const topics = ["system_metrics", "hardware_update", "run_update", "metric_update"];
+    const msg: Record<string, unknown> = { type: "subscribe", topics, interval: this.#settings.refreshInterval };
     if (this.#settings.metrics.length) msg.metrics = this.#settings.metrics;
     this.#ws.send(JSON.stringify(msg));
   }
@@ -421,6 +393,8 @@ export class TrackLabPanel extends Widget {
       return;
     }
     if (!msg || typeof msg !== "object") return;
+    // runs are listed whichever node they ran on: before the node filter
+    if (this.#runs.handleMessage(msg)) return;
     if (this.#node && msg.node && msg.node !== this.#node) return;
     if (msg.type === "system_metrics" && msg.data?.metrics) {
       this.#ingest(sampleBatch(Number(msg.data.time ?? msg.time), msg.data.metrics));
@@ -448,7 +422,7 @@ export class TrackLabPanel extends Widget {
       try {
         const params: Record<string, string> = { node: this.#node };
         if (this.#settings.metrics.length) params.metrics = this.#settings.metrics.join(",");
-        const r = await ServerConnection.makeRequest(this.api.url("system/metrics", params), { method: "GET", cache: "no-cache", headers: this.#etag ? { "If-None-Match": this.#etag } : {} }, this.api.settings);
+        const r = await this.api.request("system/metrics", { method: "GET", headers: this.#etag ? { "If-None-Match": this.#etag } : {} }, params);
         if (r.status === 200) {
           this.#etag = r.headers.get("ETag") ?? "";
           const body = await r.json();
@@ -463,11 +437,14 @@ export class TrackLabPanel extends Widget {
     };
     void tick();
     this.#pollTimer = window.setInterval(() => void tick(), Math.max(0.2, this.#settings.refreshInterval) * 1000);
+    this.#runsPollTimer = window.setInterval(() => this.#active && !this.#wsOpen && void this.#runs.load(), RUNS_POLL_MS);
   }
 
   #stopPolling(): void {
     window.clearInterval(this.#pollTimer);
+    window.clearInterval(this.#runsPollTimer);
     this.#pollTimer = 0;
+    this.#runsPollTimer = 0;
   }
 
   #transport(kind: "websocket" | "polling"): void {
