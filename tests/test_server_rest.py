@@ -162,13 +162,17 @@ async def test_every_route_refuses_requests_without_credentials(jp_fetch, jp_ser
     from tracklab_jupyter.server.handlers import build_handlers
 
     await wait_for_sample(jp_fetch)
-    paths = [p.replace("(.*)", "anything") for p, _ in build_handlers("/")]
-    assert len(paths) >= 12
+    paths = [re.sub(r"\(\?P<\w+>\[\^/\]\+\)", "x", p).replace("(.*)", "anything")
+             for p, _ in build_handlers("/")]
+    assert len(paths) >= 18 and "/tracklab/api/runs/x/metrics" in paths
     for path in paths:
         parts = path.strip("/").split("/")
-        with pytest.raises(HTTPClientError) as info:
-            await jp_fetch(*parts, headers={"Authorization": ""})
-        assert info.value.code == 403, path
+        for method in ("GET", "PATCH", "DELETE"):
+            with pytest.raises(HTTPClientError) as info:
+                await jp_fetch(*parts, method=method, headers={"Authorization": ""},
+                               body="{}" if method == "PATCH" else None,
+                               allow_nonstandard_methods=True)
+            assert info.value.code == 403, (method, path)
 
 
 def test_no_handler_is_unauthenticated(jp_configurable_serverapp, tmp_path, monkeypatch):

@@ -165,3 +165,33 @@ def test_second_server_on_the_same_data_dir_reads_instead_of_sampling(tmp_path):
     finally:
         stop_server(first)
         stop_server(second)
+
+
+def test_runs_are_served_and_edited_with_the_token(server, tmp_path):
+    """A script's run through the standalone server: listed, renamed with PATCH, refused
+    without the token, deleted."""
+    env = {**os.environ, "TRACKLAB_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-c",
+                           "import tracklab; r = tracklab.init(project='cli', "
+                           "system_monitor=False); r.log({'loss': 0.5}); print(r.id)"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    run_id = done.stdout.strip()
+    status, _, body = server.get("/api/runs?project=cli")
+    assert status == 200 and [r["id"] for r in json.loads(body)["runs"]] == [run_id]
+
+    def send(method: str, token: str | None, body: bytes | None = None) -> tuple[int, bytes]:
+        headers = {"Authorization": f"token {token}"} if token else {}
+        request = urllib.request.Request(server.url(f"/api/runs/{run_id}"), data=body,
+                                         method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    assert send("PATCH", None, b'{"name": "x"}')[0] == 403
+    assert send("DELETE", "wrong")[0] == 403
+    status, body = send("PATCH", TOKEN, b'{"notes": "from the CLI"}')
+    assert status == 200 and json.loads(body)["notes"] == "from the CLI"
+    assert send("DELETE", TOKEN)[0] == 204
+    assert server.get(f"/api/runs/{run_id}")[0] == 404

@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
             sockets += bind_sockets(ws_port, address=args.host)
         server.add_sockets(sockets)
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, monitor.watch_runs)
         await loop.run_in_executor(None, monitor.start)
-        monitor.watch_runs()
         host = f"[{args.host}]" if ":" in args.host else args.host
         print(f"tracklab-jupyter serving on http://{host}:{bound}/api/system/metrics"
               f"?token={token}", flush=True)

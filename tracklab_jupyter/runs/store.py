@@ -439,21 +439,25 @@ class RunStore:
             raise RunConflictError(f"run {run_id} is still running: finish it (or let "
                                    "tracklab notice it crashed) before deleting it")
         with self._write() as conn:
-            conn.execute("DELETE FROM run_metrics WHERE run_id = ?", (run_id,))
-            conn.execute("DELETE FROM runs WHERE id = ? AND state != ?", (run_id, RUNNING))
+            # The tombstone's number is taken while the run still counts in the maximum:
+            # change numbers never go down.
             conn.execute("INSERT INTO run_deleted (change_seq, run_id, project, time) "
                          "VALUES (?, ?, ?, ?)",
                          (self._next_seq(conn), run_id, run["project"], time.time()))
+            conn.execute("DELETE FROM run_metrics WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM runs WHERE id = ? AND state != ?", (run_id, RUNNING))
         return run
 
     def mark_crashed(self, run_id: str, reason: str) -> bool:
-        """Mark a running run crashed (its end is its last heartbeat); False if it was not
-        running any more."""
+        """Mark a running run crashed; False if it was not running any more."""
         with self._write() as conn:
+            # It ended after its last heartbeat or its last logged value, whichever is later.
             cur = conn.execute(
-                """UPDATE runs SET state = ?, "end" = heartbeat, error = ?, change_seq = ?
+                """UPDATE runs SET state = ?, error = ?, change_seq = ?,
+                   "end" = max(heartbeat, coalesce(
+                       (SELECT max(time) FROM run_metrics WHERE run_id = ?), heartbeat))
                    WHERE id = ? AND state = ?""",
-                (CRASHED, reason, self._next_seq(conn), run_id, RUNNING))
+                (CRASHED, reason, self._next_seq(conn), run_id, run_id, RUNNING))
             return cur.rowcount > 0
 
 

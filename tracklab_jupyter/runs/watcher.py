@@ -51,6 +51,12 @@ class RunWatcher:
                                         daemon=True)
 
     def start(self) -> None:
+        """Start watching. Everything committed from now on is published: the starting
+        point is taken here, before the thread runs."""
+        try:
+            self._store = self._open(existing_is_old=True)
+        except Exception as exc:  # a damaged store: the recorder deals with it; retry later
+            log.warning("tracklab: cannot read runs yet (%s)", exc)
         self._thread.start()
 
     def stop(self) -> None:
@@ -61,13 +67,17 @@ class RunWatcher:
             if store is not None:
                 store.close()
 
-    def _open(self) -> RunStore | None:
+    def _open(self, existing_is_old: bool) -> RunStore | None:
+        """The read connection, or None while there is no store with runs. A store that
+        appears later is all news: its runs are published as created."""
         store = RunStore(self.data_dir)
-        if store._conn is None:  # no store (or no runs schema) yet: try again later
+        if store._conn is None:
             return None
-        self._seq, self._metric_id = store.last_change()
-        self._known = {r[0]: (r[1], r[2]) for r in store.conn.execute(
-            "SELECT r.id, p.name, r.state FROM runs r JOIN projects p ON p.id = r.project_id")}
+        if existing_is_old:
+            self._seq, self._metric_id = store.last_change()
+            self._known = {r[0]: (r[1], r[2]) for r in store.conn.execute(
+                "SELECT r.id, p.name, r.state FROM runs r "
+                "JOIN projects p ON p.id = r.project_id")}
         return store
 
     def _run(self) -> None:
@@ -75,7 +85,7 @@ class RunWatcher:
         while not self._stop.wait(POLL_S):
             try:
                 if self._store is None:
-                    self._store = self._open()
+                    self._store = self._open(existing_is_old=False)
                     if self._store is None:
                         continue
                 version = self._store.conn.execute("PRAGMA data_version").fetchone()[0]

@@ -115,8 +115,9 @@ class TrackLab(ExtensionApp):
     def _start_monitor(self) -> None:
         assert self.monitor is not None
         try:
-            self.monitor.start()
+            # First: runs created while the sampler starts up are announced too.
             self.monitor.watch_runs()
+            self.monitor.start()
             self.log.info("tracklab: %s for %s every %gs (data in %s)", self.monitor.role,
                           self.monitor.node, self.monitor.interval, self.monitor.data_dir)
         except Exception as exc:
