@@ -168,13 +168,13 @@ def test_system_monitor_records_the_process_tree_and_its_gpu_memory(tmp_path):
     with RunStore(data) as store:
         process = store.process_metrics(run_id)
         logged = store.metrics(run_id)
-    assert {"proc.count", "proc.cpu_pct", "proc.rss_bytes", "proc.threads",
-            "proc.gpu_mem_bytes"} <= set(process["metrics"])
-    assert max(process["metrics"]["proc.count"]) >= 2  # the script and its worker
+    assert {"tree.procs", "tree.cpu_pct", "tree.rss_bytes", "tree.threads",
+            "tree.gpu_mem_bytes"} <= set(process["metrics"])
+    assert max(process["metrics"]["tree.procs"]) >= 2  # the script and its worker
     recorded = json.loads((FIXTURE / "gpu_probe.json").read_text())["busy"][0]
     used = recorded["memory_v2"]["value"]["used"]
-    assert set(process["metrics"]["proc.gpu_mem_bytes"]) - {None} == {float(used)}
-    rss = [v for v in process["metrics"]["proc.rss_bytes"] if v is not None]
+    assert set(process["metrics"]["tree.gpu_mem_bytes"]) - {None} == {float(used)}
+    rss = [v for v in process["metrics"]["tree.rss_bytes"] if v is not None]
     assert min(rss) > 10e6
     table = {p["pid"]: p for p in run["processes"]}
     assert int(worker_pid) in table and table[int(worker_pid)]["name"].startswith("python")
@@ -191,9 +191,9 @@ def test_system_monitor_records_the_process_tree_and_its_gpu_memory(tmp_path):
     df = run_history(run_id, data_dir=data).to_pandas()
     assert list(df["step"]) == list(range(13))
     assert {"loss", "cpu.util_pct", "gpu.0.util_pct", "system:gpu.0.util_pct",
-            "proc.rss_bytes"} <= set(df.columns)
+            "tree.rss_bytes"} <= set(df.columns)
     assert df["cpu.util_pct"].notna().sum() >= 8  # system samples matched on time
-    assert df["proc.rss_bytes"].notna().sum() >= 8
+    assert df["tree.rss_bytes"].notna().sum() >= 8
 
 
 def test_runs_in_process_context_manager_and_logging_rules(tmp_path):

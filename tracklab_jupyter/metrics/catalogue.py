@@ -130,6 +130,15 @@ CATALOGUE: tuple[MetricSpec, ...] = (
        "Device memory used by one process (host pid)"),
     _m("gpu.{gpu}.mig.{mig}.mem_used_bytes", "B", "gauge", "Memory used on one MIG device"),
     _m("gpu.{gpu}.mig.{mig}.mem_total_bytes", "B", "gauge", "Memory size of one MIG device"),
+    # A run's process tree: run metrics (docs/RUNS.md), not system samples
+    _m("tree.procs", "", "gauge", "Processes in a run's tree (its script and the children)"),
+    _m("tree.cpu_pct", "%", "gauge",
+       "CPU used by a run's process tree, in percent of one core (summed)"),
+    _m("tree.rss_bytes", "B", "gauge", "Resident memory of a run's process tree"),
+    _m("tree.threads", "", "gauge", "Threads in a run's process tree"),
+    _m("tree.gpu_mem_bytes", "B", "gauge",
+       "GPU memory used by a run's process tree (matched by pid; absent in a container "
+       "with its own pid namespace)"),
     # The sampler itself
     _m("tracklab.sample_ms", "ms", "gauge", "Wall time of the last sample"),
     _m("tracklab.sample_cpu_ms", "ms", "gauge", "CPU time the sampler spent on the last sample"),
@@ -143,6 +152,7 @@ GROUPS: dict[str, str] = {
     "disk": "Disk",
     "net": "Network",
     "gpu": "NVIDIA GPUs",
+    "tree": "A run's process tree (run metrics)",
     "tracklab": "The sampler",
 }
 

@@ -2,7 +2,7 @@
 its lifetime, joined on time.
 
     >>> df = run.history().to_pandas()
-    >>> df[["step", "loss", "gpu.0.util_pct", "proc.rss_bytes"]]
+    >>> df[["step", "loss", "gpu.0.util_pct", "tree.rss_bytes"]]
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ class ProcessTree:
 
     def sample(self, gpu_memory: Mapping[int, float] | None = None
                ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-        """``(totals, processes)``: ``proc.*`` totals of the tree and one dict per
+        """``(totals, processes)``: ``tree.*`` totals of the tree and one dict per
         process. CPU is percent of one core since the previous call."""
         now = time.monotonic()
         if now >= self._relist_at:
@@ -88,11 +88,11 @@ class ProcessTree:
         for pid in gone:
             if pid != self.root.pid:
                 self._members.pop(pid, None)
-        totals = {"proc.count": float(len(processes)),
-                  "proc.cpu_pct": sum(p["cpu_pct"] for p in processes),
-                  "proc.rss_bytes": sum(p["rss_bytes"] for p in processes),
-                  "proc.threads": float(sum(p["threads"] for p in processes))}
+        totals = {"tree.procs": float(len(processes)),
+                  "tree.cpu_pct": sum(p["cpu_pct"] for p in processes),
+                  "tree.rss_bytes": sum(p["rss_bytes"] for p in processes),
+                  "tree.threads": float(sum(p["threads"] for p in processes))}
         with_gpu = [p["gpu_mem_bytes"] for p in processes if "gpu_mem_bytes" in p]
         if with_gpu:
-            totals["proc.gpu_mem_bytes"] = sum(with_gpu)
+            totals["tree.gpu_mem_bytes"] = sum(with_gpu)
         return totals, processes

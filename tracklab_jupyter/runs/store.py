@@ -302,7 +302,7 @@ class RunStore:
 
     def process_metrics(self, run_id: str, names: Sequence[str] | None = None
                         ) -> dict[str, Any]:
-        """The run's process-tree series (``proc.*``) as ``{"time", "metrics"}``."""
+        """The run's process-tree series (``tree.*``) as ``{"time", "metrics"}``."""
         chosen = self._choose(run_id, names, process=True, strict=False)
         sql = "SELECT time, name, value FROM run_metrics WHERE run_id = ? AND step IS NULL"
         args: list[Any] = [run_id]

@@ -23,7 +23,7 @@ Version 2 adds runs (docs/RUNS.md):
 * ``projects`` / ``runs``: one row per run. ``change_seq`` grows with every change worth
   telling watchers about (created, state, edits), so another process can ask "what changed
   since N" with one indexed query; heartbeats and summaries do not bump it.
-* ``run_metrics``: one row per logged value. Process-tree rows (``proc.*``) have no step.
+* ``run_metrics``: one row per logged value. Process-tree rows (``tree.*``) have no step.
 * ``run_deleted``: tombstones, so watchers in other processes hear of deletions.
 """
 
