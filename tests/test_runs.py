@@ -294,3 +294,22 @@ def test_a_version_1_store_is_migrated_for_runs(tmp_path):
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     assert conn.execute("SELECT name FROM nodes").fetchall() == [("old-host",)]
     assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+
+
+def test_a_notebook_run_survives_a_failing_cell_and_ends_with_the_kernel(tmp_path):
+    from test_kernel import Kernel
+
+    data = tmp_path / "data"
+    kernel = Kernel(data)
+    try:
+        run_id = kernel.text("import tracklab\nrun = tracklab.init(project='nb')\n"
+                             "run.log({'loss': 1.0})\nprint(run.id)").strip()
+        failed = kernel.run("1 / 0")
+        assert any(m["msg_type"] == "error" for m in failed)
+        assert kernel.text("run.log({'loss': 0.5})\nprint(run.state)").strip() == "running"
+    finally:
+        kernel.kc.stop_channels()
+        kernel.km.shutdown_kernel(now=False)  # a graceful shutdown, as JupyterLab's
+    run = only_run(data)
+    assert run["id"] == run_id and run["state"] == "finished"
+    assert run["command"].startswith("notebook") and run["summary"] == {"loss": 0.5}
