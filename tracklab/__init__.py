@@ -9,7 +9,8 @@ from typing import Any
 
 from tracklab_jupyter._version import __version__
 
-__all__ = ["__version__", "finish", "history", "init", "load_ipython_extension", "log",
+__all__ = ["__version__", "connect_cluster", "finish", "history", "init",
+           "load_ipython_extension", "log",
            "monitor_gpu", "runs", "snapshot", "unload_ipython_extension", "widget"]
 
 
@@ -121,6 +122,21 @@ def widget(metrics: str | list[str] | None = None, window: float | str = "5m",
 
     return make_widget(kernel_monitor(), metrics=metrics, window=window, node=node,
                        height=height)
+
+
+def connect_cluster(cluster: Any, *, per_worker: bool = False,
+                    node_timeout: float = 10.0) -> Any:
+    """Monitor a cluster's nodes from this kernel: ``cluster`` is a
+    ``distributed.Client``, the ``ray`` module (connected), or an address such as
+    ``"dask://127.0.0.1:8786"``, ``"ray:auto"``. Each host is sampled once per interval
+    with the same collectors as this one and stored under its name; see
+    ``tracklab.widget(cluster=True)``, ``history(node=...)`` and docs/CLUSTER.md.
+    ``per_worker``: each Dask worker or Ray node is its own node even on one host."""
+    from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+
+    monitor = kernel_monitor()
+    monitor.wait_started(15.0)
+    return monitor.attach_cluster(cluster, per_worker=per_worker, node_timeout=node_timeout)
 
 
 def load_ipython_extension(ipython: Any) -> None:

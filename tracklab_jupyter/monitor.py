@@ -104,6 +104,9 @@ class Monitor:
         self._start_error: str | None = None
         self._run_watcher: Any = None
         self._watch_lock = threading.Lock()
+        #: The :class:`~tracklab_jupyter.cluster.monitor.ClusterMonitor`, once attached.
+        self.cluster: Any = None
+        self._side_writer: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -143,9 +146,67 @@ class Monitor:
                 self._run_watcher = RunWatcher(self.data_dir, self.hub, self.node)
                 self._run_watcher.start()
 
+    def attach_cluster(self, target: Any, *, per_worker: bool = False,
+                       node_timeout: float = 10.0) -> Any:
+        """Sample a cluster's nodes too (blocking: connects to the engine): ``target`` is a
+        spec (``"dask://host:8786"``, ``"ray:auto"``, ``"local"``), a
+        ``distributed.Client`` or the ``ray`` module. Replaces a cluster attached before.
+        Node samples go to this data dir's store (beside the recorder when this process
+        only reads) under each node's name."""
+        from tracklab_jupyter.cluster.monitor import ClusterMonitor
+        from tracklab_jupyter.cluster.providers import open_provider
+
+        provider = open_provider(target, per_worker=per_worker)
+        try:
+            cluster = ClusterMonitor(
+                provider, self.hub, interval=max(self.interval, 0.2),
+                node_timeout=node_timeout, local_node=self.node,
+                local_state=lambda: (self.latest, self.info),
+                write=lambda s: self._node_writer().write(s),
+                write_info=lambda n, i: self._node_writer().write_info(n, i),
+                write_event=lambda e: self._node_writer().write_event(e))
+        except BaseException:
+            provider.close()
+            raise
+        previous, self.cluster = self.cluster, cluster
+        if previous is not None:
+            previous.stop()
+        cluster.start()
+        return cluster
+
+    def _node_writer(self) -> Any:
+        """The recorder's writer, or (in a reader) a side writer for cluster nodes."""
+        recorder = self._recorder
+        if recorder is not None and recorder.writer is not None:
+            return recorder.writer
+        if self._side_writer is None:
+            from tracklab_jupyter.store.writer import StoreWriter
+
+            self._side_writer = StoreWriter(self.data_dir, self.config.store, side=True)
+        return self._side_writer
+
+    def cluster_metrics(self) -> dict[str, Any]:
+        """The latest sample of every node (this one alone without a cluster)."""
+        if self.cluster is not None:
+            return self.cluster.metrics()
+        sample = self.latest
+        nodes = {} if sample is None else {
+            sample.node: {"time": sample.time, "metrics": sample.metrics}}
+        return {"provider": "local", "nodes": nodes}
+
+    def cluster_info(self) -> dict[str, Any]:
+        """Nodes with state and resources, and the cluster's totals and use."""
+        from tracklab_jupyter.cluster.summary import cluster_info
+
+        return cluster_info(self)
+
     def stop(self) -> None:
         """Stop sampling (flushing the store) or reading. Idempotent."""
         self._stop.set()
+        if self.cluster is not None:
+            self.cluster.stop()
+        if self._side_writer is not None:
+            self._side_writer.close()
         with self._watch_lock:
             if self._run_watcher is not None:
                 self._run_watcher.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -35,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="access token (default: TRACKLAB_TOKEN, else a new random one)")
     parser.add_argument("--interval", type=float, default=None,
                         help="seconds between samples (default: 1)")
+    parser.add_argument("--cluster", default=None,
+                        help="also monitor a cluster: dask://HOST:PORT, ray:auto or "
+                             "ray://HOST:PORT (default: TRACKLAB_CLUSTER or local)")
+    parser.add_argument("--cluster-node-timeout", type=float, default=10.0,
+                        help="seconds without an answer before a node is offline "
+                             "(default: %(default)s)")
     parser.set_defaults(func=run)
 
 
@@ -56,6 +63,14 @@ def run(args: argparse.Namespace) -> int:
     config = MonitorConfig.from_settings(
         interval=args.interval if args.interval is not None else 1.0, data_dir=args.data_dir,
         source="command line")
+    cluster = args.cluster or os.environ.get("TRACKLAB_CLUSTER") or "local"
+    from tracklab_jupyter.cluster.providers import parse_cluster
+
+    try:
+        parse_cluster(cluster)
+    except ValueError as exc:
+        print(f"tracklab-jupyter serve: --cluster: {exc}", file=sys.stderr)
+        return 2
     monitor = Monitor(config)
 
     async def main() -> None:
@@ -69,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, monitor.watch_runs)
         await loop.run_in_executor(None, monitor.start)
+        await loop.run_in_executor(None, functools.partial(
+            monitor.attach_cluster, cluster, node_timeout=args.cluster_node_timeout))
         host = f"[{args.host}]" if ":" in args.host else args.host
         print(f"tracklab-jupyter serving on http://{host}:{bound}/api/system/metrics"
               f"?token={token}", flush=True)

@@ -21,10 +21,14 @@ EVENT = "event"
 RUN = "run"
 #: New values logged by a run, batched: the ``metric_update`` data of docs/RUNS.md.
 RUN_METRICS = "run_metrics"
+#: Each interval, the latest sample of every cluster node: ``{"provider", "nodes"}``.
+CLUSTER = "cluster"
+#: A cluster node came online, went offline or left: its status dict with a ``reason``.
+NODE = "node"
 
 # How many items each topic keeps for a reader that has not caught up. Samples coalesce to
 # the newest; events and run changes are rare and each one matters, so more are kept.
-DEFAULT_DEPTH = {SAMPLE: 1, EVENT: 256, RUN: 256, RUN_METRICS: 256}
+DEFAULT_DEPTH = {SAMPLE: 1, EVENT: 256, RUN: 256, RUN_METRICS: 256, CLUSTER: 1, NODE: 256}
 
 
 class Subscription:

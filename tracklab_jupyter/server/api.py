@@ -174,17 +174,23 @@ def hardware_cpu(monitor: Monitor, params: Params) -> Reply:
 
 def cluster_info(monitor: Monitor, params: Params) -> Reply:
     check_params(params, set())
-    return Reply({"provider": "local", "nodes": [monitor.node_status()]})
+    return Reply(monitor.cluster_info())
 
 
 def cluster_metrics(monitor: Monitor, params: Params) -> Reply:
-    check_params(params, {"metrics"})
-    sample = monitor.latest
-    nodes = {}
-    if sample is not None:
-        nodes[sample.node] = {"time": sample.time,
-                              "metrics": _select(sample.metrics, many(params, "metrics"))}
-    return Reply({"provider": "local", "nodes": nodes}, etag=_latest_etag(monitor, params))
+    check_params(params, {"metrics", "node"})
+    state = monitor.cluster_metrics()
+    patterns = many(params, "metrics")
+    wanted = one(params, "node")
+    if wanted is not None and wanted not in state["nodes"]:
+        raise ApiError(404, f"unknown node {wanted!r}",
+                       f"nodes with a sample: {', '.join(sorted(state['nodes'])) or 'none'}")
+    nodes = {name: {"time": n["time"], "metrics": _select(n["metrics"], patterns)}
+             for name, n in state["nodes"].items() if wanted is None or name == wanted}
+    newest = max((n["time"] for n in nodes.values()), default=0.0)
+    query = "&".join(f"{k}={','.join(v)}" for k, v in sorted(params.items()) if k != "token")
+    etag = f'W/"c{newest:.3f}-{len(nodes)}-{zlib.crc32(query.encode()):08x}"'
+    return Reply({"provider": state["provider"], "nodes": nodes}, etag=etag)
 
 
 def health(monitor: Monitor, params: Params) -> Reply:

@@ -60,6 +60,19 @@ class TrackLab(ExtensionApp):
                                 "cannot be written.").tag(config=True)
     log_level_name = Unicode(help="Log level of tracklab's own loggers. Env: "
                                   "TRACKLAB_LOG_LEVEL.").tag(config=True)
+    cluster = Unicode("local", help="Nodes to monitor besides this host: 'local' (this host "
+                                    "alone), 'dask://HOST:PORT' (a Dask scheduler), 'ray:auto' "
+                                    "or 'ray://HOST:PORT'. Env: TRACKLAB_CLUSTER."
+                      ).tag(config=True)
+    cluster_node_timeout = Float(10.0, help="Seconds without an answer before a cluster node "
+                                            "is offline.").tag(config=True)
+    cluster_per_worker = Bool(False, help="Monitor each Dask worker or Ray node as its own "
+                                          "node even when several share a host (tests, "
+                                          "demos).").tag(config=True)
+
+    @default("cluster")
+    def _default_cluster(self) -> str:
+        return os.environ.get("TRACKLAB_CLUSTER", "") or "local"
 
     @default("interval")
     def _default_interval(self) -> float:
@@ -118,10 +131,23 @@ class TrackLab(ExtensionApp):
             # First: runs created while the sampler starts up are announced too.
             self.monitor.watch_runs()
             self.monitor.start()
+            self._attach_cluster()
             self.log.info("tracklab: %s for %s every %gs (data in %s)", self.monitor.role,
                           self.monitor.node, self.monitor.interval, self.monitor.data_dir)
         except Exception as exc:
             self.log.error("tracklab: monitor failed to start: %s", exc)
+
+    def _attach_cluster(self) -> None:
+        """Start the cluster monitor (the local one when no engine is configured). A
+        cluster that cannot be reached is logged; this host is monitored all the same."""
+        assert self.monitor is not None
+        try:
+            self.monitor.attach_cluster(self.cluster, per_worker=self.cluster_per_worker,
+                                        node_timeout=self.cluster_node_timeout)
+        except (ValueError, RuntimeError, TypeError, OSError) as exc:
+            self.log.error("tracklab: c.TrackLab.cluster = %r: %s; monitoring this host "
+                           "alone", self.cluster, exc)
+            self.monitor.attach_cluster("local")
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(build_handlers("/"))

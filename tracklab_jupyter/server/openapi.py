@@ -88,11 +88,40 @@ SCHEMAS: dict[str, Any] = {
     "NodeStatus": {"type": "object", "required": ["node", "status"],
                    "properties": {"node": {"type": "string"},
                                   "status": {"enum": ["up", "stale", "down", "starting"]},
+                                  "state": {"enum": ["online", "offline"]},
                                   "role": {"type": "string"},
-                                  "last_seen": {"type": ["number", "null"]}}},
-    "ClusterInfo": {"type": "object", "required": ["provider", "nodes"],
-                    "properties": {"provider": {"type": "string"},
-                                   "nodes": {"type": "array", "items": _ref("NodeStatus")}}},
+                                  "address": {"type": "string"},
+                                  "last_seen": {"type": ["number", "null"]},
+                                  "resources": {"type": "object", "properties": {
+                                      "cores": _NUMBER_OR_NULL,
+                                      "memory_bytes": _NUMBER_OR_NULL,
+                                      "gpus": _NUMBER_OR_NULL}},
+                                  "error": {"type": ["string", "null"]},
+                                  "reason": {"type": "string",
+                                             "description": "Why the state changed "
+                                                            "(node_status messages)"}}},
+    "ClusterInfo": {"type": "object", "required": ["provider", "nodes", "totals", "used"],
+                    "properties": {"provider": {"enum": ["local", "dask", "ray"]},
+                                   "address": {"type": "string"},
+                                   "interval_s": {"type": "number"},
+                                   "node_timeout_s": _NUMBER_OR_NULL,
+                                   "nodes": {"type": "array", "items": _ref("NodeStatus")},
+                                   "totals": {"type": "object", "required": [
+                                       "nodes", "online", "cores", "memory_bytes", "gpus"],
+                                       "properties": {
+                                           "nodes": {"type": "integer"},
+                                           "online": {"type": "integer"},
+                                           "cores": {"type": "number"},
+                                           "memory_bytes": {"type": "number"},
+                                           "gpus": {"type": "integer"}}},
+                                   "used": {"type": "object", "required": [
+                                       "cpu_cores", "memory_bytes", "gpu_memory_bytes",
+                                       "gpu_util_pct"],
+                                       "properties": {
+                                           "cpu_cores": {"type": "number"},
+                                           "memory_bytes": {"type": "number"},
+                                           "gpu_memory_bytes": {"type": "number"},
+                                           "gpu_util_pct": _NUMBER_OR_NULL}}}},
     "ClusterMetrics": {"type": "object", "required": ["provider", "nodes"],
                        "properties": {"provider": {"type": "string"},
                                       "nodes": {"type": "object", "additionalProperties": {
@@ -257,10 +286,12 @@ def _paths() -> dict[str, Any]:
                                            _json(_ref("Accelerators")), [_NODE], True),
         "/api/hardware/cpu": _get("CPU facts and current values", _json(_ref("Cpu")),
                                   [_NODE], True),
-        "/api/cluster/info": _get("Nodes of the cluster (this host alone without a provider)",
+        "/api/cluster/info": _get("Nodes of the cluster (this host alone without a provider) "
+                                  "with state and resources; totals and use",
                                   _json(_ref("ClusterInfo")), []),
-        "/api/cluster/metrics": _get("Latest sample of every node",
-                                     _json(_ref("ClusterMetrics")), [_METRICS], True),
+        "/api/cluster/metrics": _get("Latest sample of every online node",
+                                     _json(_ref("ClusterMetrics")),
+                                     [_METRICS, _q("node", "Only this node")], True),
         "/api/history": _get(
             "Stored metrics over a time range, as columns (or CSV)",
             {"description": "OK", "content": {

@@ -13,7 +13,7 @@ from typing import Any
 
 from tornado import web, websocket
 
-from tracklab_jupyter.sampler.hub import EVENT, RUN, RUN_METRICS, SAMPLE
+from tracklab_jupyter.sampler.hub import CLUSTER, EVENT, NODE, RUN, RUN_METRICS, SAMPLE
 from tracklab_jupyter.server.api import ApiError, Endpoint, Reply
 from tracklab_jupyter.server.ws_protocol import WsSession
 
@@ -119,7 +119,8 @@ class WsBridge:
         self._loop = asyncio.get_running_loop()
         self._scheduled = False
         self.session = WsSession(monitor, self._write)
-        self._sub = monitor.hub.subscribe((SAMPLE, EVENT, RUN, RUN_METRICS), notify=self._wake)
+        self._sub = monitor.hub.subscribe((SAMPLE, EVENT, RUN, RUN_METRICS, CLUSTER, NODE),
+                                          notify=self._wake)
         self.session.open()
 
     def _write(self, text: str) -> Any:

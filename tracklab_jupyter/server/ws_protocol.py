@@ -20,11 +20,10 @@ from typing import Any
 
 from tracklab_jupyter._version import __version__
 from tracklab_jupyter.monitor import Monitor
-from tracklab_jupyter.sampler.hub import EVENT, RUN, RUN_METRICS, SAMPLE
+from tracklab_jupyter.sampler.hub import CLUSTER, EVENT, NODE, RUN, RUN_METRICS, SAMPLE
 from tracklab_jupyter.sampler.sample import Event, Sample
 
-# Server message types. node_status and cluster_metrics are defined now and sent by the
-# cluster feature; clients may already subscribe to them.
+# Server message types (hello, subscribed, pong and error are always sent).
 TOPICS = ("system_metrics", "hardware_update", "node_status", "cluster_metrics",
           "run_update", "metric_update")
 DEFAULT_TOPICS = ("system_metrics", "hardware_update")
@@ -50,6 +49,7 @@ class WsSession:
         self.runs: set[str] = set()  # metric_update only for these runs (empty: all)
         self.interval = monitor.interval
         self._last_frame = 0.0
+        self._last_cluster_frame = 0.0
         self._inflight: Any = None
         self._waiting: Sample | None = None
         self.frames_sent = 0
@@ -90,6 +90,23 @@ class WsSession:
             elif (topic == RUN_METRICS and "metric_update" in self.topics
                   and (not self.runs or item["run"] in self.runs)):
                 self._emit("metric_update", item)
+            elif topic == CLUSTER and "cluster_metrics" in self.topics:
+                self._offer_cluster(item)
+            elif topic == NODE and "node_status" in self.topics:
+                self._emit("node_status", item)
+
+    def _offer_cluster(self, state: dict[str, Any]) -> None:
+        now = time.time()
+        if now - self._last_cluster_frame < self.interval - 0.5 * self.monitor.interval:
+            return
+        self._last_cluster_frame = now
+        nodes = state["nodes"]
+        if self.globs:
+            nodes = {name: {"time": n["time"], "metrics": {
+                k: v for k, v in n["metrics"].items()
+                if any(fnmatch.fnmatchcase(k, g) for g in self.globs)}}
+                for name, n in nodes.items()}
+        self._emit("cluster_metrics", {"provider": state["provider"], "nodes": nodes})
 
     def _on_event(self, event: Event) -> None:
         if "hardware_update" in self.topics:

@@ -73,7 +73,13 @@ class StoreWriter:
     """
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None,
-                 config: StoreConfig | None = None, *, maintenance: bool = True) -> None:
+                 config: StoreConfig | None = None, *, maintenance: bool = True,
+                 side: bool = False) -> None:
+        """``side``: a writer that adds other nodes' samples beside the recorder's writer
+        (a notebook's cluster monitor while the Jupyter server records): no maintenance and
+        no store-wide settings, which are the recorder's."""
+        self.side = side
+        maintenance = maintenance and not side
         self.config = config or StoreConfig()
         self.data_dir: Path = ensure_data_dir(data_dir)
         self.path: Path = self.data_dir / DB_NAME
@@ -92,7 +98,8 @@ class StoreWriter:
         self.counters = {"samples": 0, "points": 0, "flushes": 0, "failed_flushes": 0,
                          "dropped_queue_full": 0, "dropped_unwritable": 0, "events": 0}
         self.last_error: str | None = None
-        self._write_meta(clean=False)
+        if not side:
+            self._write_meta(clean=False)
         self.maintenance = Maintenance(self.path, self.config) if maintenance else None
         self._thread = threading.Thread(target=self._run, name="tracklab-store-writer",
                                         daemon=True)
@@ -155,7 +162,8 @@ class StoreWriter:
                 log.warning("store writer queue stuck; closing without a final flush")
             self._thread.join(timeout)
         if not self._thread.is_alive():
-            self._write_meta(clean=True)
+            if not self.side:
+                self._write_meta(clean=True)
             self._conn.close()
 
     def __enter__(self) -> StoreWriter:

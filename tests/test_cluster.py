@@ -1,0 +1,188 @@
+"""Cluster monitoring over a real Dask cluster: a ``distributed.LocalCluster`` whose worker
+processes are monitored as separate nodes (test mode), a killed worker going offline, the
+Jupyter server configured with ``c.TrackLab.cluster``, and cluster history per node."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+
+import jsonschema
+import pytest
+
+from tracklab_jupyter.cluster.providers import ClusterUnavailable, open_provider, parse_cluster
+from tracklab_jupyter.monitor import Monitor, MonitorConfig
+from tracklab_jupyter.sampler.hub import CLUSTER, NODE
+from tracklab_jupyter.server.openapi import openapi_dict
+
+distributed = pytest.importorskip("distributed")
+
+COMPONENTS = {"components": openapi_dict("")["components"]}
+WORKERS = 3
+
+
+def validate(body: object, schema: str) -> None:
+    jsonschema.Draft202012Validator(
+        {"$ref": f"#/components/schemas/{schema}", **COMPONENTS}).validate(body)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    cluster = distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, worker_dashboard_address=None)
+    client = distributed.Client(cluster)
+    yield cluster, client
+    client.close()
+    cluster.close()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_cluster_specs_are_parsed_or_refused_clearly():
+    assert parse_cluster("local") == ("local", "")
+    assert parse_cluster("dask://10.0.0.5:8786") == ("dask", "tcp://10.0.0.5:8786")
+    assert parse_cluster("dask:tls://h:8786") == ("dask", "tls://h:8786")
+    assert parse_cluster("ray:auto") == ("ray", "auto")
+    assert parse_cluster("ray://head:10001") == ("ray", "ray://head:10001")
+    for bad in ("dask", "slurm://x", ""):
+        with pytest.raises(ValueError, match="cluster must be"):
+            parse_cluster(bad)
+    with pytest.raises(ValueError, match="'local' takes no address"):
+        parse_cluster("local:x")
+    with pytest.raises(TypeError, match="connect_cluster takes"):
+        open_provider(42)
+    with pytest.raises(ClusterUnavailable, match="cannot reach the Dask scheduler"):
+        open_provider("dask://127.0.0.1:9")  # nothing listens on the discard port
+
+
+def test_ray_missing_gives_the_extra_to_install():
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        with pytest.raises(ClusterUnavailable, match=r"tracklab-jupyter\[ray\]"):
+            open_provider("ray:auto")
+    else:
+        pytest.skip("ray is installed here (tests/test_cluster_ray.py covers it)")
+
+
+def test_dask_workers_are_sampled_as_nodes_and_a_killed_one_goes_offline(dask_cluster,
+                                                                          tmp_path):
+    _cluster, client = dask_cluster
+    monitor = Monitor(MonitorConfig.from_settings(data_dir=str(tmp_path / "data"),
+                                                  interval=0.5, flush_interval=0.5))
+    monitor.start()
+    assert monitor.wait_started(20)
+    sub = monitor.hub.subscribe([CLUSTER, NODE], depth={CLUSTER: 1})
+    try:
+        monitor.attach_cluster(client, per_worker=True, node_timeout=2.0)
+        names = {f"{monitor.node}-w{i}" for i in range(WORKERS)}
+
+        def all_online():
+            latest = monitor.cluster_metrics()["nodes"]
+            return names <= set(latest) and all(
+                "cpu.util_pct" in latest[n]["metrics"] for n in names)
+        wait_for(all_online, 30, "every worker to answer")
+        info = monitor.cluster_info()
+        validate(info, "ClusterInfo")
+        assert info["provider"] == "dask" and info["address"].startswith("tcp://")
+        by_name = {n["node"]: n for n in info["nodes"]}
+        assert by_name[monitor.node]["role"] == "local"
+        for name in names:
+            node = by_name[name]
+            assert (node["state"], node["role"]) == ("online", "worker")
+            assert node["address"].startswith("tcp://127.0.0.1:")
+            assert node["resources"]["cores"] == os.cpu_count()  # the node's own facts
+            assert node["resources"]["memory_bytes"] > 0
+        assert info["totals"]["online"] == WORKERS + 1
+        assert info["used"]["memory_bytes"] > 0
+
+        # kill one worker process: it stops answering and goes offline after the timeout
+        pids = client.run(os.getpid)
+        victim_address = sorted(pids)[0]
+        victim = next(n for n in names if by_name[n]["address"] == victim_address)
+        sub.drain()
+        os.kill(pids[victim_address], signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        def offline_status():
+            for topic, item in sub.drain():
+                if topic == NODE and item["node"] == victim and item["state"] == "offline":
+                    return item
+            return None
+        status = wait_for(offline_status, 20, f"{victim} to go offline")
+        assert time.monotonic() - killed_at >= 1.0  # after the timeout, not at once
+        validate(status, "NodeStatus")
+        assert status["reason"]
+        # the others kept answering all along
+        latest = monitor.cluster_metrics()["nodes"]
+        assert all(time.time() - latest[n]["time"] < 2.0 for n in names - {victim})
+        # the nanny restarts the worker: the node comes back online under the same name
+        wait_for(lambda: any(
+            t == NODE and i["node"] == victim and i["state"] == "online"
+            for t, i in sub.drain()), 40, f"{victim} to come back")
+    finally:
+        sub.close()
+        monitor.stop()
+
+    # stored under each node's name; node events stored too
+    import tracklab
+
+    hist = tracklab.history("cpu.util_pct", start="-5min", data_dir=tmp_path / "data")
+    assert names <= set(hist.nodes)
+    frame = hist.to_pandas()
+    assert {(n, "cpu.util_pct") for n in names} <= set(frame.columns)
+    one = tracklab.history("mem.used_bytes", start="-5min", node=victim,
+                           data_dir=tmp_path / "data")
+    assert one.nodes == [victim] and len(one) >= 2  # before the kill and after the restart
+    kinds = {(e.node, e.kind) for e in hist.events}
+    assert (victim, "node_offline") in kinds and (victim, "node_online") in kinds
+
+
+@pytest.fixture
+def jp_server_config(dask_cluster, tmp_path):
+    """The server of this module's Jupyter test: configured with the Dask cluster."""
+    cluster, _client = dask_cluster
+    return {"ServerApp": {"jpserver_extensions": {"tracklab_jupyter": True}},
+            "TrackLab": {"data_dir": str(tmp_path / "srv"), "interval": 0.5,
+                         "cluster": "dask://" + cluster.scheduler_address.split("://")[1],
+                         "cluster_per_worker": True, "cluster_node_timeout": 3.0}}
+
+
+async def test_the_jupyter_server_serves_a_configured_dask_cluster(jp_fetch, jp_ws_fetch):
+    ws = await jp_ws_fetch("tracklab", "ws")
+    ws.write_message(json.dumps({"type": "subscribe",
+                                 "topics": ["cluster_metrics", "node_status"],
+                                 "metrics": ["cpu.*", "mem.*"]}))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 40
+    frame = None
+    while loop.time() < deadline:
+        message = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+        if message["type"] == "cluster_metrics" and len(message["data"]["nodes"]) > WORKERS:
+            frame = message
+            break
+    assert frame is not None, "no cluster_metrics frame with every node"
+    validate(frame["data"], "ClusterMetrics")
+    assert frame["data"]["provider"] == "dask"
+    assert all(k.startswith(("cpu.", "mem.")) for n in frame["data"]["nodes"].values()
+               for k in n["metrics"])
+    info = json.loads((await jp_fetch("tracklab", "api", "cluster", "info")).body)
+    validate(info, "ClusterInfo")
+    assert info["provider"] == "dask" and info["totals"]["nodes"] == WORKERS + 1
+    one = next(n["node"] for n in info["nodes"] if n["role"] == "worker")
+    metrics = json.loads((await jp_fetch("tracklab", "api", "cluster", "metrics",
+                                         params={"node": one, "metrics": "mem.*"})).body)
+    assert list(metrics["nodes"]) == [one]
+    assert all(k.startswith("mem.") for k in metrics["nodes"][one]["metrics"])
+    ws.close()

@@ -1,0 +1,70 @@
+"""``cluster/info``: every node with its state and resources, the totals, and what is used."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tracklab_jupyter.cluster.monitor import ONLINE
+
+if TYPE_CHECKING:
+    from tracklab_jupyter.monitor import Monitor
+
+
+def _local_node(monitor: Monitor) -> dict[str, Any]:
+    status = monitor.node_status()
+    info = monitor.info
+    system = info.get("system", {})
+    memory = info.get("memory", {})
+    return {"node": monitor.node, "address": "", "role": "local",
+            "state": ONLINE if status["status"] in ("up", "starting") else "offline",
+            "status": status["status"], "last_seen": status["last_seen"],
+            "resources": {"cores": system.get("cpu_logical_cores"),
+                          "memory_bytes": (memory.get("effective_limit_bytes")
+                                           or system.get("memory_total_bytes")),
+                          "gpus": len(info.get("gpu", {}).get("devices", []))},
+            "error": None}
+
+
+def _use(metrics: dict[str, float], cores: float | None) -> dict[str, float]:
+    used = {"memory_bytes": metrics.get("mem.used_bytes", 0.0)}
+    if cores and "cpu.util_pct" in metrics:
+        used["cpu_cores"] = metrics["cpu.util_pct"] / 100 * cores
+    gpu_util = [v for k, v in metrics.items()
+                if k.startswith("gpu.") and k.endswith(".util_pct") and k.count(".") == 2]
+    used["gpu_util_sum"] = sum(gpu_util)
+    used["gpu_memory_bytes"] = sum(v for k, v in metrics.items()
+                                   if k.startswith("gpu.") and k.endswith(".mem_used_bytes")
+                                   and k.count(".") == 2)
+    return used
+
+
+def cluster_info(monitor: Monitor) -> dict[str, Any]:
+    cluster = monitor.cluster
+    nodes = [_local_node(monitor)]
+    latest = monitor.cluster_metrics()["nodes"]
+    if cluster is not None:
+        nodes += [n.to_dict() for n in cluster.node_states()]
+    totals = {"nodes": len(nodes), "online": 0, "cores": 0.0, "memory_bytes": 0.0, "gpus": 0}
+    used = {"cpu_cores": 0.0, "memory_bytes": 0.0, "gpu_memory_bytes": 0.0}
+    gpu_util_sum = 0.0
+    for node in nodes:
+        if node["state"] != ONLINE:
+            continue
+        res = node["resources"]
+        totals["online"] += 1
+        totals["cores"] += res.get("cores") or 0
+        totals["memory_bytes"] += res.get("memory_bytes") or 0
+        totals["gpus"] += int(res.get("gpus") or 0)
+        sample = latest.get(node["node"])
+        if sample is not None:
+            use = _use(sample["metrics"], res.get("cores"))
+            used["cpu_cores"] += use.get("cpu_cores", 0.0)
+            used["memory_bytes"] += use["memory_bytes"]
+            used["gpu_memory_bytes"] += use["gpu_memory_bytes"]
+            gpu_util_sum += use["gpu_util_sum"]
+    used["gpu_util_pct"] = gpu_util_sum / totals["gpus"] if totals["gpus"] else None
+    return {"provider": cluster.provider.name if cluster is not None else "local",
+            "address": cluster.provider.address if cluster is not None else "",
+            "interval_s": monitor.interval,
+            "node_timeout_s": cluster.node_timeout if cluster is not None else None,
+            "nodes": nodes, "totals": totals, "used": used}
