@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import time
 
 import jsonschema
@@ -62,18 +63,19 @@ def test_cluster_specs_are_parsed_or_refused_clearly():
         parse_cluster("local:x")
     with pytest.raises(TypeError, match="connect_cluster takes"):
         open_provider(42)
+    from tracklab_jupyter.cluster.dask_provider import DaskProvider
+
     with pytest.raises(ClusterUnavailable, match="cannot reach the Dask scheduler"):
-        open_provider("dask://127.0.0.1:9")  # nothing listens on the discard port
+        DaskProvider("tcp://127.0.0.1:9", connect_timeout=1)  # nothing listens there
 
 
-def test_ray_missing_gives_the_extra_to_install():
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        with pytest.raises(ClusterUnavailable, match=r"tracklab-jupyter\[ray\]"):
-            open_provider("ray:auto")
-    else:
-        pytest.skip("ray is installed here (tests/test_cluster_ray.py covers it)")
+def test_a_missing_engine_names_the_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(ClusterUnavailable, match=r"pip install 'tracklab-jupyter\[ray\]'"):
+        open_provider("ray:auto")
+    with pytest.raises(ClusterUnavailable, match=r"pip install 'tracklab-jupyter\[dask\]'"):
+        open_provider("dask://127.0.0.1:8786")
 
 
 def test_dask_workers_are_sampled_as_nodes_and_a_killed_one_goes_offline(dask_cluster,

@@ -21,7 +21,8 @@ class DaskProvider(ClusterProvider):
 
     name = "dask"
 
-    def __init__(self, target: Any, per_worker: bool = False) -> None:
+    def __init__(self, target: Any, per_worker: bool = False,
+                 connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         try:
             import distributed
         except ImportError:
@@ -32,7 +33,7 @@ class DaskProvider(ClusterProvider):
         self._own = isinstance(target, str)
         if self._own:
             try:
-                self.client = distributed.Client(target, timeout=CONNECT_TIMEOUT_S,
+                self.client = distributed.Client(target, timeout=connect_timeout,
                                                  set_as_default=False)
             except OSError as exc:
                 raise ClusterUnavailable(f"cannot reach the Dask scheduler at {target}: "
