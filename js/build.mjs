@@ -19,6 +19,8 @@ export const options = {
   target: ["es2022"],
   outfile,
   legalComments: "none",
+  // "–" and "…" as UTF-8 bytes, not \u escapes (module scripts are always read as UTF-8).
+  charset: "utf8",
   logLevel: "warning",
 };
 

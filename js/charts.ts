@@ -16,7 +16,7 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import "./charts.css";
-import { BYTE_INCRS, FORMATTERS, MISSING, formatClock, formatTicks, niceMax, unitOf as unitOfMetric, type Unit } from "./format";
+import { BYTE_INCRS, FORMATTERS, MISSING, formatClock, formatTicks, formatValue, niceMax, unitOf as unitOfMetric, type Unit } from "./format";
 import { SeriesStore, coreNames, type Batch } from "./series";
 
 export * from "./format";
@@ -239,6 +239,11 @@ export interface ChartSpec {
   legend?: boolean;
   /** Caption over the chart. */
   title?: string;
+  /**
+   * x is a step number (a run's logged metrics), not a time: numeric x axis, y axis from
+   * the data's own range, gaps between logged values joined.
+   */
+  steps?: boolean;
 }
 
 // uPlot keeps every cursor-sync group it ever saw in a module-level map: recycle the keys
@@ -307,6 +312,7 @@ export class Chart implements Part {
     const th = this.#theme;
     const spec = this.spec;
     const unit = spec.unit;
+    const steps = spec.steps;
     const font = `10px ${th.font}`;
     const axis = { stroke: th.dim, font, grid: { stroke: th.grid, width: 1 }, ticks: { show: false }, gap: 3 };
     const opts: uPlot.Options = {
@@ -322,9 +328,9 @@ export class Chart implements Part {
       },
       select: { show: false, left: 0, top: 0, width: 0, height: 0 },
       scales: {
-        x: { time: true, range: () => this.#x },
+        x: { time: !steps, range: () => this.#x },
         y: {
-          range: (_u, _min, max) => {
+          range: steps ? undefined : (_u, _min, max) => {
             if (spec.range === "pct") return [0, 100];
             const m = Math.max(Number.isFinite(max) ? max : 0, spec.minMax ?? 1);
             return [0, niceMax(m * 1.04, unit === "bytes")];
@@ -337,7 +343,7 @@ export class Chart implements Part {
           space: 64,
           size: 18,
           // Clock labels; one that would be cut at either edge is left out.
-          values: (u, splits, _ax, _space, incr) => {
+          values: steps ? undefined : (u, splits, _ax, _space, incr) => {
             const half = incr >= 60 ? 15 : 24;
             const w = u.over.clientWidth || u.width;
             return splits.map((v) => {
@@ -348,7 +354,8 @@ export class Chart implements Part {
         },
         {
           ...axis,
-          values: (_u, splits) => formatTicks(unit, splits),
+          // Steps: a run's own numbers (a learning rate of 0.001 needs its digits).
+          values: (_u, splits) => (steps ? splits.map(formatValue) : formatTicks(unit, splits)),
           size: 38,
           space: 22,
           ...(unit === "bytes" ? { incrs: BYTE_INCRS } : {}),
@@ -363,9 +370,10 @@ export class Chart implements Part {
             label: s.label,
             stroke: color,
             width: s.dash ? 1.25 : 1.5,
-            points: { show: false },
-            spanGaps: false,
+            spanGaps: steps,
           };
+          // Steps: uPlot's default, dots where the points are few (a metric logged once).
+          if (!steps) ser.points = { show: false };
           if (s.dash) ser.dash = [4, 4];
           if (fill)
             ser.fill = (u: uPlot) => {
@@ -441,7 +449,7 @@ export class Chart implements Part {
     }
     const fmt = FORMATTERS[this.spec.unit];
     el.textContent = "";
-    el.append(h("span", "tl-hover-time", undefined, formatClock(t)));
+    el.append(h("span", "tl-hover-time", undefined, this.spec.steps ? `step ${t}` : formatClock(t)));
     this.spec.series.forEach((s, k) => {
       const v = (this.#data[k + 1] as (number | null)[] | undefined)?.[i];
       if (v == null && s.dash) return;
@@ -730,6 +738,8 @@ export class Dashboard {
   height: number;
   windowS: number;
   intervalS: number;
+  /** The view never starts before this x (a run's start); with `windowS` = Infinity it starts here. */
+  start = -Infinity;
   #panels: Panel[] = [];
   #frame = 0;
   #ro: ResizeObserver | null = null;
@@ -845,7 +855,8 @@ export class Dashboard {
     const x1 = Number.isFinite(last) ? last : Date.now() / 1000;
     const ctx: DrawContext = {
       store: this.store,
-      x0: x1 - this.windowS,
+      // At least one unit wide: uPlot cannot draw an empty x range.
+      x0: Math.min(Math.max(this.start, x1 - this.windowS), x1 - 1),
       x1,
       staleS: Math.max(5, 5 * this.intervalS),
       theme: this.theme,

@@ -93,7 +93,20 @@ export function formatNumber(v: number | null | undefined): string {
   return v.toFixed(2);
 }
 
-export type Unit = "bytes" | "rate" | "pct" | "temp" | "watts" | "number";
+/** Four significant digits, for a run's own metrics (losses are small): 0.00123456 → "0.001235". */
+export function formatValue(v: number | null | undefined): string {
+  return ok(v) ? String(+v.toPrecision(4)) : MISSING;
+}
+
+/** A run's duration as a clock: "00:00:42", "02:05:09", "3d 04:05:09". */
+export function formatDuration(s: number | null | undefined): string {
+  if (!ok(s) || s < 0) return MISSING;
+  const hms = new Date(s * 1000).toISOString().slice(11, 19);
+  return s < 86400 ? hms : `${Math.floor(s / 86400)}d ${hms}`;
+}
+
+/** "value": a plain number at four significant digits (a run's logged metrics). */
+export type Unit = "bytes" | "rate" | "pct" | "temp" | "watts" | "number" | "value";
 
 /** The unit of a metric, from the naming convention (unit last) of docs/METRICS.md. */
 export function unitOf(name: string): Unit {
@@ -112,6 +125,7 @@ export const FORMATTERS: Record<Unit, (v: number | null | undefined) => string> 
   temp: formatTemp,
   watts: formatWatts,
   number: formatNumber,
+  value: formatValue,
 };
 
 /** Formats a value of metric `name` with the unit its name carries. */

@@ -240,6 +240,15 @@ export class SeriesStore {
     return i;
   }
 
+  /**
+   * Drops the rows at `x` and after (a run's last step, about to come again with more
+   * values logged at it). Names are kept; the next append overwrites the dropped rows.
+   */
+  dropFrom(x: number): void {
+    while (this.#len && this.#t[this.#start + this.#len - 1] >= x) this.#len--;
+    this.version++;
+  }
+
   /** Keeps the last `windowS` seconds, measured from the newest row. */
   trim(windowS: number): number {
     if (!this.#len || !(windowS > 0)) return 0;

@@ -6,12 +6,15 @@ import {
   decodeData,
   formatBytesOf,
   formatClock,
+  formatDuration,
+  FORMATTERS,
   formatWattsOf,
   gpuIndices,
   h,
   isThrottled,
   matchesAny,
   throttleReasons,
+  unitOf,
   type DrawContext,
   type Panel,
 } from "./charts";
@@ -34,11 +37,24 @@ interface GpuInfo {
   power_limit_w?: number | null;
 }
 
+/** The run shown by `tracklab.widget(run=...)`: docs/RUNS.md's `Run` (fields used here). */
+interface RunInfo {
+  id: string;
+  project?: string;
+  name?: string;
+  state?: string;
+  start: number;
+  duration_s?: number;
+  pid?: number;
+  system_monitor?: boolean;
+}
+
 interface InitMsg {
   type: "init";
   node: string;
   interval_s: number;
   window_s: number;
+  run?: RunInfo;
   info: {
     cpu_model?: string;
     cpu_count?: number;
@@ -65,8 +81,13 @@ class WidgetView {
   #nodeEl: HTMLElement;
   #statusEl: HTMLElement;
   #eventEl: HTMLElement;
+  #runEl: HTMLElement;
   #body: HTMLElement;
   #dash: Dashboard | null = null;
+  // A run's view: its logged metrics (x = step) and its process tree (x = time).
+  #run: RunInfo | null = null;
+  #runDash: Dashboard | null = null;
+  #procDash: Dashboard | null = null;
   #hostGrid: HTMLElement | null = null;
   #gpuGrid: HTMLElement | null = null;
   #panels = new Map<string, { panel: Panel; metrics: string[] }>();
@@ -83,22 +104,19 @@ class WidgetView {
     this.#root = h("div", "tl-root tl-theme", { "data-state": "waiting", "data-points": "0" });
     const head = h("div", "tl-header");
     const brand = h("span", "tl-brand", undefined, "TrackLab");
-    this.#nodeEl = h("span", "tl-node", { "data-field": "node" });
-    this.#statusEl = h("span", "tl-status", { "data-field": "status" });
-    this.#eventEl = h("span", "tl-event", { "data-field": "event" });
+    this.#nodeEl = h("span", "tl-node");
+    this.#statusEl = h("span", "tl-status");
+    this.#eventEl = h("span", "tl-event");
     this.#eventEl.hidden = true;
-    head.append(brand, this.#nodeEl, this.#statusEl, this.#eventEl);
+    this.#runEl = h("span", "tl-run");
+    head.append(brand, this.#runEl, this.#nodeEl, this.#statusEl, this.#eventEl);
     this.#body = h("div", "tl-body");
     this.#body.append(h("div", "tl-placeholder", undefined, "waiting for the kernel…"));
     this.#root.append(head, this.#body);
     el.append(this.#root);
     this.#onStatus();
 
-    model.on("msg:custom", this.#onMsg);
-    model.on("change:status", this.#onStatus);
-    model.on("change:height", this.#onHeight);
-    model.on("change:window_s", this.#onWindow);
-    model.on("change:metrics", this.#onMetrics);
+    for (const [e, f] of this.#handlers) model.on(e, f);
     model.send({ type: "ready" });
   }
 
@@ -108,17 +126,23 @@ class WidgetView {
     this.#statusEl.classList.toggle("tl-status-error", /error|fail|lost|stopped/i.test(this.#statusEl.textContent));
   };
 
-  #onHeight = () => this.#dash?.setHeight(Number(this.#model.get("height")) || 0);
+  #dashes(): (Dashboard | null)[] {
+    return [this.#dash, this.#runDash, this.#procDash];
+  }
+
+  #onHeight = () => {
+    for (const d of this.#dashes()) d?.setHeight(Number(this.#model.get("height")) || 0);
+  };
 
   #onWindow = () => {
     const w = Number(this.#model.get("window_s"));
-    if (w > 0) this.#dash?.setWindow(w);
+    if (w > 0) for (const d of [this.#dash, this.#procDash]) d?.setWindow(w);
   };
 
   #onMetrics = () => {
     const globs = (this.#model.get("metrics") as string[] | undefined) ?? [];
     for (const { panel, metrics } of this.#panels.values()) panel.el.hidden = !metrics.some((m) => matchesAny(m, globs));
-    this.#dash?.schedule();
+    for (const d of this.#dashes()) d?.schedule();
   };
 
   #onMsg = (msg: any, buffers?: any[]) => {
@@ -127,22 +151,54 @@ class WidgetView {
       if (msg.type === "init") this.#onInit(msg as InitMsg);
       else if (msg.type === "data") this.#onData(msg, buffers);
       else if (msg.type === "event") this.#onEvent(msg as EventMsg);
+      else if (msg.type === "run_update") this.#showRun(msg.run);
     } catch (e) {
       console.warn("tracklab widget: bad message", msg?.type, e);
     }
   };
 
+  #handlers: [string, (...args: any[]) => void][] = [
+    ["msg:custom", this.#onMsg],
+    ["change:status", this.#onStatus],
+    ["change:height", this.#onHeight],
+    ["change:window_s", this.#onWindow],
+    ["change:metrics", this.#onMetrics],
+  ];
+
   #onInit(msg: InitMsg): void {
     this.#teardown();
     this.#nodeEl.textContent = msg.node ?? "";
     this.#body.textContent = "";
+    this.#runEl.textContent = "";
     const trait = Number(this.#model.get("window_s"));
-    const dash = new Dashboard(this.#body, {
+    const opts = {
       windowS: trait > 0 ? trait : msg.window_s,
       height: Number(this.#model.get("height")) || 0,
       intervalS: msg.interval_s,
-    });
+    };
+    const dash = new Dashboard(this.#body, opts);
     this.#dash = dash;
+    const run = (this.#run = msg.run ?? null);
+    if (run) {
+      // Host panels from the run's start; run metrics over all their steps.
+      const grid = h("div", "tl-grid tl-run-grid");
+      this.#body.append(grid);
+      dash.start = run.start;
+      this.#runDash = new Dashboard(grid, { ...opts, windowS: Infinity, intervalS: Infinity });
+      if (run.system_monitor) {
+        const pd = (this.#procDash = new Dashboard(grid, opts));
+        pd.start = run.start;
+        const p = pd.panel("Process tree", `pid ${run.pid}`, grid, "tl-proc");
+        const row = h("div", "tl-row");
+        p.body.append(row);
+        // The legends carry the latest values.
+        p.chart({ unit: "pct", minMax: 100, series: [{ name: "tree.cpu_pct", label: "CPU" }] }, row);
+        p.chart({ unit: "bytes", minMax: 1024 ** 3, series: [{ name: "tree.rss_bytes", label: "RSS", color: 3 }] }, row);
+        this.#panels.set("proc", { panel: p, metrics: ["tree.cpu_pct", "tree.rss_bytes"] });
+      }
+      dash.afterDraw(this.#tick);
+      this.#showRun(run);
+    }
     this.#hostGrid = h("div", "tl-grid tl-host");
     this.#gpuGrid = h("div", "tl-grid tl-gpus");
     this.#body.append(this.#hostGrid, this.#gpuGrid);
@@ -210,11 +266,52 @@ class WidgetView {
     this.#panels.set(`gpu${i}`, { panel: card, metrics: gpuMetrics(i) });
   }
 
+  /** The run header: name, project, state badge, duration. */
+  #showRun(run: RunInfo): void {
+    const r = (this.#run = { ...this.#run, ...run });
+    this.#runEl.textContent = "";
+    this.#runEl.append(
+      h("span", "tl-run-name", undefined, r.name),
+      h("span", "tl-run-project", undefined, r.project),
+      h("span", "tl-run-state", undefined, r.state),
+      h("span", "tl-run-duration"),
+    );
+    this.#root.setAttribute("data-run-state", r.state ?? "");
+    this.#tick();
+  }
+
+  #tick = () => {
+    const r = this.#run;
+    const el = this.#runEl.lastElementChild;
+    // Running: measured on the kernel's clock (its newest sample), not the browser's.
+    if (r && el) el.textContent = formatDuration(r.state === "running" ? (this.#dash?.store.lastTime() || Date.now() / 1000) - r.start : r.duration_s);
+  };
+
   #onData(msg: any, buffers?: any[]): void {
-    const dash = this.#dash;
+    const src = msg.source;
+    const dash = src === "run" ? this.#runDash : src === "process" ? this.#procDash : this.#dash;
     if (!dash) return; // data before init: nothing to attach it to
     const batch = decodeData(msg, buffers);
+    if (msg.backfill) dash.store.clear();
+    dash.store.dropFrom(msg.from ?? Infinity);
     const k = dash.ingest(batch);
+    if (src === "run") {
+      let added = false;
+      for (const name of batch.names) {
+        if (this.#panels.has(`run:${name}`)) continue;
+        const u = unitOf(name);
+        const unit = u === "number" ? "value" : u; // plain numbers at 4 significant digits
+        const p = dash.panel(name, "", dash.root, "tl-metric");
+        p.headline({ metric: name, cls: "tl-big", format: FORMATTERS[unit] });
+        p.chart({ unit, steps: true, legend: false, series: [{ name, label: name }] });
+        this.#panels.set(`run:${name}`, { panel: p, metrics: [name] });
+        added = true;
+      }
+      dash.start = dash.store.firstTime();
+      this.#root.setAttribute("data-run-points", String(dash.store.received));
+      if (added) this.#onMetrics();
+    }
+    if (src) return;
     this.#points += k * batch.names.length;
     this.#batches++;
     this.#root.setAttribute("data-points", String(this.#points));
@@ -248,8 +345,8 @@ class WidgetView {
   }
 
   #teardown(): void {
-    this.#dash?.dispose();
-    this.#dash = null;
+    for (const d of this.#dashes()) d?.dispose();
+    this.#dash = this.#runDash = this.#procDash = null;
     this.#panels.clear();
     this.#gpuInfo.clear();
     this.#hostGrid = null;
@@ -257,12 +354,7 @@ class WidgetView {
   }
 
   dispose(): void {
-    const m = this.#model;
-    m.off("msg:custom", this.#onMsg);
-    m.off("change:status", this.#onStatus);
-    m.off("change:height", this.#onHeight);
-    m.off("change:window_s", this.#onWindow);
-    m.off("change:metrics", this.#onMetrics);
+    for (const [e, f] of this.#handlers) this.#model.off(e, f);
     this.#teardown();
     this.#root.remove();
   }

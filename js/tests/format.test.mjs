@@ -121,3 +121,17 @@ test("clock labels", () => {
   assert.equal(F.formatClock(t, true), "09:05");
   assert.equal(F.formatClock(NaN), "");
 });
+
+test("a run's duration and its logged values", () => {
+  assert.equal(F.formatDuration(42.9), "00:00:42");
+  assert.equal(F.formatDuration(2 * 3600 + 5 * 60 + 9), "02:05:09");
+  assert.equal(F.formatDuration(3 * 86400 + 4 * 3600 + 5 * 60 + 9), "3d 04:05:09");
+  assert.equal(F.formatDuration(-1), F.MISSING);
+  assert.equal(F.formatDuration(null), F.MISSING);
+  assert.equal(F.formatValue(0.00123456), "0.001235");
+  assert.equal(F.formatValue(2.5), "2.5");
+  assert.equal(F.formatValue(123456), "123500");
+  assert.equal(F.formatValue(-3e-9), "-3e-9");
+  assert.equal(F.formatValue(NaN), F.MISSING);
+  assert.equal(F.FORMATTERS.value, F.formatValue);
+});

@@ -167,3 +167,22 @@ test("GPU indices and per-core names from metric names", () => {
   assert.deepEqual(S.gpuIndices(names), [0, 3]);
   assert.deepEqual(S.coreNames(names), ["cpu.core.2.util_pct", "cpu.core.10.util_pct"]);
 });
+
+test("dropFrom: a run's last step sent again with more values replaces the old row", () => {
+  const s = new S.SeriesStore();
+  // x = step: loss at steps 0..2, then step 2 again with acc logged at it too.
+  s.append(decode(["loss"], [0, 1, 2], [[1.0, 0.8, 0.6]]));
+  s.dropFrom(2);
+  assert.deepEqual([...s.times()], [0, 1]);
+  s.append(decode(["loss", "acc"], [2, 3], [[0.6, 0.5], [0.9, null]]));
+  assert.deepEqual([...s.times()], [0, 1, 2, 3]);
+  assert.deepEqual(s.toChartArray("loss"), [1.0, 0.8, 0.6, 0.5]);
+  assert.deepEqual(s.toChartArray("acc"), [null, null, 0.9, null]);
+  s.dropFrom(Infinity); // no `from`: nothing dropped
+  assert.equal(s.length, 4);
+  s.dropFrom(-1);
+  assert.equal(s.length, 0);
+  s.append(decode(["loss"], [5], [[0.1]]));
+  assert.deepEqual(s.toChartArray("loss"), [0.1]);
+  assert.deepEqual(s.toChartArray("acc"), [null]);
+});

@@ -1,6 +1,10 @@
 """One feed per kernel: a single flusher thread batches the monitor's live samples and
 sends them to every open widget, about five times a second. With no widget open the
-thread ends, so a closed widget costs nothing."""
+thread ends, so a closed widget costs nothing.
+
+The same thread forwards runs' changes and logged metrics (the run watcher's ``RUN`` and
+``RUN_METRICS`` hub topics) to the widgets that show a run (``tracklab.widget(run=...)``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracklab_jupyter.monitor import Monitor
 from tracklab_jupyter.notebook.columns import to_columns
-from tracklab_jupyter.sampler.hub import EVENT, SAMPLE
+from tracklab_jupyter.sampler.hub import EVENT, RUN, RUN_METRICS, SAMPLE
 
 if TYPE_CHECKING:
     from tracklab_jupyter.notebook.widget import MonitorWidget
@@ -21,6 +25,9 @@ log = logging.getLogger("tracklab_jupyter.notebook")
 FLUSH_PERIOD_S = 0.2
 # Samples buffered for the flusher between flushes (at 10 Hz sampling, 25 s of them).
 SAMPLE_DEPTH = 256
+# Run-metric batches buffered between flushes (the watcher publishes about 4 a second).
+RUN_DEPTH = 1024
+TOPICS = (SAMPLE, EVENT, RUN, RUN_METRICS)
 
 
 class WidgetFeed:
@@ -40,13 +47,18 @@ class WidgetFeed:
         return self._thread is not None
 
     def add(self, widget: MonitorWidget) -> None:
+        """Starts sending to ``widget``. The hub is subscribed when this returns (a run's
+        widget reads its backfill after, so no logged value falls between the two)."""
         thread = None
         with self._lock:
             self._widgets.add(widget)
             if self._thread is None:
                 self._stop = threading.Event()
+                sub = self.monitor.hub.subscribe(
+                    TOPICS, depth={SAMPLE: SAMPLE_DEPTH, RUN: RUN_DEPTH,
+                                   RUN_METRICS: RUN_DEPTH})
                 thread = self._thread = threading.Thread(
-                    target=self._run, args=(self._stop,), name="tracklab-widget-feed",
+                    target=self._run, args=(self._stop, sub), name="tracklab-widget-feed",
                     daemon=True)
         # Started outside the lock: Thread.start waits for the new thread, which may run a
         # garbage collection that closes an old widget, and closing takes this lock.
@@ -68,8 +80,8 @@ class WidgetFeed:
         if thread is not None and thread is not threading.current_thread():
             thread.join(2)
 
-    def _run(self, stop: threading.Event) -> None:
-        sub = self.monitor.hub.subscribe([SAMPLE, EVENT], depth={SAMPLE: SAMPLE_DEPTH})
+    def _run(self, stop: threading.Event, sub: Any) -> None:
+        dropped = 0
         try:
             while not stop.wait(FLUSH_PERIOD_S):
                 items = sub.drain()
@@ -77,16 +89,33 @@ class WidgetFeed:
                     continue
                 samples = [item for topic, item in items if topic == SAMPLE]
                 events = [item for topic, item in items if topic == EVENT]
+                runs = [(topic, item) for topic, item in items if topic in (RUN, RUN_METRICS)]
+                # A lost run-metric batch would leave a hole: resend the runs whole.
+                lost, dropped = sub.dropped > dropped, sub.dropped
                 for widget in list(self._widgets):
                     self._send(widget, samples, events)
+                    if widget.run_id:
+                        self._send_run(widget, runs, lost)
         finally:
             sub.close()
+
+    def _send_run(self, widget: MonitorWidget, items: list[tuple[str, Any]],
+                  lost: bool) -> None:
+        try:
+            if items:
+                widget.run_items(items)
+            if lost:
+                widget.resend_run()
+        except Exception:  # a widget whose comm went away, a run deleted meanwhile
+            log.debug("tracklab: dropping a run widget that could not be sent to",
+                      exc_info=True)
+            self.remove(widget)
 
     def _send(self, widget: MonitorWidget, samples: list[Any], events: list[Any]) -> None:
         if not widget.ready:
             return
         try:
-            fresh = [s for s in samples if s.time > widget.last_sent]
+            fresh = [s for s in samples if widget.last_sent < s.time <= widget.sample_until]
             if fresh:
                 header, buffers = to_columns(fresh, widget.metrics)
                 widget.send({"type": "data", "backfill": False, **header}, buffers)
