@@ -108,12 +108,14 @@ def runs(project: str | None = None, state: str | None = None, limit: int = 1000
     return runs_frame(project=project, state=state, limit=limit, data_dir=data_dir)
 
 
-def widget(metrics: str | list[str] | None = None, window: float | str = "5m",
-           node: str | None = None, height: int | None = None) -> Any:
+def widget(metrics: str | list[str] | None = None, window: float | str | None = None,
+           node: str | None = None, height: int | None = None, run: Any = None) -> Any:
     """Live charts of this machine: CPU, memory, disk, network and one card per GPU.
 
     ``metrics``: globs to show (default all); ``window``: seconds or ``"5m"``, ``"1h"``
-    of data shown (backfilled from history, then live); ``height``: chart height in px.
+    of data shown (default 5 minutes; backfilled from history, then live); ``height``:
+    chart height in px. ``run``: a run (or its id) to follow instead: its logged metrics
+    by step, its process tree, and the host over the run's lifetime.
     Works with or without the Jupyter server extension: the kernel reads the recorder's
     store, or records itself when nothing else does.
     """
@@ -121,7 +123,7 @@ def widget(metrics: str | list[str] | None = None, window: float | str = "5m",
     from tracklab_jupyter.notebook.widget import make_widget
 
     return make_widget(kernel_monitor(), metrics=metrics, window=window, node=node,
-                       height=height)
+                       height=height, run=run)
 
 
 def connect_cluster(cluster: Any, *, per_worker: bool = False,

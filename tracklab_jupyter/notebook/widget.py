@@ -39,10 +39,6 @@ RAW_BACKFILL_S = 3600.0
 BACKFILL_ROWS = 2000
 # A run's process-tree backfill is thinned to this many rows.
 PROCESS_ROWS = 5000
-# How long the first view waits for the run watcher to take its starting point (it opens
-# the store in its own thread), so nothing logged between the backfill and that point is
-# missed.
-WATCHER_WAIT_S = 2.0
 
 
 def _bundle(name: str) -> str:
@@ -314,18 +310,10 @@ def _run_end(run: dict[str, Any]) -> float | None:
 
 
 def _wait_for_run_watcher(monitor: Monitor) -> None:
-    """Wait (briefly) until the monitor's run watcher has taken its starting point in the
-    store: values logged before it are in the backfill, values after it reach the feed."""
-    watch = getattr(monitor, "watch_runs", None)
-    if watch is None:
-        return
-    watch()
-    deadline = time.monotonic() + WATCHER_WAIT_S
-    while time.monotonic() < deadline:
-        watcher = getattr(monitor, "_run_watcher", None)
-        if watcher is None or getattr(watcher, "_store", True) is not None:
-            return
-        time.sleep(0.02)
+    """Make sure the monitor's run watcher runs. ``watch_runs`` takes the watcher's starting
+    point in the store before it returns, so values logged before this call are in the
+    backfill and values logged after it reach the feed."""
+    monitor.watch_runs()
 
 
 def _stored_info(monitor: Monitor, node: str) -> dict[str, Any]:
