@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from test_server_ws import receive
 from tornado.httpclient import HTTPClientError
 
 from tracklab_jupyter.server.openapi import openapi_dict
@@ -66,18 +67,6 @@ async def wait_exit(child: subprocess.Popen[str], timeout: float = 60.0) -> int:
 async def subscribe(ws, *topics: str) -> None:
     ws.write_message(json.dumps({"type": "subscribe", "topics": list(topics)}))
     await receive(ws, lambda m: m["type"] == "subscribed")
-
-
-async def receive(ws, accept, timeout: float = 15.0) -> dict:
-    """The next message for which ``accept(message)`` is true (others are skipped)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        raw = await asyncio.wait_for(ws.read_message(), deadline - loop.time())
-        assert raw is not None, "server closed the socket"
-        message = json.loads(raw)
-        if accept(message):
-            return message
 
 
 def run_in_state(run_id: str, state: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Callable
 
 import jsonschema
 import pytest
@@ -26,8 +27,9 @@ def check(message: dict, data_schema: str | None = None) -> None:
                 message["data"])
 
 
-async def receive(ws, kind: str, timeout: float = 10.0) -> dict:
-    """The next message of ``kind`` (others are skipped)."""
+async def receive(ws, kind: str | Callable[[dict], bool], timeout: float = 10.0) -> dict:
+    """The next message of type ``kind``, or for which ``kind(message)`` is true (others
+    are skipped); every message is checked against the envelope schema."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -35,7 +37,7 @@ async def receive(ws, kind: str, timeout: float = 10.0) -> dict:
         assert raw is not None, "server closed the socket"
         message = json.loads(raw)
         check(message)
-        if message["type"] == kind:
+        if (kind(message) if callable(kind) else message["type"] == kind):
             return message
 
 

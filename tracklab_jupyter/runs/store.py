@@ -98,40 +98,38 @@ def finite(value: float | None) -> float | None:
 
 # -- turning rows into columns ---------------------------------------------------------
 
-def step_columns(rows: Iterable[tuple[int, float, str, float | None]],
-                 names: Sequence[str] | None = None) -> dict[str, Any]:
-    """``(step, time, name, value)`` rows, ordered by step, as ``{"step", "time",
-    "metrics"}`` columns: one row per step, ``None`` where a metric was not logged."""
-    steps: list[int] = []
+def _pivot(rows: Iterable[tuple[Any, float, str, float | None]], names: Sequence[str] = ()
+           ) -> tuple[list[Any], list[float], dict[str, list[float | None]]]:
+    """``(row key, time, name, value)`` rows, grouped by key (rows of one key adjacent), as
+    ``(keys, first time of each key, {name: values})`` with None where a name is missing."""
+    keys: list[Any] = []
     times: list[float] = []
-    columns: dict[str, list[float | None]] = {n: [] for n in names or ()}
-    for step, t, name, value in rows:
-        if not steps or steps[-1] != step:
-            steps.append(step)
+    columns: dict[str, list[float | None]] = {n: [] for n in names}
+    for key, t, name, value in rows:
+        if not keys or keys[-1] != key:
+            keys.append(key)
             times.append(t)
             for column in columns.values():
                 column.append(None)
         column = columns.get(name)
         if column is None:
-            column = columns[name] = [None] * len(steps)
+            column = columns[name] = [None] * len(keys)
         column[-1] = finite(value)
+    return keys, times, columns
+
+
+def step_columns(rows: Iterable[tuple[int, float, str, float | None]],
+                 names: Sequence[str] | None = None) -> dict[str, Any]:
+    """``(step, time, name, value)`` rows, ordered by step, as ``{"step", "time",
+    "metrics"}`` columns: one row per step, ``None`` where a metric was not logged."""
+    steps, times, columns = _pivot(rows, names or ())
     return {"step": steps, "time": times, "metrics": columns}
 
 
 def time_columns(rows: Iterable[tuple[float, str, float | None]]) -> dict[str, Any]:
     """``(time, name, value)`` rows ordered by time (one tick's rows share a time) as
     ``{"time", "metrics"}`` columns."""
-    times: list[float] = []
-    columns: dict[str, list[float | None]] = {}
-    for t, name, value in rows:
-        if not times or times[-1] != t:
-            times.append(t)
-            for column in columns.values():
-                column.append(None)
-        column = columns.get(name)
-        if column is None:
-            column = columns[name] = [None] * len(times)
-        column[-1] = finite(value)
+    _keys, times, columns = _pivot((t, t, name, value) for t, name, value in rows)
     return {"time": times, "metrics": columns}
 
 
