@@ -161,7 +161,8 @@ def jp_server_config(dask_cluster, tmp_path):
                          "cluster_per_worker": True, "cluster_node_timeout": 3.0}}
 
 
-async def test_the_jupyter_server_serves_a_configured_dask_cluster(jp_fetch, jp_ws_fetch):
+async def test_the_jupyter_server_serves_a_configured_dask_cluster(jp_fetch, jp_ws_fetch,
+                                                                   dask_cluster):
     ws = await jp_ws_fetch("tracklab", "ws")
     ws.write_message(json.dumps({"type": "subscribe",
                                  "topics": ["cluster_metrics", "node_status"],
@@ -187,4 +188,22 @@ async def test_the_jupyter_server_serves_a_configured_dask_cluster(jp_fetch, jp_
                                          params={"node": one, "metrics": "mem.*"})).body)
     assert list(metrics["nodes"]) == [one]
     assert all(k.startswith("mem.") for k in metrics["nodes"][one]["metrics"])
+
+    # a killed worker: node_status offline over the WebSocket, after the 3 s timeout
+    _cluster, client = dask_cluster
+    pids = client.run(os.getpid)
+    address = sorted(pids)[-1]
+    victim = next(n["node"] for n in info["nodes"] if n["address"] == address)
+    os.kill(pids[address], signal.SIGKILL)
+    deadline = loop.time() + 30
+    status = None
+    while status is None:
+        assert loop.time() < deadline, "no node_status offline"
+        message = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+        if (message["type"] == "node_status" and message["data"]["node"] == victim
+                and message["data"]["state"] == "offline"):
+            status = message["data"]
+    validate(status, "NodeStatus")
+    info = json.loads((await jp_fetch("tracklab", "api", "cluster", "info")).body)
+    assert next(n for n in info["nodes"] if n["node"] == victim)["state"] == "offline"
     ws.close()
