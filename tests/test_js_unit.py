@@ -88,7 +88,14 @@ def test_widget_bundle_in_browser(browser, http_root, tmp_path):
     if not (ROOT / "tracklab_jupyter" / "static" / "widget.js").exists():
         _unavailable("tracklab_jupyter/static/widget.js not built")
     # 240 rows (60 s at 4 Hz) of backfill end inside the compute phase (throttle reason 4 =
-    # SW power cap); then one row every 100 ms.
+    # SW power cap); the trace's next row is idle. Without live rows the badge stays, so it
+    # is checked on a page with no replay (with replay it would race the first idle row).
+    still, still_errors = _open(browser, http_root, "backfill=240&window=120&every=0")
+    badge = still.locator(".tl-root .tl-gpu .tl-badge-throttle")
+    assert badge.is_visible() and badge.inner_text() == "throttled · power cap"
+    assert not still_errors, still_errors
+    still.close()
+    # Then the same backfill with one row every 100 ms.
     page, errors = _open(browser, http_root, "backfill=240&window=120&every=100")
     root = page.locator(".tl-root")
 
@@ -103,9 +110,7 @@ def test_widget_bundle_in_browser(browser, http_root, tmp_path):
     assert re.fullmatch(r"\d+ °C", _text(page, "gpu.0.temp_c"))
     assert re.fullmatch(r"[\d.]+ / 126 GiB", _text(page, "mem.used_bytes"))
     assert re.fullmatch(r"\d+(\.\d)? %", _text(page, "cpu.util_pct"))
-    assert re.fullmatch(r"[\d.]+ k?B/s", _text(page, "disk.read_bytes_per_s"))
-    badge = root.locator(".tl-gpu .tl-badge-throttle")
-    assert badge.is_visible() and badge.inner_text() == "throttled · power cap"
+    assert re.fullmatch(r"[\d.]+ [kMG]?B/s", _text(page, "disk.read_bytes_per_s"))
     assert root.locator(".tl-cores-canvas").get_attribute("data-values").count(",") == 15
 
     # Charts are drawn, and the data keeps coming.
@@ -170,3 +175,4 @@ def test_widget_placeholder_and_bad_messages(browser, http_root):
     page.wait_for_selector(".tl-root[data-state=live]")
     assert page.locator(".tl-event").inner_text().endswith("GPU 0 throttled: power cap")
     assert int(page.locator(".tl-root").get_attribute("data-points")) > 0
+
