@@ -176,3 +176,129 @@ def test_widget_placeholder_and_bad_messages(browser, http_root):
     assert page.locator(".tl-event").inner_text().endswith("GPU 0 throttled: power cap")
     assert int(page.locator(".tl-root").get_attribute("data-points")) > 0
 
+
+# ---------------------------------------------------------------------------
+# The cluster view's bundle (tracklab.widget(cluster=True)) in a real browser
+
+CLUSTER_INFO = {
+    "provider": "dask", "address": "tcp://10.0.0.5:8786",
+    "totals": {"nodes": 3, "online": 3, "cores": 48, "memory_bytes": 3 * 64 * 2**30,
+               "gpus": 2},
+    "used": {"cpu_cores": 12.5, "memory_bytes": 40 * 2**30, "gpu_memory_bytes": 0,
+             "gpu_util_pct": 55.0},
+    "nodes": [
+        {"node": "head", "role": "local", "state": "online", "address": "",
+         "last_seen": 1795819260.0, "error": None,
+         "resources": {"cores": 16, "memory_bytes": 64 * 2**30, "gpus": 0},
+         "latest": {"mem.used_bytes": 8 * 2**30, "mem.limit_bytes": 64 * 2**30}},
+        {"node": "gpu-1", "role": "worker", "state": "online", "address": "tcp://10.0.0.6:1",
+         "last_seen": 1795819260.0, "error": None,
+         "resources": {"cores": 16, "memory_bytes": 64 * 2**30, "gpus": 2},
+         "latest": {"mem.used_bytes": 32 * 2**30, "mem.limit_bytes": 64 * 2**30,
+                    "gpu.mem_used_bytes": 70 * 2**30, "gpu.mem_total_bytes": 280 * 2**30}},
+        {"node": "cpu-2", "role": "worker", "state": "online", "address": "tcp://10.0.0.7:1",
+         "last_seen": 1795819260.0, "error": None,
+         "resources": {"cores": 16, "memory_bytes": 64 * 2**30, "gpus": 0}, "latest": {}},
+    ],
+}
+
+
+def test_cluster_bundle_in_browser(browser, http_root):
+    if not (ROOT / "tracklab_jupyter" / "static" / "cluster.js").exists():
+        _unavailable("tracklab_jupyter/static/cluster.js not built")
+    page = browser.new_page(viewport={"width": 1160, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.on("console", lambda m: m.type in ("error", "warning") and errors.append(
+        f"{m.type}: {m.text}"))
+    page.goto(f"{http_root}/js/tests/cluster_harness.html")
+    page.wait_for_selector(".tlc-placeholder")
+    assert page.evaluate("__tlc.model.sent") == [{"type": "ready"}]
+    # data before init is dropped; then init, a backfill of 30 rows per node, live rows
+    page.evaluate("""(cluster) => {
+        const t0 = 1795819200;
+        const rows = (k, gpu) => Array.from({length: 30}, (_, i) =>
+            [t0 + 2 * i, 10 + k + i, 20 + k, gpu ? 50 + i : NaN]);
+        __tlc.emit(...__tlc.data({head: rows(0, false)}, true));
+        __tlc.emit({type: 'init', local: 'head', interval_s: 1, window_s: 60, cluster,
+                    hint: null});
+        __tlc.emit(...__tlc.data({head: rows(0, false), 'gpu-1': rows(1, true),
+                                  'cpu-2': rows(2, false)}, true));
+    }""", CLUSTER_INFO)
+    page.wait_for_selector(".tlc-root[data-state=live]")
+    rows = page.locator(".tlc-node")
+    assert rows.evaluate_all("rs => rs.map((r) => r.dataset.node)") == ["head", "gpu-1", "cpu-2"]
+    assert page.locator(".tlc-where").inner_text() == "dask · tcp://10.0.0.5:8786"
+    totals = page.locator(".tlc-totals").inner_text()
+    assert "3/3 online" in totals and "48 cores" in totals and "GPU 55 %" in totals
+    assert not page.locator(".tlc-hint").is_visible()
+
+    def spark(node: str, kind: str) -> int:
+        return int(page.locator(f'.tlc-node[data-node="{node}"] [data-spark="{kind}"]')
+                   .get_attribute("data-points"))
+
+    page.wait_for_function("document.querySelector('[data-spark=cpu]').dataset.points > 0")
+    assert spark("gpu-1", "cpu") == 30 and spark("gpu-1", "gpu") == 30
+    assert spark("cpu-2", "gpu") == 0
+    values = page.locator('.tlc-node[data-node="gpu-1"] .tlc-value').all_inner_texts()
+    assert values == ["40 %", "21 %", "79 %"]
+    assert page.locator('.tlc-node[data-node="cpu-2"] .tlc-value').all_inner_texts()[2] == "–"
+    # the first row is the detail's node until one is chosen
+    detail = page.locator(".tlc-detail")
+    assert detail.get_attribute("data-node") == "head"
+    assert detail.locator('[data-key="cores"] .tlc-v').inner_text() == "16"
+    assert detail.locator('[data-key="memory"] .tlc-v').inner_text() == "8.0 / 64.0 GiB"
+
+    # live rows: the window slides (60 s), older points drop out
+    page.evaluate("""() => __tlc.emit(...__tlc.data({'gpu-1': Array.from({length: 10},
+        (_, i) => [1795819260 + 2 * i, 90, 30, 99])}, false))""")
+    page.wait_for_function(
+        "document.querySelector('[data-node=\"gpu-1\"] [data-spark=cpu]').dataset.points == 31")
+    assert page.locator(".tlc-root").get_attribute("data-points") == "100"
+
+    # a click on a row selects its node (the `node` trait) and shows its detail
+    rows.nth(1).click()
+    assert page.evaluate("__tlc.model.get('node')") == "gpu-1"
+    assert page.evaluate("__tlc.model.saved") == 1
+    page.wait_for_function("document.querySelector('.tlc-detail').dataset.node === 'gpu-1'")
+    assert detail.locator('[data-key="GPUs"] .tlc-v').inner_text() == "2 · 70.0 / 280 GiB"
+    assert page.locator(".tlc-node.tlc-selected").get_attribute("data-node") == "gpu-1"
+    assert page.locator(".tlc-select").input_value() == "gpu-1"
+    assert detail.locator(".tlc-chart path").count() == 3
+    # the <select> does the same
+    page.locator(".tlc-select").select_option("cpu-2")
+    page.wait_for_function("document.querySelector('.tlc-detail').dataset.node === 'cpu-2'")
+
+    # a node goes offline: dimmed, badge, reason as tooltip; a new node gets a row
+    page.evaluate("""() => {
+        __tlc.emit({type: 'node', node: {node: 'cpu-2', state: 'offline', role: 'worker',
+                    reason: 'no answer for 10 s'}});
+        __tlc.emit(...__tlc.data({'new-3': [[1795819270, 5, 5, NaN]]}, false));
+    }""")
+    off = page.locator('.tlc-node[data-node="cpu-2"]')
+    page.wait_for_function(
+        "document.querySelector('[data-node=\"cpu-2\"]').dataset.state === 'offline'")
+    assert "tlc-offline" in off.get_attribute("class")
+    assert off.get_attribute("title") == "cpu-2 is offline: no answer for 10 s"
+    assert float(off.evaluate("e => getComputedStyle(e).opacity")) < 0.6
+    assert off.locator(".tlc-badge").inner_text() == "offline"
+    assert detail.locator('[data-key="reason"] .tlc-v').inner_text() == "no answer for 10 s"
+    assert rows.count() == 4 and page.locator(".tlc-select option").count() == 4
+
+    # an info without a cluster shows the hint; a new init resets the view
+    page.evaluate("""(c) => __tlc.emit({type: 'info', cluster: c,
+                        hint: 'connect a cluster with tracklab.connect_cluster(client)'})""",
+                  {**CLUSTER_INFO, "provider": "local", "address": "",
+                   "nodes": CLUSTER_INFO["nodes"][:1]})
+    assert "tracklab.connect_cluster(client)" in page.locator(".tlc-hint").inner_text()
+    page.evaluate("""(c) => __tlc.emit({type: 'init', local: 'head', interval_s: 1,
+                        window_s: 60, cluster: c, hint: null})""",
+                  {**CLUSTER_INFO, "nodes": CLUSTER_INFO["nodes"][:1]})
+    assert rows.count() == 1 and page.locator(".tlc-select option").count() == 1
+
+    # closing the view leaves nothing behind
+    page.evaluate("__tlc.close()")
+    assert page.locator(".tlc-root").count() == 0
+    assert page.evaluate("['msg:custom', 'change:status', 'change:node', 'change:window_s']"
+                         ".map((e) => __tlc.model.listeners(e))") == [0, 0, 0, 0]
+    assert errors == []

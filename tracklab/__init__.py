@@ -109,17 +109,34 @@ def runs(project: str | None = None, state: str | None = None, limit: int = 1000
 
 
 def widget(metrics: str | list[str] | None = None, window: float | str | None = None,
-           node: str | None = None, height: int | None = None, run: Any = None) -> Any:
+           node: str | None = None, height: int | None = None, run: Any = None,
+           cluster: bool = False) -> Any:
     """Live charts of this machine: CPU, memory, disk, network and one card per GPU.
 
     ``metrics``: globs to show (default all); ``window``: seconds or ``"5m"``, ``"1h"``
     of data shown (default 5 minutes; backfilled from history, then live); ``height``:
     chart height in px. ``run``: a run (or its id) to follow instead: its logged metrics
     by step, its process tree, and the host over the run's lifetime.
+    ``cluster=True``: the cluster view instead: one row per node (this host first, then
+    the nodes of the cluster attached with :func:`connect_cluster`) with its state and
+    CPU, memory and GPU sparklines over ``window``, the cluster's totals and use, and a
+    selected node's details. Takes only ``window``.
     Works with or without the Jupyter server extension: the kernel reads the recorder's
     store, or records itself when nothing else does.
     """
     from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+
+    if cluster:
+        given = [name for name, value in (("run", run), ("metrics", metrics), ("node", node),
+                                          ("height", height)) if value is not None]
+        if given:
+            raise ValueError(
+                f"tracklab.widget(cluster=True) shows every node and takes only window=; "
+                f"drop {', '.join(f'{n}=' for n in given)} (for one run use "
+                "tracklab.widget(run=...), for this host tracklab.widget())")
+        from tracklab_jupyter.notebook.cluster_widget import make_cluster_widget
+
+        return make_cluster_widget(kernel_monitor(), window=window)
     from tracklab_jupyter.notebook.widget import make_widget
 
     return make_widget(kernel_monitor(), metrics=metrics, window=window, node=node,

@@ -3,7 +3,9 @@ sends them to every open widget, about five times a second. With no widget open 
 thread ends, so a closed widget costs nothing.
 
 The same thread forwards runs' changes and logged metrics (the run watcher's ``RUN`` and
-``RUN_METRICS`` hub topics) to the widgets that show a run (``tracklab.widget(run=...)``).
+``RUN_METRICS`` hub topics) to the widgets that show a run (``tracklab.widget(run=...)``),
+and the cluster's per-interval latest samples and node status changes (``CLUSTER`` and
+``NODE``) to the cluster views (``tracklab.widget(cluster=True)``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracklab_jupyter.monitor import Monitor
 from tracklab_jupyter.notebook.columns import to_columns
-from tracklab_jupyter.sampler.hub import EVENT, RUN, RUN_METRICS, SAMPLE
+from tracklab_jupyter.sampler.hub import CLUSTER, EVENT, NODE, RUN, RUN_METRICS, SAMPLE
 
 if TYPE_CHECKING:
     from tracklab_jupyter.notebook.widget import MonitorWidget
@@ -27,7 +29,9 @@ FLUSH_PERIOD_S = 0.2
 SAMPLE_DEPTH = 256
 # Run-metric batches buffered between flushes (the watcher publishes about 4 a second).
 RUN_DEPTH = 1024
-TOPICS = (SAMPLE, EVENT, RUN, RUN_METRICS)
+# Cluster ticks buffered between flushes (one per cluster interval, 0.2 s at the fastest).
+CLUSTER_DEPTH = 8
+TOPICS = (SAMPLE, EVENT, RUN, RUN_METRICS, CLUSTER, NODE)
 
 
 class WidgetFeed:
@@ -56,7 +60,7 @@ class WidgetFeed:
                 self._stop = threading.Event()
                 sub = self.monitor.hub.subscribe(
                     TOPICS, depth={SAMPLE: SAMPLE_DEPTH, RUN: RUN_DEPTH,
-                                   RUN_METRICS: RUN_DEPTH})
+                                   RUN_METRICS: RUN_DEPTH, CLUSTER: CLUSTER_DEPTH})
                 thread = self._thread = threading.Thread(
                     target=self._run, args=(self._stop, sub), name="tracklab-widget-feed",
                     daemon=True)
@@ -90,14 +94,28 @@ class WidgetFeed:
                 samples = [item for topic, item in items if topic == SAMPLE]
                 events = [item for topic, item in items if topic == EVENT]
                 runs = [(topic, item) for topic, item in items if topic in (RUN, RUN_METRICS)]
+                clusters = [item for topic, item in items if topic == CLUSTER]
+                statuses = [item for topic, item in items if topic == NODE]
                 # A lost run-metric batch would leave a hole: resend the runs whole.
                 lost, dropped = sub.dropped > dropped, sub.dropped
                 for widget in list(self._widgets):
+                    if hasattr(widget, "feed_cluster"):  # tracklab.widget(cluster=True)
+                        self._send_cluster(widget, samples, clusters, statuses)
+                        continue
                     self._send(widget, samples, events)
                     if widget.run_id:
                         self._send_run(widget, runs, lost)
         finally:
             sub.close()
+
+    def _send_cluster(self, widget: Any, samples: list[Any], clusters: list[Any],
+                      statuses: list[Any]) -> None:
+        try:
+            widget.feed_cluster(samples, clusters, statuses)
+        except Exception:  # a widget whose comm went away: drop it, keep the others
+            log.debug("tracklab: dropping a cluster widget that could not be sent to",
+                      exc_info=True)
+            self.remove(widget)
 
     def _send_run(self, widget: MonitorWidget, items: list[tuple[str, Any]],
                   lost: bool) -> None:

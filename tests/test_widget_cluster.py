@@ -1,0 +1,219 @@
+"""tracklab.widget(cluster=True) in this process (ipywidgets' stand-in comm) over a real Dask
+``LocalCluster`` whose two worker processes are monitored as separate nodes: the init, the
+backfill from history and the live batches hold every node; a worker killed with SIGKILL
+comes as a ``node`` message with state offline (and online again once its nanny restarted
+it). Without a cluster: this host alone and a
+hint."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import tracklab
+from tracklab_jupyter.notebook import cluster_widget as cluster_module
+from tracklab_jupyter.notebook import feed as feed_module
+from tracklab_jupyter.notebook.cluster_widget import ClusterWidget
+from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor, stop_kernel_monitor
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_kernel_monitor(monkeypatch):
+    monkeypatch.setenv("TRACKLAB_INTERVAL", "0.5")
+    monkeypatch.setattr(feed_module, "FLUSH_PERIOD_S", 0.05)
+    monkeypatch.setattr(cluster_module, "INFO_PERIOD_S", 0.3)
+    yield
+    feed_module.close_feeds()
+    stop_kernel_monitor()
+
+
+class Recorded:
+    """Captures what a widget sends to its front end."""
+
+    def __init__(self, widget) -> None:
+        self.messages: list[tuple[dict, list]] = []
+        self.lock = threading.Lock()
+        widget.send = self.send  # type: ignore[method-assign]
+
+    def send(self, content, buffers=None) -> None:
+        json.dumps(content, allow_nan=False)  # what the comm must be able to send
+        with self.lock:
+            self.messages.append((content, list(buffers or [])))
+
+    def of(self, kind: str) -> list[tuple[dict, list]]:
+        with self.lock:
+            return [m for m in self.messages if m[0]["type"] == kind]
+
+
+def decode(content: dict, buffers: list) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{node: (times, values[3, n])} of a cluster ``data`` message."""
+    n = content["n"]
+    times = np.frombuffer(buffers[0], dtype=np.float64)
+    values = np.frombuffer(buffers[1], dtype=np.float64).reshape(len(content["names"]), n)
+    assert len(times) == n == sum(content["counts"])
+    out, at = {}, 0
+    for node, count in zip(content["nodes"], content["counts"], strict=True):
+        out[node] = (times[at:at + count], values[:, at:at + count])
+        at += count
+    return out
+
+
+def ready(widget) -> None:
+    widget._on_front_end_message(widget, {"type": "ready"}, [])
+
+
+def wait(predicate, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def dask_client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, worker_dashboard_address=None)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_cluster_view_has_every_node_live_and_a_killed_worker_goes_offline(dask_client):
+    monitor = kernel_monitor()
+    tracklab.connect_cluster(dask_client, per_worker=True, node_timeout=2)
+    workers = {f"{monitor.node}-w{i}" for i in range(2)}
+    everyone = workers | {monitor.node}
+    wait(lambda: workers <= set(monitor.cluster_metrics()["nodes"]), 30, "both workers")
+    time.sleep(2.0)  # a few samples of every node reach the store (flushed each second)
+
+    widget = tracklab.widget(cluster=True, window="2m")
+    assert isinstance(widget, ClusterWidget) and widget.window_s == 120
+    sent = Recorded(widget)
+    ready(widget)
+
+    # init: the cluster's info, this host first, no hint
+    (init, _), = sent.of("init")
+    assert init["local"] == monitor.node and init["hint"] is None
+    cluster = init["cluster"]
+    assert cluster["provider"] == "dask" and cluster["address"].startswith("tcp://")
+    names = [n["node"] for n in cluster["nodes"]]
+    assert names[0] == monitor.node and set(names) == everyone
+    assert cluster["totals"]["online"] == 3 and cluster["totals"]["cores"] > 0
+    by_name = {n["node"]: n for n in cluster["nodes"]}
+    assert {by_name[w]["role"] for w in workers} == {"worker"}
+    for name in everyone:
+        assert by_name[name]["state"] == "online"
+        assert by_name[name]["latest"]["mem.used_bytes"] > 0
+
+    # the backfill: stored rows of every node, within the window, ascending
+    (backfill, buffers), = sent.of("data")[:1]
+    assert backfill["backfill"] is True
+    assert backfill["names"] == ["cpu.util_pct", "mem.util_pct", "gpu.util_pct"]
+    rows = decode(backfill, buffers)
+    assert set(rows) == everyone
+    now = time.time()
+    for name, (times, values) in rows.items():
+        assert len(times) >= 2, name
+        assert np.all(np.diff(times) > 0) and times[0] >= now - 125
+        assert np.nanmax(values[1]) > 0  # memory in use
+        assert np.all((values[0] >= 0) | np.isnan(values[0]))
+    assert "live · dask" in widget.status
+
+    # live batches: every node again, each time newer than what was sent before it
+    def live_nodes():
+        seen = set()
+        for content, b in sent.of("data")[1:]:
+            seen |= set(decode(content, b))
+        return seen >= everyone
+    wait(live_nodes, 15, "live rows of every node")
+    last = {n: t[-1] for n, (t, _) in rows.items()}
+    for content, b in sent.of("data")[1:]:
+        assert content["backfill"] is False
+        for name, (times, _) in decode(content, b).items():
+            assert times[0] > last[name], name  # never sent twice
+            last[name] = times[-1]
+    wait(lambda: sent.of("info"), 5, "an info refresh")
+
+    # kill one worker: a node message says it is offline, with the reason
+    pids = dask_client.run(os.getpid)
+    address = sorted(pids)[0]
+    victim = next(w for w in workers if by_name[w]["address"] == address)
+    os.kill(pids[address], signal.SIGKILL)
+    offline = wait(lambda: [c["node"] for c, _ in sent.of("node")
+                            if c["node"]["node"] == victim
+                            and c["node"]["state"] == "offline"], 15, "the offline message")
+    assert offline[0]["reason"]
+    # the nanny starts a new worker process under the same name: online again
+    wait(lambda: [c for c, _ in sent.of("node")
+                  if c["node"]["node"] == victim and c["node"]["state"] == "online"
+                  and c["node"]["address"] != address], 20, "the restarted worker")
+    widget.close()
+    wait(lambda: not [t for t in threading.enumerate() if t.name == "tracklab-widget-feed"])
+
+
+def test_without_a_cluster_it_shows_this_host_and_a_hint():
+    monitor = kernel_monitor()
+    wait(lambda: monitor.latest is not None and "cpu.util_pct" in monitor.latest.metrics)
+    widget = tracklab.widget(cluster=True)
+    sent = Recorded(widget)
+    ready(widget)
+    (init, _), = sent.of("init")
+    assert "tracklab.connect_cluster(client)" in init["hint"]
+    assert [n["node"] for n in init["cluster"]["nodes"]] == [monitor.node]
+    assert init["cluster"]["provider"] == "local"
+    # the backfill comes from the host's recent samples when nothing is stored yet
+    rows = decode(*sent.of("data")[0])
+    assert list(rows) in ([monitor.node], [])
+    wait(lambda: len(sent.of("data")) >= 3, 10, "live rows")
+    _times, values = decode(*sent.of("data")[-1])[monitor.node]
+    assert not math.isnan(values[0][-1]) and values[1][-1] > 0
+    widget.close()
+
+
+def test_cluster_view_refuses_other_arguments_clearly():
+    with pytest.raises(ValueError, match=r"cluster=True.*drop run="):
+        tracklab.widget(cluster=True, run="abc")
+    with pytest.raises(ValueError, match=r"drop metrics=, height="):
+        tracklab.widget(cluster=True, metrics="cpu.*", height=200)
+    with pytest.raises(ValueError, match="window must be between"):
+        tracklab.widget(cluster=True, window=1)
+
+
+def test_display_close_cycles_leave_no_threads_or_memory():
+    import gc
+    import tracemalloc
+
+    monitor = kernel_monitor()
+    wait(lambda: monitor.latest is not None)
+
+    def cycle() -> None:
+        widget = tracklab.widget(cluster=True, window="30s")
+        Recorded(widget)
+        ready(widget)
+        widget.close()
+
+    for _ in range(20):  # warm caches
+        cycle()
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.take_snapshot()
+    for _ in range(200):
+        cycle()
+    gc.collect()
+    grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(base, "filename"))
+    tracemalloc.stop()
+    wait(lambda: not [t for t in threading.enumerate() if t.name == "tracklab-widget-feed"])
+    assert grown < 1024 * 1024, f"{grown} bytes kept after 200 cluster widgets"
