@@ -78,7 +78,7 @@ def pct(values: list[float], q: float) -> float:
 
 def run_size(n: int, rounds: int, data_dir: Path) -> dict[str, float]:
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                      dashboard_address=None, worker_dashboard_address=None) as cluster, \
+                      dashboard_address=":0", worker_dashboard_address=None) as cluster, \
             Client(cluster) as client:
         provider = StragglerProvider(client, per_worker=True)
         writer = StoreWriter(data_dir, side=True)

@@ -33,7 +33,7 @@ def validate(body: object, schema: str) -> None:
 @pytest.fixture(scope="module")
 def dask_cluster():
     cluster = distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, worker_dashboard_address=None)
+                                       dashboard_address=":0", worker_dashboard_address=None)
     client = distributed.Client(cluster)
     yield cluster, client
     client.close()

@@ -84,7 +84,7 @@ def wait(predicate, timeout=15.0, what="condition"):
 @pytest.fixture
 def dask_client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, worker_dashboard_address=None)
+                                       dashboard_address=":0", worker_dashboard_address=None)
     client = distributed.Client(cluster)
     yield client
     client.close()

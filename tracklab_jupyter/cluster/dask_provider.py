@@ -43,10 +43,17 @@ class DaskProvider(ClusterProvider):
         self.address = str(self.client.scheduler.address)
 
     def discover(self) -> list[NodeTarget]:
+        if self.client.status in ("closing", "closed"):
+            raise ClusterUnavailable("the Dask client was closed; connect the cluster again "
+                                     "(tracklab.connect_cluster)")
         try:
-            workers = self.client.scheduler_info(n_workers=-1)["workers"]
+            info = self.client.scheduler_info(n_workers=-1)
         except TypeError:  # distributed before 2025.4 has no n_workers (and no limit)
-            workers = self.client.scheduler_info()["workers"]
+            info = self.client.scheduler_info()
+        if "workers" not in info:
+            raise ClusterUnavailable(f"the Dask scheduler at {self.address} did not say "
+                                     "which workers it has (is it still running?)")
+        workers = info["workers"]
         chosen: dict[str, NodeTarget] = {}
         for address in sorted(workers):
             worker = workers[address]

@@ -5,7 +5,8 @@ thread pool and waits at most ``answer_timeout`` (less than an interval) for the
 a node that is slow or gone never holds up the others, and a node whose previous call is
 still running is skipped rather than stacked up. A node that has not answered for
 ``node_timeout`` seconds is offline; it is online again with its next answer. Nodes are
-re-listed from the engine every few seconds, so joins and leaves are seen too.
+re-listed from the engine every few seconds, so joins and leaves are seen too; a node
+that left stays listed as offline for ten minutes.
 
 Answers become :class:`~tracklab_jupyter.sampler.sample.Sample` objects under the node's
 name, go to the store's writer, and each tick one ``CLUSTER`` item (the latest sample of
@@ -32,6 +33,7 @@ log = logging.getLogger("tracklab_jupyter.cluster")
 ONLINE, OFFLINE = "online", "offline"
 DISCOVER_S = 5.0
 INFO_EVERY = 60  # ticks between static-facts refreshes of a node
+LEFT_KEEP_S = 600.0  # a node that left the cluster stays listed (offline) this long
 
 
 @dataclass
@@ -48,6 +50,7 @@ class NodeState:
     info: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     ticks: int = 0
+    left_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"node": self.name, "address": self.address, "role": self.role,
@@ -64,7 +67,7 @@ def _resources(node: NodeState) -> dict[str, float | None]:
             "memory_bytes": (memory.get("effective_limit_bytes")
                              or system.get("memory_total_bytes")
                              or node.resources.get("memory_bytes")),
-            "gpus": len(gpus) if gpus is not None else node.resources.get("gpus")}
+            "gpus": len(gpus) if gpus is not None else int(node.resources.get("gpus") or 0)}
 
 
 class ClusterMonitor:
@@ -181,8 +184,11 @@ class ClusterMonitor:
         with self._lock:
             for key in set(self._targets) - set(fresh):
                 name = self._names.pop(key, None)
-                node = self._nodes.pop(name, None) if name else None
-                if node is not None:
+                node = self._nodes.get(name) if name else None
+                if node is not None and name not in self._names.values():
+                    # Listed as offline for a while (a restarted worker comes back under
+                    # the same name with a new address).
+                    node.left_at = time.time()
                     self._set_state(node, OFFLINE, "left the cluster", kind="node_left")
             self._targets = fresh
 
@@ -211,6 +217,8 @@ class ClusterMonitor:
             node = self._nodes[name] = NodeState(name, target.address, target.role,
                                                  dict(target.resources))
         node.resources = dict(target.resources)
+        node.address = target.address
+        node.left_at = None
         node.ticks += 1
         node.error = None
         if "info" in answer:
@@ -230,6 +238,9 @@ class ClusterMonitor:
     def _check_offline(self) -> None:
         now = time.time()
         with self._lock:
+            for node in list(self._nodes.values()):
+                if node.left_at is not None and now - node.left_at > LEFT_KEEP_S:
+                    del self._nodes[node.name]
             nodes = list(self._nodes.values())
         for node in nodes:
             if (node.state == ONLINE and node.last_seen is not None
