@@ -9,33 +9,10 @@ import time
 
 import numpy as np
 import pytest
+from widget_recorder import Recorded, _fresh_kernel_monitor  # noqa: F401 (autouse)
 
 import tracklab
-from tracklab_jupyter.notebook import feed as feed_module
-from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor, stop_kernel_monitor
-
-
-@pytest.fixture(autouse=True)
-def _fresh_kernel_monitor(monkeypatch):
-    monkeypatch.setenv("TRACKLAB_INTERVAL", "0.2")
-    monkeypatch.setattr(feed_module, "FLUSH_PERIOD_S", 0.05)
-    yield
-    feed_module.close_feeds()
-    stop_kernel_monitor()
-
-
-class Recorded:
-    """Captures what a widget sends to its front end."""
-
-    def __init__(self, widget) -> None:
-        self.messages: list[tuple[dict, list]] = []
-        widget.send = self.send  # type: ignore[method-assign]
-
-    def send(self, content, buffers=None) -> None:
-        self.messages.append((content, list(buffers or [])))
-
-    def of(self, kind: str) -> list[tuple[dict, list]]:
-        return [m for m in self.messages if m[0]["type"] == kind]
+from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
 
 
 def decode(content: dict, buffers: list) -> tuple[np.ndarray, dict[str, np.ndarray]]:

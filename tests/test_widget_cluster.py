@@ -7,7 +7,6 @@ hint."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -16,42 +15,14 @@ import time
 
 import numpy as np
 import pytest
+from widget_recorder import Recorded, _fresh_kernel_monitor  # noqa: F401 (autouse)
 
 import tracklab
-from tracklab_jupyter.notebook import cluster_widget as cluster_module
-from tracklab_jupyter.notebook import feed as feed_module
 from tracklab_jupyter.notebook.cluster_widget import ClusterWidget
-from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor, stop_kernel_monitor
+from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
 
 distributed = pytest.importorskip("distributed")
 
-
-@pytest.fixture(autouse=True)
-def _fresh_kernel_monitor(monkeypatch):
-    monkeypatch.setenv("TRACKLAB_INTERVAL", "0.5")
-    monkeypatch.setattr(feed_module, "FLUSH_PERIOD_S", 0.05)
-    monkeypatch.setattr(cluster_module, "INFO_PERIOD_S", 0.3)
-    yield
-    feed_module.close_feeds()
-    stop_kernel_monitor()
-
-
-class Recorded:
-    """Captures what a widget sends to its front end."""
-
-    def __init__(self, widget) -> None:
-        self.messages: list[tuple[dict, list]] = []
-        self.lock = threading.Lock()
-        widget.send = self.send  # type: ignore[method-assign]
-
-    def send(self, content, buffers=None) -> None:
-        json.dumps(content, allow_nan=False)  # what the comm must be able to send
-        with self.lock:
-            self.messages.append((content, list(buffers or [])))
-
-    def of(self, kind: str) -> list[tuple[dict, list]]:
-        with self.lock:
-            return [m for m in self.messages if m[0]["type"] == kind]
 
 
 def decode(content: dict, buffers: list) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -4,7 +4,6 @@ and state changes through the shared feed, for a run logged by another process."
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -13,41 +12,13 @@ import time
 
 import numpy as np
 import pytest
+from widget_recorder import Recorded, _fresh_kernel_monitor  # noqa: F401 (autouse)
 
 import tracklab
-from tracklab_jupyter.notebook import feed as feed_module
 from tracklab_jupyter.notebook.columns import StepColumns
-from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor, stop_kernel_monitor
+from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
 from tracklab_jupyter.notebook.widget import make_widget
 from tracklab_jupyter.runs.store import RunNotFoundError, RunStore
-
-
-@pytest.fixture(autouse=True)
-def _fresh_kernel_monitor(monkeypatch):
-    monkeypatch.setenv("TRACKLAB_INTERVAL", "0.2")
-    monkeypatch.setattr(feed_module, "FLUSH_PERIOD_S", 0.05)
-    yield
-    feed_module.close_feeds()
-    stop_kernel_monitor()
-
-
-class Recorded:
-    """Captures what a widget sends to its front end."""
-
-    def __init__(self, widget) -> None:
-        self.messages: list[tuple[dict, list]] = []
-        self.lock = threading.Lock()
-        widget.send = self.send  # type: ignore[method-assign]
-
-    def send(self, content, buffers=None) -> None:
-        json.dumps(content, allow_nan=False)  # what the comm must be able to send
-        with self.lock:
-            self.messages.append((content, list(buffers or [])))
-
-    def of(self, kind: str, source: str | None = None) -> list[tuple[dict, list]]:
-        with self.lock:
-            return [m for m in self.messages
-                    if m[0]["type"] == kind and m[0].get("source") == source]
 
 
 def decode(content: dict, buffers: list) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -22,12 +22,11 @@ import time
 import warnings
 from typing import Any
 
-import anywidget
 import traitlets
 
 from tracklab_jupyter.monitor import Monitor
-from tracklab_jupyter.notebook.feed import feed_for
-from tracklab_jupyter.notebook.widget import DEFAULT_WINDOW_S, _bundle, json_safe
+from tracklab_jupyter.notebook.feed_widget import FeedWidget, bundle
+from tracklab_jupyter.notebook.widget import DEFAULT_WINDOW_S, json_safe
 from tracklab_jupyter.sampler.sample import Sample
 
 log = logging.getLogger("tracklab_jupyter.notebook")
@@ -92,12 +91,11 @@ def pack_rows(rows: dict[str, list[tuple[float, tuple[float, float, float]]]]
     return header, [times.tobytes(), np.ascontiguousarray(values.T).tobytes()]
 
 
-class ClusterWidget(anywidget.AnyWidget):
+class ClusterWidget(FeedWidget):
     """The cluster's nodes, live. Create with ``tracklab.widget(cluster=True)``."""
 
-    # Text, not a Path: see MonitorWidget (a Path-based widget is never freed).
-    _esm = _bundle("cluster.js")
-    _css = _bundle("cluster.css")
+    _esm = bundle("cluster.js")
+    _css = bundle("cluster.css")
 
     window_s = traitlets.Float(DEFAULT_WINDOW_S, help="Seconds of data in the sparklines"
                                ).tag(sync=True)
@@ -105,32 +103,16 @@ class ClusterWidget(anywidget.AnyWidget):
                              ).tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
 
-    # Class defaults: trait observers and __del__ may run before __init__ finishes.
-    ready = False
-    _feed: Any = None
-
     def __init__(self, monitor: Monitor, **kwargs: Any) -> None:
-        self._monitor = monitor
         self._lock = threading.RLock()
         #: Newest sample time sent per node (nothing is sent twice).
         self._last: dict[str, float] = {}
         #: Latest detail values per node (kept for nodes that went offline).
         self._latest: dict[str, dict[str, float]] = {}
         self._info_at = 0.0
-        super().__init__(**kwargs)
-        self._feed = feed_for(monitor)
-        self.on_msg(self._on_front_end_message)
+        super().__init__(monitor, **kwargs)
 
-    def _on_front_end_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if not isinstance(content, dict) or content.get("type") != "ready":
-            return
-        try:
-            self._start_view()
-        except Exception as exc:  # show the problem in the widget, not a silent blank
-            log.exception("tracklab cluster widget failed to start")
-            self.status = f"error: {exc}"
-
-    def _start_view(self) -> None:
+    def start_view(self) -> None:
         monitor = self._monitor
         monitor.wait_started()
         # Subscribed first; the feed's items wait on the lock until the backfill is sent,
@@ -240,22 +222,7 @@ class ClusterWidget(anywidget.AnyWidget):
     @traitlets.observe("window_s")
     def _on_window(self, change: dict[str, Any]) -> None:
         if self.ready and change["new"] != change["old"]:
-            try:
-                self._start_view()  # a longer window needs data the front end never got
-            except Exception as exc:
-                log.exception("tracklab cluster widget failed to restart")
-                self.status = f"error: {exc}"
-
-    def close(self) -> None:
-        self.ready = False
-        if self._feed is not None:
-            self._feed.remove(self)
-        # As MonitorWidget: close the Layout widget's comm too, or it stays in memory.
-        layout = self._trait_values.get("layout")
-        super().close()
-        if layout is not None:
-            layout.close()
-
+            self.restart_view()  # a longer window needs data the front end never got
 
 def _frame_rows(frame: Any) -> list[tuple[float, Any]]:
     """A history Frame's rows as ``(time, (cpu, mem, gpu))``, thinned to MAX_POINTS."""

@@ -81,7 +81,10 @@ class WidgetFeed:
             self._widgets.clear()
             self._stop.set()
             thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
+        # add() starts its thread after leaving the lock: one not started yet sees its stop
+        # event set and ends at once, so there is nothing to wait for.
+        if (thread is not None and thread.ident is not None
+                and thread is not threading.current_thread()):
             thread.join(2)
 
     def _run(self, stop: threading.Event, sub: Any) -> None:

@@ -16,21 +16,18 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import anywidget
 import traitlets
 
 from tracklab_jupyter.monitor import Monitor
 from tracklab_jupyter.notebook.columns import StepColumns, table_columns, to_columns
-from tracklab_jupyter.notebook.feed import feed_for
+from tracklab_jupyter.notebook.feed_widget import FeedWidget, bundle
 from tracklab_jupyter.sampler.hub import RUN, RUN_METRICS
 from tracklab_jupyter.sampler.sample import Sample
 
 log = logging.getLogger("tracklab_jupyter.notebook")
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
 DEFAULT_WINDOW_S = 300.0
 MAX_WINDOW_S = 7 * 86400.0
 # A run's host panels: raw samples for a run of up to an hour, resampled to about this
@@ -41,24 +38,11 @@ BACKFILL_ROWS = 2000
 PROCESS_ROWS = 5000
 
 
-def _bundle(name: str) -> str:
-    path = STATIC / name
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{path} is missing: the widget's JavaScript is built with the package "
-            "(pip install -e . runs `npm --prefix js run build`)") from None
-
-
-class MonitorWidget(anywidget.AnyWidget):
+class MonitorWidget(FeedWidget):
     """Live CPU, memory, disk, network and GPU panels. Create with :func:`tracklab.widget`."""
 
-    # The bundle's text, not its Path: anywidget connects every instance to a Path's
-    # change signal (for hot reload) and never disconnects it, so each closed widget would
-    # stay in memory. Measured: 1000 display/close cycles kept 23 MB that way.
-    _esm = _bundle("widget.js")
-    _css = _bundle("widget.css")
+    _esm = bundle("widget.js")
+    _css = bundle("widget.css")
 
     height = traitlets.Int(0, help="Chart height in pixels (0: automatic)").tag(sync=True)
     window_s = traitlets.Float(DEFAULT_WINDOW_S, help="Seconds of data shown").tag(sync=True)
@@ -68,31 +52,17 @@ class MonitorWidget(anywidget.AnyWidget):
     run_id = traitlets.Unicode("", help="The run shown ('': this machine only)").tag(sync=True)
 
     # Class defaults: trait observers and __del__ may run before __init__ finishes.
-    ready = False
     last_sent = 0.0
     #: System samples after this time are not sent (a run that ended; another node's run).
     sample_until = math.inf
-    _feed: Any = None
     _run_pending: list[tuple[str, Any]] | None = None
 
     def __init__(self, monitor: Monitor, **kwargs: Any) -> None:
-        self._monitor = monitor
         self._run_lock = threading.Lock()
         self._steps = StepColumns([])
-        super().__init__(**kwargs)
-        self._feed = feed_for(monitor)
-        self.on_msg(self._on_front_end_message)
+        super().__init__(monitor, **kwargs)
 
-    def _on_front_end_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if not isinstance(content, dict) or content.get("type") != "ready":
-            return
-        try:
-            self._start_view()
-        except Exception as exc:  # show the problem in the widget, not a silent blank
-            log.exception("tracklab widget failed to start")
-            self.status = f"error: {exc}"
-
-    def _start_view(self) -> None:
+    def start_view(self) -> None:
         monitor = self._monitor
         monitor.wait_started()  # it opens NVML and SQLite in the background
         self.ready = False
@@ -252,11 +222,7 @@ class MonitorWidget(anywidget.AnyWidget):
         # A longer window, other metrics or another run need data the front end never
         # got: start over.
         if self.ready and change["new"] != change["old"]:
-            try:
-                self._start_view()
-            except Exception as exc:
-                log.exception("tracklab widget failed to restart")
-                self.status = f"error: {exc}"
+            self.restart_view()
 
     def _backfill(self) -> list[Sample]:
         """The window's samples: stored ones, then newer ones still in memory."""
@@ -271,18 +237,6 @@ class MonitorWidget(anywidget.AnyWidget):
                 log.debug("tracklab: no stored history for the backfill", exc_info=True)
         newest = stored[-1].time if stored else since
         return stored + [s for s in list(monitor.recent) if s.time > newest]
-
-    def close(self) -> None:
-        self.ready = False
-        if self._feed is not None:
-            self._feed.remove(self)
-        # DOMWidget creates a Layout widget with a comm of its own that closing the widget
-        # leaves open: close it too, or every widget ever shown stays in memory.
-        layout = self._trait_values.get("layout")
-        super().close()
-        if layout is not None:
-            layout.close()
-
 
 def _panel_info(info: dict[str, Any]) -> dict[str, Any]:
     system = info.get("system", {})
