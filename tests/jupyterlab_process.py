@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,21 +25,24 @@ def free_port() -> int:
 
 
 @contextmanager
-def jupyterlab(tmp_path: Path, token: str, base_url: str = "/") -> Iterator[str]:
-    """Run JupyterLab rooted at ``tmp_path``; yields its URL (ending in ``base_url``)."""
+def jupyterlab(tmp_path: Path, token: str, base_url: str = "/", extra_args: Sequence[str] = (),
+               extra_env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Run JupyterLab rooted at ``tmp_path``; yields its URL (ending in ``base_url``).
+    ``extra_args`` go at the end of its command line (e.g. ``--TrackLab.cluster=...``),
+    ``extra_env`` over its environment."""
     port = free_port()
     env = {**os.environ, "TRACKLAB_DATA_DIR": str(tmp_path / "data"),
            "TRACKLAB_INTERVAL": "0.5", "TRACKLAB_FAKE_NVML_GPUS": "2",
            "TRACKLAB_FAKE_NVML_MODE": "trace", "TRACKLAB_FAKE_NVML_STAGGER_S": "25",
            "PYTHONPATH": os.pathsep.join([str(SHIM), os.environ.get("PYTHONPATH", "")]),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")}
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"), **(extra_env or {})}
     with open(tmp_path / "lab.log", "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
              "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", "--allow-root",
              f"--ServerApp.base_url={base_url}", f"--ServerApp.root_dir={tmp_path}",
              "--LabApp.news_url=",
-             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", *extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env)
         base = f"http://127.0.0.1:{port}{base_url}"
         try:

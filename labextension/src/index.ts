@@ -1,8 +1,9 @@
 // The TrackLab sidebar for JupyterLab 4: host summary, live charts (js/charts.ts, the same
-// module as tracklab.widget()), one card per accelerator, node selector, recorder health
-// and the runs section. It talks to the server extension under `{base_url}tracklab/`:
-// REST through ServerConnection (auth + XSRF) and the WebSocket `{base_url}tracklab/ws`
-// (envelope {type, data, time, node}; js/PROTOCOL.md and tracklab_jupyter/server/ws_protocol.py).
+// module as tracklab.widget()), one card per accelerator, node selector, recorder health,
+// the cluster section (cluster.ts) and the runs section. It talks to the server extension
+// under `{base_url}tracklab/`: REST through ServerConnection (auth + XSRF) and the WebSocket
+// `{base_url}tracklab/ws` (envelope {type, data, time, node}; js/PROTOCOL.md and
+// tracklab_jupyter/server/ws_protocol.py).
 
 import { ILayoutRestorer, type JupyterFrontEnd, type JupyterFrontEndPlugin } from "@jupyterlab/application";
 import { ICommandPalette } from "@jupyterlab/apputils";
@@ -27,6 +28,7 @@ import {
 } from "../../js/charts";
 import { buildHostPanels } from "../../js/host_panels";
 import { Api } from "./api";
+import { CLUSTER_METRICS, ClusterSection, type ClusterInfo, type ClusterMetrics } from "./cluster";
 import { RunsSection } from "./runs";
 import "./sidebar.css";
 
@@ -105,12 +107,17 @@ export class TrackLabPanel extends Widget {
   #healthEl: HTMLElement;
   #body: HTMLElement;
   #runs: RunsSection;
+  #cluster: ClusterSection;
   #dash: Dashboard | null = null;
   #gpuGrid: HTMLElement | null = null;
   #panels = new Map<string, { panel: Panel; metrics: string[] }>();
   #gpus = new Map<number, GpuDevice>();
   #node = "";
-  #nodes: string[] = [];
+  /** This server's own node: the only one `system/*` answers for; others come from the cluster. */
+  #localNode = "";
+  #nodeOptions = "";
+  /** The socket's subscription includes `cluster_metrics`. */
+  #clusterTopic = false;
   #points = 0;
   #active = false;
   #started = false;
@@ -145,7 +152,15 @@ export class TrackLabPanel extends Widget {
     this.#healthEl = h("div", "tl-health", { "data-field": "health" });
     this.#body = h("div", "tl-body");
     this.#runs = new RunsSection(this.api);
-    this.#root.append(head, this.#summary, this.#healthEl, this.#body, this.#runs.el);
+    this.#cluster = new ClusterSection(this.api, {
+      onInfo: (info) => this.#setNodes(info),
+      onSelect: (node) => {
+        this.#nodeSel.value = node;
+        void this.#selectNode(node);
+      },
+      windowS: () => this.#settings.timeWindow,
+    });
+    this.#root.append(head, this.#cluster.el, this.#summary, this.#healthEl, this.#body, this.#runs.el);
     this.node.append(this.#root);
   }
 
@@ -157,7 +172,10 @@ export class TrackLabPanel extends Widget {
     const old = this.#settings;
     this.#settings = s;
     if (!this.#started) return;
-    if (old.timeWindow !== s.timeWindow) this.#dash?.setWindow(s.timeWindow);
+    if (old.timeWindow !== s.timeWindow) {
+      this.#dash?.setWindow(s.timeWindow);
+      this.#cluster.setWindow();
+    }
     if (old.metrics.join() !== s.metrics.join()) this.#applyMetrics();
     if (old.refreshInterval !== s.refreshInterval || old.metrics.join() !== s.metrics.join()) this.#subscribe();
     if (this.#pollTimer) this.#startPolling();
@@ -197,6 +215,7 @@ export class TrackLabPanel extends Widget {
     this.#active = true;
     // runs come from their own endpoint: listed even while system info is unavailable
     this.#runs.resume();
+    this.#cluster.resume();
     const epoch = ++this.#epoch;
     void this.#start(epoch);
   }
@@ -206,6 +225,7 @@ export class TrackLabPanel extends Widget {
     this.#active = false;
     this.#epoch++;
     this.#runs.pause();
+    this.#cluster.pause();
     this.#closeSocket();
     this.#stopPolling();
     window.clearTimeout(this.#reconnectTimer);
@@ -223,7 +243,7 @@ export class TrackLabPanel extends Widget {
         this.#started = true;
       }
       if (epoch !== this.#epoch) return;
-      await this.#backfill();
+      await Promise.all([this.#backfill(), this.#cluster.backfill()]);
       if (epoch !== this.#epoch) return;
       this.#root.setAttribute("data-state", "live");
       this.#connect();
@@ -247,29 +267,49 @@ export class TrackLabPanel extends Widget {
 
   // -- REST ----------------------------------------------------------------------------
   async #loadNodes(): Promise<void> {
-    const info = await this.api.get<{ nodes: { node: string; status?: string }[] }>("cluster/info");
-    this.#nodes = (info.nodes ?? []).map((n) => n.node);
-    this.#nodeSel.textContent = "";
-    for (const n of info.nodes ?? []) {
-      const o = h("option", undefined, { value: n.node }, n.status && n.status !== "up" ? `${n.node} (${n.status})` : n.node);
-      this.#nodeSel.append(o);
+    await this.#cluster.load(); // its onInfo fills the selector
+  }
+
+  /** The node selector lists every node of `cluster/info` (offline ones marked). */
+  #setNodes(info: ClusterInfo): void {
+    const nodes = info.nodes ?? [];
+    this.#localNode = nodes.find((n) => n.role === "local")?.node ?? nodes[0]?.node ?? "";
+    const names = nodes.map((n) => n.node);
+    if (!this.#node) this.#node = this.#localNode;
+    const options: [string, string][] = nodes.map((n) => [n.node, n.state === "online" ? n.node : `${n.node} (${n.state || n.status})`]);
+    // a selected node that left the cluster stays selected (its charts stop) until another is picked
+    if (this.#node && !names.includes(this.#node)) options.push([this.#node, `${this.#node} (left)`]);
+    // rebuilt only when something changed: an open dropdown is not closed every few seconds
+    const key = JSON.stringify(options);
+    if (key !== this.#nodeOptions) {
+      this.#nodeOptions = key;
+      this.#nodeSel.textContent = "";
+      for (const [value, label] of options) this.#nodeSel.append(h("option", undefined, { value }, label));
     }
-    if (!this.#node || !this.#nodes.includes(this.#node)) this.#node = this.#nodes[0] ?? "";
     this.#nodeSel.value = this.#node;
-    this.#nodeSel.disabled = this.#nodes.length < 2;
-    this.#nodeSel.title = this.#nodes.length < 2 ? "one node (clusters list their nodes here)" : "node";
+    this.#nodeSel.disabled = nodes.length < 2;
+    this.#nodeSel.title = nodes.length < 2 ? "one node (clusters list their nodes here)" : "node shown by the charts below";
+    this.#cluster.select(this.#node);
+    // nodes joined after the subscription: add the cluster frames now
+    if (this.#cluster.multi && !this.#clusterTopic) this.#subscribe();
+  }
+
+  /** A cluster node other than this server's host: charts fed by the cluster topics. */
+  #remote(): boolean {
+    return !!this.#localNode && !!this.#node && this.#node !== this.#localNode;
   }
 
   async #selectNode(node: string): Promise<void> {
     if (node === this.#node) return;
     this.#node = node;
+    this.#cluster.select(node);
     this.#pause();
     this.#started = false;
     this.#resume();
   }
 
   async #loadInfo(): Promise<void> {
-    const info = await this.api.get<any>("system/info", { node: this.#node });
+    const info = this.#remote() ? this.#remoteInfo() : await this.api.get<any>("system/info", { node: this.#node });
     const sys = info.system ?? {};
     const gpu = info.gpu ?? {};
     const devices: GpuDevice[] = gpu.devices ?? [];
@@ -280,7 +320,7 @@ export class TrackLabPanel extends Widget {
       ["host", sys.hostname ?? info.node ?? ""],
       ["CPU", [sys.cpu_model, cores ? `${cores} cores` : ""].filter(Boolean).join(" · ")],
       ["memory", mem.total_bytes ? formatBytes(mem.effective_limit_bytes ?? mem.total_bytes) : ""],
-      ["GPUs", devices.length ? `${devices.length} × ${[...new Set(devices.map((d) => d.name))].join(", ")}` : "none"],
+      ["GPUs", devices.length ? [String(devices.length), [...new Set(devices.map((d) => d.name).filter(Boolean))].join(", ")].filter(Boolean).join(" × ") : "none"],
       ["driver", [gpu.driver_version, gpu.cuda_driver_version ? `CUDA ${gpu.cuda_driver_version}` : ""].filter(Boolean).join(" · ")],
       ["OS", [sys.os_release, sys.kernel].filter(Boolean).join(" · ")],
     ];
@@ -292,6 +332,23 @@ export class TrackLabPanel extends Widget {
     }
     this.#summary.append(dl);
     this.#build(Number(info.interval_s) || 1, devices);
+  }
+
+  /**
+   * `system/info` answers for this server's host only: a cluster node's facts are the
+   * resources `cluster/info` lists (no GPU names; its cards are titled by index).
+   */
+  #remoteInfo(): any {
+    const n = this.#cluster.node(this.#node);
+    const r = n?.resources ?? {};
+    const gpus = Number(r.gpus) || 0;
+    return {
+      node: this.#node,
+      interval_s: this.#cluster.info?.interval_s,
+      system: { hostname: `${this.#node}${n ? ` (${n.role}${n.address ? ` · ${n.address}` : ""})` : ""}`, cpu_logical_cores: r.cores },
+      memory: { total_bytes: r.memory_bytes },
+      gpu: { devices: Array.from({ length: gpus }, (_, index) => ({ index })) },
+    };
   }
 
   async #loadHealth(): Promise<void> {
@@ -362,6 +419,7 @@ export class TrackLabPanel extends Widget {
     const ws = this.#ws;
     this.#ws = null;
     this.#wsOpen = false;
+    this.#clusterTopic = false;
     if (ws) {
       ws.onclose = null;
       ws.onmessage = null;
@@ -379,9 +437,13 @@ export class TrackLabPanel extends Widget {
 
   #subscribe(): void {
     if (!this.#ws || !this.#wsOpen) return;
-    const topics = ["system_metrics", "hardware_update", "run_update", "metric_update"];
+    const topics = ["system_metrics", "hardware_update", "run_update", "metric_update", "node_status"];
+    // a node's whole sample every interval: only worth it when there are other nodes (or one is shown)
+    this.#clusterTopic = this.#cluster.multi || this.#remote();
+    if (this.#clusterTopic) topics.push("cluster_metrics");
     const msg: Record<string, unknown> = { type: "subscribe", topics, interval: this.#settings.refreshInterval };
-    if (this.#settings.metrics.length) msg.metrics = this.#settings.metrics;
+    // the metric filter applies to cluster frames too: the rows' metrics must pass it
+    if (this.#settings.metrics.length) msg.metrics = [...new Set([...this.#settings.metrics, ...CLUSTER_METRICS])];
     this.#ws.send(JSON.stringify(msg));
   }
 
@@ -395,6 +457,15 @@ export class TrackLabPanel extends Widget {
     if (!msg || typeof msg !== "object") return;
     // runs are listed whichever node they ran on: before the node filter
     if (this.#runs.handleMessage(msg)) return;
+    // cluster topics carry every node: before the node filter too
+    if (msg.type === "cluster_metrics") {
+      this.#ingestCluster(msg.data);
+      return;
+    }
+    if (msg.type === "node_status") {
+      this.#cluster.nodeStatus(msg.data);
+      return;
+    }
     if (this.#node && msg.node && msg.node !== this.#node) return;
     if (msg.type === "system_metrics" && msg.data?.metrics) {
       this.#ingest(sampleBatch(Number(msg.data.time ?? msg.time), msg.data.metrics));
@@ -419,6 +490,11 @@ export class TrackLabPanel extends Widget {
     this.#transport("polling");
     const tick = async () => {
       if (!this.#active || this.#wsOpen) return;
+      if (this.#remote()) {
+        await this.#pollRemote();
+        return;
+      }
+      void this.#cluster.poll();
       try {
         const params: Record<string, string> = { node: this.#node };
         if (this.#settings.metrics.length) params.metrics = this.#settings.metrics.join(",");
@@ -438,6 +514,25 @@ export class TrackLabPanel extends Widget {
     void tick();
     this.#pollTimer = window.setInterval(() => void tick(), Math.max(0.2, this.#settings.refreshInterval) * 1000);
     this.#runsPollTimer = window.setInterval(() => this.#active && !this.#wsOpen && void this.#runs.load(), RUNS_POLL_MS);
+  }
+
+  /** Polling while a cluster node is shown: one `cluster/metrics` answer feeds both. */
+  async #pollRemote(): Promise<void> {
+    try {
+      const params: Record<string, string> = {};
+      if (this.#settings.metrics.length) params.metrics = [...new Set([...this.#settings.metrics, ...CLUSTER_METRICS])].join(",");
+      this.#ingestCluster(await this.api.get<ClusterMetrics>("cluster/metrics", params));
+      this.#transport("polling");
+    } catch (e) {
+      this.#setStatus(`offline: ${(e as Error).message}`, true);
+    }
+  }
+
+  /** Cluster samples: the section's rows, and the charts when they show a cluster node. */
+  #ingestCluster(data: ClusterMetrics | undefined): void {
+    this.#cluster.ingest(data);
+    const mine = this.#remote() ? data?.nodes?.[this.#node] : undefined;
+    if (mine?.metrics) this.#ingest(sampleBatch(Number(mine.time), mine.metrics));
   }
 
   #stopPolling(): void {

@@ -1,4 +1,4 @@
-"use strict";(self.rspackChunktracklab_jupyter=self.rspackChunktracklab_jupyter||[]).push([[436],{683(e,t,r){var o=r(380),a=r.n(o),l=r(381),n=(r.n(l))()(a());n.push([e.id,`/* ../../../work/main/js/node_modules/uplot/dist/uPlot.min.css */
+"use strict";(self.rspackChunktracklab_jupyter=self.rspackChunktracklab_jupyter||[]).push([[812],{920(e,t,r){var o=r(601),a=r.n(o),l=r(314),n=(r.n(l))()(a());n.push([e.id,`/* ../js/node_modules/uplot/dist/uPlot.min.css */
 .uplot,
 .uplot *,
 .uplot *::before,
@@ -654,4 +654,177 @@ body[data-jp-theme-light=false] .tl-theme {
   padding: 6px 0;
   font-style: italic;
 }
-`,""]),r.d(t,{},{A:n})},381(e){e.exports=function(e){var t=[];return t.toString=function(){return this.map(function(t){var r="",o=void 0!==t[5];return t[4]&&(r+="@supports (".concat(t[4],") {")),t[2]&&(r+="@media ".concat(t[2]," {")),o&&(r+="@layer".concat(t[5].length>0?" ".concat(t[5]):""," {")),r+=e(t),o&&(r+="}"),t[2]&&(r+="}"),t[4]&&(r+="}"),r}).join("")},t.i=function(e,r,o,a,l){"string"==typeof e&&(e=[[null,e,void 0]]);var n={};if(o)for(var i=0;i<this.length;i++){var d=this[i][0];null!=d&&(n[d]=!0)}for(var s=0;s<e.length;s++){var p=[].concat(e[s]);o&&n[p[0]]||(void 0!==l&&(void 0===p[5]||(p[1]="@layer".concat(p[5].length>0?" ".concat(p[5]):""," {").concat(p[1],"}")),p[5]=l),r&&(p[2]&&(p[1]="@media ".concat(p[2]," {").concat(p[1],"}")),p[2]=r),a&&(p[4]?(p[1]="@supports (".concat(p[4],") {").concat(p[1],"}"),p[4]=a):p[4]="".concat(a)),t.push(p))}},t}},380(e){e.exports=function(e){return e[1]}},487(e,t,r){r.r(t);var o=r(261),a=r.n(o),l=r(186),n=r.n(l),i=r(378),d=r.n(i),s=r(277),p=r.n(s),c=r(497),u=r.n(c),f=r(62),v=r.n(f),g=r(683),h={};h.styleTagTransform=v(),h.setAttributes=p(),h.insert=d().bind(null,"head"),h.domAPI=n(),h.insertStyleElement=u(),a()(g.A,h);let m=g.A&&g.A.locals?g.A.locals:void 0;r.d(t,{},{default:m})},261(e){var t=[];function r(e){for(var r=-1,o=0;o<t.length;o++)if(t[o].identifier===e){r=o;break}return r}function o(e,o){for(var a={},l=[],n=0;n<e.length;n++){var i=e[n],d=o.base?i[0]+o.base:i[0],s=a[d]||0,p="".concat(d," ").concat(s);a[d]=s+1;var c=r(p),u={css:i[1],media:i[2],sourceMap:i[3],supports:i[4],layer:i[5]};if(-1!==c)t[c].references++,t[c].updater(u);else{var f=function(e,t){var r=t.domAPI(t);return r.update(e),function(t){t?(t.css!==e.css||t.media!==e.media||t.sourceMap!==e.sourceMap||t.supports!==e.supports||t.layer!==e.layer)&&r.update(e=t):r.remove()}}(u,o);o.byIndex=n,t.splice(n,0,{identifier:p,updater:f,references:1})}l.push(p)}return l}e.exports=function(e,a){var l=o(e=e||[],a=a||{});return function(e){e=e||[];for(var n=0;n<l.length;n++){var i=r(l[n]);t[i].references--}for(var d=o(e,a),s=0;s<l.length;s++){var p=r(l[s]);0===t[p].references&&(t[p].updater(),t.splice(p,1))}l=d}}},378(e){var t={};e.exports=function(e,r){var o=function(e){if(void 0===t[e]){var r=document.querySelector(e);if(window.HTMLIFrameElement&&r instanceof window.HTMLIFrameElement)try{r=r.contentDocument.head}catch(e){r=null}t[e]=r}return t[e]}(e);if(!o)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");o.appendChild(r)}},497(e){e.exports=function(e){var t=document.createElement("style");return e.setAttributes(t,e.attributes),e.insert(t,e.options),t}},277(e,t,r){e.exports=function(e){var t=r.nc;t&&e.setAttribute("nonce",t)}},186(e){e.exports=function(e){if("u"<typeof document)return{update:function(){},remove:function(){}};var t=e.insertStyleElement(e);return{update:function(r){var o,a,l;o="",r.supports&&(o+="@supports (".concat(r.supports,") {")),r.media&&(o+="@media ".concat(r.media," {")),(a=void 0!==r.layer)&&(o+="@layer".concat(r.layer.length>0?" ".concat(r.layer):""," {")),o+=r.css,a&&(o+="}"),r.media&&(o+="}"),r.supports&&(o+="}"),(l=r.sourceMap)&&"u">typeof btoa&&(o+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(l))))," */")),e.styleTagTransform(o,t,e.options)},remove:function(){var e;null===(e=t).parentNode||e.parentNode.removeChild(e)}}}},62(e){e.exports=function(e,t){if(t.styleSheet)t.styleSheet.cssText=e;else{for(;t.firstChild;)t.removeChild(t.firstChild);t.appendChild(document.createTextNode(e))}}}}]);
+.tl-cluster .tl-panel-head {
+  font-weight: 600;
+  display: flex;
+  align-items: baseline;
+  gap: 6px;
+  min-width: 0;
+}
+.tl-cluster-where {
+  font-size: 11px;
+  font-weight: normal;
+  color: var(--tl-fg-dim);
+  font-family: var(--tl-mono);
+  overflow: hidden;
+  text-overflow: ellipsis;
+  white-space: nowrap;
+  min-width: 0;
+}
+.tl-cluster-line {
+  font-size: 11px;
+  font-variant-numeric: tabular-nums;
+}
+.tl-cluster-use {
+  color: var(--tl-fg-dim);
+}
+.tl-cluster-error {
+  font-size: 11px;
+  color: var(--tl-error);
+}
+.tl-cluster-error[hidden] {
+  display: none;
+}
+.tl-cluster[data-mode=solo] {
+  border: none;
+  background: none;
+  padding: 0;
+}
+.tl-cluster[data-mode=solo] > :not(.tl-cluster-hint) {
+  display: none;
+}
+.tl-cluster[data-mode=cluster] > .tl-cluster-hint {
+  display: none;
+}
+.tl-cluster-hint {
+  font-size: 11px;
+  color: var(--tl-fg-dim);
+}
+.tl-cluster-hint code {
+  font-family: var(--tl-mono);
+}
+.tl-node-list {
+  display: flex;
+  flex-direction: column;
+  max-height: 420px;
+  overflow-y: auto;
+  margin-top: 2px;
+}
+.tl-node {
+  border-top: 1px solid var(--tl-border);
+  padding: 3px 2px 4px;
+  cursor: pointer;
+  border-radius: 3px;
+  display: flex;
+  flex-direction: column;
+  gap: 2px;
+}
+.tl-node:first-child {
+  border-top: none;
+}
+.tl-node:hover {
+  background: var(--jp-layout-color2, var(--tl-track));
+}
+.tl-node:focus-visible {
+  outline: 1px solid var(--jp-brand-color1);
+  outline-offset: -1px;
+}
+.tl-node.tl-node-selected {
+  box-shadow: inset 2px 0 0 var(--jp-brand-color1, #1976d2);
+  background: var(--jp-layout-color2, var(--tl-track));
+}
+.tl-node-line {
+  display: flex;
+  align-items: baseline;
+  gap: 6px;
+  min-width: 0;
+  font-size: 12px;
+}
+.tl-node-name {
+  font-weight: 600;
+  min-width: 0;
+  overflow: hidden;
+  text-overflow: ellipsis;
+  white-space: nowrap;
+}
+.tl-node-role {
+  font-size: 11px;
+  color: var(--tl-fg-dim);
+  white-space: nowrap;
+}
+.tl-node-res {
+  font-size: 11px;
+  color: var(--tl-fg-dim);
+  margin-left: auto;
+  white-space: nowrap;
+  overflow: hidden;
+  text-overflow: ellipsis;
+  min-width: 0;
+}
+.tl-node-badge {
+  --tl-state: var(--jp-success-color1, #388e3c);
+  align-self: center;
+  font-size: 10px;
+  line-height: 14px;
+  padding: 0 6px;
+  border-radius: 7px;
+  white-space: nowrap;
+  color: var(--jp-ui-inverse-font-color1, #fff);
+  background: var(--tl-state);
+}
+.tl-node[data-state=offline] .tl-node-badge {
+  --tl-state: var(--jp-error-color1, #d32f2f);
+}
+.tl-node[data-state=offline] > .tl-node-sparks,
+.tl-node[data-state=offline] .tl-node-name,
+.tl-node[data-state=offline] .tl-node-role,
+.tl-node[data-state=offline] .tl-node-res {
+  opacity: 0.5;
+}
+.tl-node-sparks {
+  display: grid;
+  grid-template-columns: repeat(3, minmax(0, 1fr));
+  gap: 6px;
+}
+.tl-node-spark {
+  min-width: 0;
+}
+.tl-node-spark-top {
+  display: flex;
+  justify-content: space-between;
+  gap: 4px;
+  font-size: 10px;
+  line-height: 12px;
+}
+.tl-node-spark-label {
+  color: var(--tl-fg-dim);
+}
+.tl-node-spark-value {
+  font-variant-numeric: tabular-nums;
+  white-space: nowrap;
+}
+.tl-node-spark-svg {
+  width: 100%;
+  height: 18px;
+  display: block;
+  background: var(--jp-layout-color2, var(--tl-track));
+  border-radius: 2px;
+}
+.tl-node-spark-svg path {
+  fill: none;
+  stroke-width: 1.25;
+  stroke-linejoin: round;
+}
+.tl-node-spark[data-spark=cpu] path {
+  stroke: var(--tl-c1);
+}
+.tl-node-spark[data-spark=mem] path {
+  stroke: var(--tl-c3);
+}
+.tl-node-spark[data-spark=gpu] path {
+  stroke: var(--tl-c2);
+}
+.tl-node-spark-none {
+  visibility: hidden;
+}
+`,""]),r.d(t,{},{A:n})},314(e){e.exports=function(e){var t=[];return t.toString=function(){return this.map(function(t){var r="",o=void 0!==t[5];return t[4]&&(r+="@supports (".concat(t[4],") {")),t[2]&&(r+="@media ".concat(t[2]," {")),o&&(r+="@layer".concat(t[5].length>0?" ".concat(t[5]):""," {")),r+=e(t),o&&(r+="}"),t[2]&&(r+="}"),t[4]&&(r+="}"),r}).join("")},t.i=function(e,r,o,a,l){"string"==typeof e&&(e=[[null,e,void 0]]);var n={};if(o)for(var i=0;i<this.length;i++){var d=this[i][0];null!=d&&(n[d]=!0)}for(var s=0;s<e.length;s++){var p=[].concat(e[s]);o&&n[p[0]]||(void 0!==l&&(void 0===p[5]||(p[1]="@layer".concat(p[5].length>0?" ".concat(p[5]):""," {").concat(p[1],"}")),p[5]=l),r&&(p[2]&&(p[1]="@media ".concat(p[2]," {").concat(p[1],"}")),p[2]=r),a&&(p[4]?(p[1]="@supports (".concat(p[4],") {").concat(p[1],"}"),p[4]=a):p[4]="".concat(a)),t.push(p))}},t}},601(e){e.exports=function(e){return e[1]}},495(e,t,r){r.r(t);var o=r(72),a=r.n(o),l=r(825),n=r.n(l),i=r(659),d=r.n(i),s=r(56),p=r.n(s),c=r(540),u=r.n(c),f=r(113),v=r.n(f),g=r(920),h={};h.styleTagTransform=v(),h.setAttributes=p(),h.insert=d().bind(null,"head"),h.domAPI=n(),h.insertStyleElement=u(),a()(g.A,h);let m=g.A&&g.A.locals?g.A.locals:void 0;r.d(t,{},{default:m})},72(e){var t=[];function r(e){for(var r=-1,o=0;o<t.length;o++)if(t[o].identifier===e){r=o;break}return r}function o(e,o){for(var a={},l=[],n=0;n<e.length;n++){var i=e[n],d=o.base?i[0]+o.base:i[0],s=a[d]||0,p="".concat(d," ").concat(s);a[d]=s+1;var c=r(p),u={css:i[1],media:i[2],sourceMap:i[3],supports:i[4],layer:i[5]};if(-1!==c)t[c].references++,t[c].updater(u);else{var f=function(e,t){var r=t.domAPI(t);return r.update(e),function(t){t?(t.css!==e.css||t.media!==e.media||t.sourceMap!==e.sourceMap||t.supports!==e.supports||t.layer!==e.layer)&&r.update(e=t):r.remove()}}(u,o);o.byIndex=n,t.splice(n,0,{identifier:p,updater:f,references:1})}l.push(p)}return l}e.exports=function(e,a){var l=o(e=e||[],a=a||{});return function(e){e=e||[];for(var n=0;n<l.length;n++){var i=r(l[n]);t[i].references--}for(var d=o(e,a),s=0;s<l.length;s++){var p=r(l[s]);0===t[p].references&&(t[p].updater(),t.splice(p,1))}l=d}}},659(e){var t={};e.exports=function(e,r){var o=function(e){if(void 0===t[e]){var r=document.querySelector(e);if(window.HTMLIFrameElement&&r instanceof window.HTMLIFrameElement)try{r=r.contentDocument.head}catch(e){r=null}t[e]=r}return t[e]}(e);if(!o)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");o.appendChild(r)}},540(e){e.exports=function(e){var t=document.createElement("style");return e.setAttributes(t,e.attributes),e.insert(t,e.options),t}},56(e,t,r){e.exports=function(e){var t=r.nc;t&&e.setAttribute("nonce",t)}},825(e){e.exports=function(e){if("u"<typeof document)return{update:function(){},remove:function(){}};var t=e.insertStyleElement(e);return{update:function(r){var o,a,l;o="",r.supports&&(o+="@supports (".concat(r.supports,") {")),r.media&&(o+="@media ".concat(r.media," {")),(a=void 0!==r.layer)&&(o+="@layer".concat(r.layer.length>0?" ".concat(r.layer):""," {")),o+=r.css,a&&(o+="}"),r.media&&(o+="}"),r.supports&&(o+="}"),(l=r.sourceMap)&&"u">typeof btoa&&(o+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(l))))," */")),e.styleTagTransform(o,t,e.options)},remove:function(){var e;null===(e=t).parentNode||e.parentNode.removeChild(e)}}}},113(e){e.exports=function(e,t){if(t.styleSheet)t.styleSheet.cssText=e;else{for(;t.firstChild;)t.removeChild(t.firstChild);t.appendChild(document.createTextNode(e))}}}}]);
