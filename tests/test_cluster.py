@@ -184,6 +184,11 @@ async def test_the_jupyter_server_serves_a_configured_dask_cluster(jp_fetch, jp_
     validate(info, "ClusterInfo")
     assert info["provider"] == "dask" and info["totals"]["nodes"] == WORKERS + 1
     one = next(n["node"] for n in info["nodes"] if n["role"] == "worker")
+    facts = json.loads((await jp_fetch("tracklab", "api", "system", "info",
+                                       params={"node": one})).body)
+    validate(facts, "SystemInfo")
+    assert facts["node"] == one and facts["role"] == "remote"
+    assert facts["system"]["cpu_logical_cores"] == os.cpu_count()
     metrics = json.loads((await jp_fetch("tracklab", "api", "cluster", "metrics",
                                          params={"node": one, "metrics": "mem.*"})).body)
     assert list(metrics["nodes"]) == [one]
@@ -205,5 +210,6 @@ async def test_the_jupyter_server_serves_a_configured_dask_cluster(jp_fetch, jp_
             status = message["data"]
     validate(status, "NodeStatus")
     info = json.loads((await jp_fetch("tracklab", "api", "cluster", "info")).body)
-    assert next(n for n in info["nodes"] if n["node"] == victim)["state"] == "offline"
+    gone = next(n for n in info["nodes"] if n["node"] == victim)
+    assert gone["state"] == "offline" and gone["error"]  # says why, after a reload too
     ws.close()

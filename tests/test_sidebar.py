@@ -155,20 +155,25 @@ def test_insert_monitor_cell_from_the_command_palette(lab_under_prefix, browser)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{base}lab/tree/insert.ipynb?token={TOKEN}")
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
-    page.locator(".jp-Cell .jp-InputArea-editor").first.click()
-    page.keyboard.press("Escape")  # command mode, first cell active
+    # The kernel connecting takes the focus back (and closes an open palette): wait for it.
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
+        timeout=60_000)
     palette = page.locator(".lm-CommandPalette-input")
-    for _ in range(5):  # the shortcut is ignored while the notebook is still settling
+    item = page.locator(".lm-CommandPalette-item", has_text="Insert monitor cell").first
+    for attempt in range(5):  # the notebook may still be settling: retry the whole gesture
+        page.locator(".jp-Cell .jp-InputArea-editor").first.click()
+        page.keyboard.press("Escape")  # command mode, first cell active
         page.keyboard.press("Control+Shift+C")
         try:
             palette.wait_for(state="visible", timeout=2_000)
+            palette.fill("Insert monitor cell")
+            item.wait_for(timeout=3_000)
+            item.click()
             break
         except Exception:
+            if attempt == 4:
+                raise
             page.keyboard.press("Escape")
-    palette.fill("Insert monitor cell")
-    item = page.locator(".lm-CommandPalette-item", has_text="Insert monitor cell").first
-    item.wait_for(timeout=10_000)
-    item.click()
     cells = page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor")
     page.wait_for_function(
         "() => document.querySelectorAll('.jp-Notebook .jp-Cell').length === 2",

@@ -251,6 +251,8 @@ class ClusterMonitor:
     def _set_state(self, node: NodeState, state: str, reason: str,
                    kind: str | None = None) -> None:
         node.state = state
+        if state == OFFLINE and not node.error:
+            node.error = reason  # so cluster/info says why, not only node_status
         status = {**node.to_dict(), "reason": reason}
         self.hub.publish(NODE, status)
         self._event(Event(time.time(), node.name, kind or f"node_{state}",
@@ -262,6 +264,12 @@ class ClusterMonitor:
             self._write_event(event)
 
     # -- what readers ask ----------------------------------------------------------------
+    def node_info(self, name: str) -> dict[str, Any] | None:
+        """A node's static facts (as ``system/info`` has them for this host), or None."""
+        with self._lock:
+            node = self._nodes.get(name)
+            return dict(node.info) if node is not None else None
+
     def node_states(self) -> list[NodeState]:
         with self._lock:
             return sorted(self._nodes.values(), key=lambda n: n.name)

@@ -127,7 +127,16 @@ def _latest_etag(monitor: Monitor, params: Params) -> str | None:
 
 def system_info(monitor: Monitor, params: Params) -> Reply:
     check_params(params, {"node"})
-    _check_node(monitor, params)
+    node = one(params, "node")
+    if node is not None and node != monitor.node:
+        # A cluster node: the facts it sent with its first answers.
+        facts = monitor.cluster.node_info(node) if monitor.cluster is not None else None
+        if facts is None:
+            known = [monitor.node] + ([n.name for n in monitor.cluster.node_states()]
+                                      if monitor.cluster is not None else [])
+            raise ApiError(404, f"unknown node {node!r}", f"known nodes: {', '.join(known)}")
+        return Reply({"node": node, "version": __version__, "interval_s": monitor.interval,
+                      "role": "remote", **facts})
     return Reply({"node": monitor.node, "version": __version__, "interval_s": monitor.interval,
                   "role": monitor.role, **monitor.info})
 

@@ -63,7 +63,10 @@ SCHEMAS: dict[str, Any] = {
     "SystemInfo": {"type": "object", "required": ["node", "version", "interval_s", "role"],
                    "properties": {"node": {"type": "string"}, "version": {"type": "string"},
                                   "interval_s": {"type": "number"},
-                                  "role": {"enum": ["recorder", "reader", "starting"]},
+                                  "role": {"enum": ["recorder", "reader", "starting",
+                                                    "remote"],
+                                           "description": "remote: a cluster node's facts, "
+                                                          "as it sent them"},
                                   "system": {"type": "object"}},
                    "additionalProperties": {"type": "object"}},
     "Accelerator": {"type": "object", "required": ["index", "name", "metrics"],
@@ -278,8 +281,8 @@ def _get(summary: str, response: dict[str, Any], params: list[dict[str, Any]],
 
 def _paths() -> dict[str, Any]:
     return {
-        "/api/system/info": _get("Static facts about this machine", _json(_ref("SystemInfo")),
-                                 [_NODE]),
+        "/api/system/info": _get("Static facts about this machine (or a cluster node)",
+                                 _json(_ref("SystemInfo")), [_NODE]),
         "/api/system/metrics": _get("The latest sample, from memory", _json(_ref("Sample")),
                                     [_NODE, _METRICS], not_modified=True),
         "/api/hardware/accelerators": _get("Accelerators with their current values",
