@@ -62,3 +62,17 @@ def jupyterlab(tmp_path: Path, token: str, base_url: str = "/", extra_args: Sequ
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def widen_sidebar(page, px: int) -> None:
+    """Drags the left area's split handle, so a screenshot shows the sidebar's rows at a
+    usable width."""
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    box = handle.bounding_box()
+    if not box:
+        return
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + 1, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + px, y, steps=5)
+    page.mouse.up()

@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from jupyterlab_process import jupyterlab
+from jupyterlab_process import jupyterlab, widen_sidebar
 
 distributed = pytest.importorskip("distributed")
 
@@ -61,17 +61,6 @@ def open_sidebar(page, base: str) -> None:
             tab.click()
     page.locator(SIDE).wait_for(state="visible", timeout=3_000)
 
-
-def widen_sidebar(page, px: int) -> None:
-    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
-    box = handle.bounding_box()
-    if not box:
-        return
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + 1, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + px, y, steps=5)
-    page.mouse.up()
 
 
 def test_cluster_nodes_in_the_sidebar_live(tmp_path, browser):

@@ -21,7 +21,7 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-from jupyterlab_process import jupyterlab
+from jupyterlab_process import jupyterlab, widen_sidebar
 
 ROOT = Path(__file__).parent.parent
 TOKEN = "sidebar-runs-token"
@@ -97,18 +97,6 @@ def open_sidebar(page, base: str):
         tab.click()
     page.locator(f"{SIDE} .tl-runs").wait_for(timeout=30_000)
 
-
-def widen_sidebar(page, px: int) -> None:
-    """Drags the left area's split handle, so the screenshot shows rows at a usable width."""
-    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
-    box = handle.bounding_box()
-    if not box:
-        return
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + 1, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + px, y, steps=5)
-    page.mouse.up()
 
 
 def test_runs_in_the_sidebar_live(tmp_path, browser):
