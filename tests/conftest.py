@@ -4,6 +4,7 @@ replaying the recorded H200, and an isolated data dir for every test."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,17 @@ def tracklab_server(jp_serverapp):
 
 CHROMIUM = "/usr/lib/chromium/chromium"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
+    """Poll ``predicate`` every 50 ms until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.05)
 
 
 def unavailable(reason: str) -> None:

@@ -13,6 +13,7 @@ import time
 
 import jsonschema
 import pytest
+from conftest import wait_for
 
 from tracklab_jupyter.cluster.providers import ClusterUnavailable, open_provider, parse_cluster
 from tracklab_jupyter.monitor import Monitor, MonitorConfig
@@ -40,14 +41,6 @@ def dask_cluster():
     cluster.close()
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_cluster_specs_are_parsed_or_refused_clearly():

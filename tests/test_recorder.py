@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from tracklab_jupyter.collectors.base import Collector, Reading
 from tracklab_jupyter.recorder import (
@@ -51,14 +52,6 @@ def config(data_dir: Path, takeover: float = 0.2) -> RecorderConfig:
                           takeover_interval=takeover)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def start_record(data_dir: Path, *extra: str) -> subprocess.Popen[str]:

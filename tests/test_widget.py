@@ -9,7 +9,8 @@ import time
 
 import numpy as np
 import pytest
-from widget_recorder import Recorded, _fresh_kernel_monitor  # noqa: F401 (autouse)
+from conftest import wait_for
+from widget_recorder import Recorded, _fresh_kernel_monitor, feed_threads, ready  # noqa: F401 (autouse)
 
 import tracklab
 from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
@@ -22,19 +23,10 @@ def decode(content: dict, buffers: list) -> tuple[np.ndarray, dict[str, np.ndarr
     return times, dict(zip(content["names"], values, strict=True))
 
 
-def ready(widget) -> None:
-    widget._on_front_end_message(widget, {"type": "ready"}, [])
 
 
-def feed_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "tracklab-widget-feed"]
 
 
-def wait(predicate, timeout=10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [
@@ -50,7 +42,7 @@ def test_bad_arguments_say_what_to_fix(kwargs, needle):
 
 def test_ready_gets_init_backfill_then_live_batches():
     monitor = kernel_monitor()
-    wait(lambda: monitor.latest is not None and "cpu.util_pct" in monitor.latest.metrics)
+    wait_for(lambda: monitor.latest is not None and "cpu.util_pct" in monitor.latest.metrics)
     time.sleep(0.5)
     widget = tracklab.widget(window="1m", metrics=["cpu.*", "mem.*"])
     sent = Recorded(widget)
@@ -65,7 +57,7 @@ def test_ready_gets_init_backfill_then_live_batches():
     assert set(series) and all(n.startswith(("cpu.", "mem.")) for n in series)
     assert np.nanmax(series["mem.used_bytes"]) > 0
     assert "live" in widget.status
-    wait(lambda: len(sent.of("data")) >= 3)  # live batches from the flusher
+    wait_for(lambda: len(sent.of("data")) >= 3)  # live batches from the flusher
     live = [decode(c, b) for c, b in sent.of("data")[1:]]
     assert all(t[0] > times[-1] for t, _ in live)  # no sample sent twice
     widget.close()
@@ -77,20 +69,20 @@ def test_several_widgets_share_one_feed_thread_which_ends_with_the_last():
     recorders = [Recorded(w) for w in widgets]
     for w in widgets:
         ready(w)
-    wait(lambda: all(len(r.of("data")) >= 2 for r in recorders))
+    wait_for(lambda: all(len(r.of("data")) >= 2 for r in recorders))
     assert len(feed_threads()) == 1
     for w in widgets[:2]:
         w.close()
     assert len(feed_threads()) == 1
     widgets[2].close()
-    wait(lambda: not feed_threads())
+    wait_for(lambda: not feed_threads())
 
 
 def test_thousand_display_close_cycles_leave_no_threads_or_memory():
     import tracemalloc
 
     monitor = kernel_monitor()
-    wait(lambda: monitor.latest is not None)
+    wait_for(lambda: monitor.latest is not None)
     threads_before = threading.active_count()
 
     def cycle() -> None:
@@ -109,14 +101,14 @@ def test_thousand_display_close_cycles_leave_no_threads_or_memory():
     gc.collect()
     grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(base, "filename"))
     tracemalloc.stop()
-    wait(lambda: not feed_threads())
+    wait_for(lambda: not feed_threads())
     assert threading.active_count() <= threads_before
     assert grown < 2 * 1024 * 1024, f"{grown} bytes kept after 1000 widgets"
 
 
 def test_a_longer_window_or_other_metrics_resend_init_and_backfill():
     monitor = kernel_monitor()
-    wait(lambda: monitor.latest is not None)
+    wait_for(lambda: monitor.latest is not None)
     widget = tracklab.widget(window="30s")
     sent = Recorded(widget)
     ready(widget)

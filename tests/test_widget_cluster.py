@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import os
 import signal
-import threading
 import time
 
 import numpy as np
 import pytest
-from widget_recorder import Recorded, _fresh_kernel_monitor  # noqa: F401 (autouse)
+from conftest import wait_for
+from widget_recorder import Recorded, _fresh_kernel_monitor, feed_threads, ready  # noqa: F401 (autouse)
 
 import tracklab
 from tracklab_jupyter.notebook.cluster_widget import ClusterWidget
@@ -38,18 +38,8 @@ def decode(content: dict, buffers: list) -> dict[str, tuple[np.ndarray, np.ndarr
     return out
 
 
-def ready(widget) -> None:
-    widget._on_front_end_message(widget, {"type": "ready"}, [])
 
 
-def wait(predicate, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -67,7 +57,7 @@ def test_cluster_view_has_every_node_live_and_a_killed_worker_goes_offline(dask_
     tracklab.connect_cluster(dask_client, per_worker=True, node_timeout=2)
     workers = {f"{monitor.node}-w{i}" for i in range(2)}
     everyone = workers | {monitor.node}
-    wait(lambda: workers <= set(monitor.cluster_metrics()["nodes"]), 30, "both workers")
+    wait_for(lambda: workers <= set(monitor.cluster_metrics()["nodes"]), 30, "both workers")
     time.sleep(2.0)  # a few samples of every node reach the store (flushed each second)
 
     widget = tracklab.widget(cluster=True, window="2m")
@@ -109,35 +99,35 @@ def test_cluster_view_has_every_node_live_and_a_killed_worker_goes_offline(dask_
         for content, b in sent.of("data")[1:]:
             seen |= set(decode(content, b))
         return seen >= everyone
-    wait(live_nodes, 15, "live rows of every node")
+    wait_for(live_nodes, 15, "live rows of every node")
     last = {n: t[-1] for n, (t, _) in rows.items()}
     for content, b in sent.of("data")[1:]:
         assert content["backfill"] is False
         for name, (times, _) in decode(content, b).items():
             assert times[0] > last[name], name  # never sent twice
             last[name] = times[-1]
-    wait(lambda: sent.of("info"), 5, "an info refresh")
+    wait_for(lambda: sent.of("info"), 5, "an info refresh")
 
     # kill one worker: a node message says it is offline, with the reason
     pids = dask_client.run(os.getpid)
     address = sorted(pids)[0]
     victim = next(w for w in workers if by_name[w]["address"] == address)
     os.kill(pids[address], signal.SIGKILL)
-    offline = wait(lambda: [c["node"] for c, _ in sent.of("node")
+    offline = wait_for(lambda: [c["node"] for c, _ in sent.of("node")
                             if c["node"]["node"] == victim
                             and c["node"]["state"] == "offline"], 15, "the offline message")
     assert offline[0]["reason"]
     # the nanny starts a new worker process under the same name: online again
-    wait(lambda: [c for c, _ in sent.of("node")
+    wait_for(lambda: [c for c, _ in sent.of("node")
                   if c["node"]["node"] == victim and c["node"]["state"] == "online"
                   and c["node"]["address"] != address], 20, "the restarted worker")
     widget.close()
-    wait(lambda: not [t for t in threading.enumerate() if t.name == "tracklab-widget-feed"])
+    wait_for(lambda: not feed_threads())
 
 
 def test_without_a_cluster_it_shows_this_host_and_a_hint():
     monitor = kernel_monitor()
-    wait(lambda: monitor.latest is not None and "cpu.util_pct" in monitor.latest.metrics)
+    wait_for(lambda: monitor.latest is not None and "cpu.util_pct" in monitor.latest.metrics)
     widget = tracklab.widget(cluster=True)
     sent = Recorded(widget)
     ready(widget)
@@ -148,7 +138,7 @@ def test_without_a_cluster_it_shows_this_host_and_a_hint():
     # the backfill comes from the host's recent samples when nothing is stored yet
     rows = decode(*sent.of("data")[0])
     assert list(rows) in ([monitor.node], [])
-    wait(lambda: len(sent.of("data")) >= 3, 10, "live rows")
+    wait_for(lambda: len(sent.of("data")) >= 3, 10, "live rows")
     _times, values = decode(*sent.of("data")[-1])[monitor.node]
     assert not math.isnan(values[0][-1]) and values[1][-1] > 0
     widget.close()
@@ -168,7 +158,7 @@ def test_display_close_cycles_leave_no_threads_or_memory():
     import tracemalloc
 
     monitor = kernel_monitor()
-    wait(lambda: monitor.latest is not None)
+    wait_for(lambda: monitor.latest is not None)
 
     def cycle() -> None:
         widget = tracklab.widget(cluster=True, window="30s")
@@ -186,5 +176,5 @@ def test_display_close_cycles_leave_no_threads_or_memory():
     gc.collect()
     grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(base, "filename"))
     tracemalloc.stop()
-    wait(lambda: not [t for t in threading.enumerate() if t.name == "tracklab-widget-feed"])
+    wait_for(lambda: not feed_threads())
     assert grown < 1024 * 1024, f"{grown} bytes kept after 200 cluster widgets"

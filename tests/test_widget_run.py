@@ -7,12 +7,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import numpy as np
 import pytest
-from widget_recorder import Recorded, _fresh_kernel_monitor  # noqa: F401 (autouse)
+from conftest import wait_for
+from widget_recorder import Recorded, _fresh_kernel_monitor, feed_threads, ready  # noqa: F401 (autouse)
 
 import tracklab
 from tracklab_jupyter.notebook.columns import StepColumns
@@ -29,15 +29,8 @@ def decode(content: dict, buffers: list) -> tuple[np.ndarray, dict[str, np.ndarr
     return x, dict(zip(content["names"], values, strict=True))
 
 
-def ready(widget) -> None:
-    widget._on_front_end_message(widget, {"type": "ready"}, [])
 
 
-def wait(predicate, timeout=15.0, what="condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 CHILD = textwrap.dedent("""
@@ -78,7 +71,7 @@ def test_run_widget_sends_the_run_then_live_steps_and_its_end(child_run):
     run_id, child = child_run
     monitor = kernel_monitor()
     with RunStore(monitor.data_dir) as store:
-        wait(lambda: len(store.metrics(run_id)["step"]) >= 15, what="the first steps")
+        wait_for(lambda: len(store.metrics(run_id)["step"]) >= 15, what="the first steps")
     widget = make_widget(monitor, run=run_id)
     assert widget.run_id == run_id and widget.window_s == 7 * 86400
     sent = Recorded(widget)
@@ -91,7 +84,7 @@ def test_run_widget_sends_the_run_then_live_steps_and_its_end(child_run):
     assert sent.of("data")[0][0]["backfill"] is True
     # The host panels start with the run (the backfill may still be empty: the script
     # records and flushes once a second); then live samples come.
-    wait(lambda: sum(c["n"] for c, _ in sent.of("data")) >= 3, what="host samples")
+    wait_for(lambda: sum(c["n"] for c, _ in sent.of("data")) >= 3, what="host samples")
     times = np.concatenate([decode(c, b)[0] for c, b in sent.of("data")])
     assert times[0] >= init["run"]["start"] - 1 and np.all(np.diff(times) > 0)
     assert "cpu.util_pct" in decode(*sent.of("data")[-1])[1]
@@ -103,16 +96,16 @@ def test_run_widget_sends_the_run_then_live_steps_and_its_end(child_run):
     assert "live" in widget.status
 
     # Live: every step logged later arrives exactly once, in order, with its values.
-    wait(lambda: len(sent.of("data", "run")) >= 5, what="live metric batches")
-    wait(lambda: len(sent.of("data", "process")) >= 2, what="process-tree rows")
+    wait_for(lambda: len(sent.of("data", "run")) >= 5, what="live metric batches")
+    wait_for(lambda: len(sent.of("data", "process")) >= 2, what="process-tree rows")
     child.stdin.write("done\n")
     child.stdin.flush()
     child.wait(20)
-    wait(lambda: any(m["run"]["state"] == "finished" for m, _ in sent.of("run_update")),
+    wait_for(lambda: any(m["run"]["state"] == "finished" for m, _ in sent.of("run_update")),
          what="the finished state")
     with RunStore(monitor.data_dir) as store:
         stored = store.metrics(run_id)
-    wait(lambda: _front_end_steps(sent)[0] == stored["step"], what="every step")
+    wait_for(lambda: _front_end_steps(sent)[0] == stored["step"], what="every step")
     columns = _front_end_steps(sent)[1]
     for name in ("loss", "acc", "val_loss"):
         expected = [np.nan if v is None else v for v in stored["metrics"][name]]
@@ -173,7 +166,7 @@ def test_a_finished_run_shows_its_lifetime_and_gets_no_live_host_data(tmp_path):
     time.sleep(1.0)
     assert len(sent.of("data")) == 1  # the host is still sampled, but not sent
     widget.close()
-    wait(lambda: not [t for t in threading.enumerate() if t.name == "tracklab-widget-feed"])
+    wait_for(lambda: not feed_threads())
 
 
 def test_unknown_run_and_bad_arguments_say_what_to_do():

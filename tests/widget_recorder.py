@@ -41,3 +41,12 @@ class Recorded:
         with self.lock:
             return [m for m in self.messages
                     if m[0]["type"] == kind and m[0].get("source") == source]
+
+
+def ready(widget) -> None:
+    """What the front end says once rendered."""
+    widget._on_front_end_message(widget, {"type": "ready"}, [])
+
+
+def feed_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "tracklab-widget-feed"]
