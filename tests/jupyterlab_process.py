@@ -76,3 +76,16 @@ def widen_sidebar(page, px: int) -> None:
     page.mouse.down()
     page.mouse.move(box["x"] + px, y, steps=5)
     page.mouse.up()
+
+
+def run_first_cell(browser, url: str, width: int = 1400, height: int = 1000):
+    """Open the notebook at ``url`` in a new page, wait until its kernel is connected and
+    idle (the status bar says so), run its first cell; returns ``(page, page_errors)``."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+    page.locator(".jp-Cell .jp-InputArea-editor").first.click()
+    page.keyboard.press("Shift+Enter")
+    return page, errors

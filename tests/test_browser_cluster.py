@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from jupyterlab_process import jupyterlab
+from jupyterlab_process import jupyterlab, run_first_cell
 
 pytest.importorskip("distributed")
 
@@ -66,13 +66,8 @@ def _spark(page, node: str, kind: str) -> int:
 
 
 def _check_in_browser(base: str, tmp_path: Path, browser) -> None:
-    page = browser.new_page(viewport={"width": 1300, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{base}/lab/tree/cluster.ipynb?token={TOKEN}")
-    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
-    page.locator(".jp-Cell .jp-InputArea-editor").first.click()
-    page.keyboard.press("Shift+Enter")
+    page, errors = run_first_cell(browser, f"{base}/lab/tree/cluster.ipynb?token={TOKEN}",
+                                  1300, 900)
     root = page.locator(".tlc-root")
     try:
         page.locator(".tlc-root[data-state=live]").wait_for(timeout=40_000)

@@ -9,7 +9,7 @@ import urllib.request
 
 import nbformat
 import pytest
-from jupyterlab_process import jupyterlab
+from jupyterlab_process import jupyterlab, run_first_cell
 
 TOKEN = "browser-test-token"
 
@@ -27,15 +27,7 @@ def lab(tmp_path):
 
 def test_widget_draws_live_data_in_jupyterlab(lab, browser):
     base, tmp_path = lab
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{base}/lab/tree/monitor.ipynb?token={TOKEN}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-    # wait until the kernel is connected and idle (the status bar says so), run the cell
-    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
-    page.locator(".jp-Cell .jp-InputArea-editor").first.click()
-    page.keyboard.press("Shift+Enter")
+    page, errors = run_first_cell(browser, f"{base}/lab/tree/monitor.ipynb?token={TOKEN}")
     root = page.locator(".tl-root[data-state=live]")
     try:
         root.wait_for(timeout=60_000)

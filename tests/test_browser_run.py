@@ -12,7 +12,7 @@ import time
 
 import nbformat
 import pytest
-from jupyterlab_process import SHIM, jupyterlab
+from jupyterlab_process import SHIM, jupyterlab, run_first_cell
 
 TOKEN = "browser-run-token"
 
@@ -71,13 +71,7 @@ def _painted(page, selector: str) -> int:
 
 def test_run_widget_follows_a_logging_script_in_jupyterlab(lab_with_run, browser):
     base, tmp_path, script = lab_with_run
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{base}/lab/tree/run.ipynb?token={TOKEN}")
-    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
-    page.locator(".jp-Cell .jp-InputArea-editor").first.click()
-    page.keyboard.press("Shift+Enter")
+    page, errors = run_first_cell(browser, f"{base}/lab/tree/run.ipynb?token={TOKEN}")
     root = page.locator(".tl-root[data-run-state=running]")
     try:
         root.wait_for(timeout=30_000)
