@@ -19,7 +19,8 @@ from typing import Any
 import pynvml
 import pytest
 
-from tracklab_jupyter.accelerators.base import AcceleratorUnavailable, open_backends
+from tracklab_jupyter.accelerators.base import AcceleratorUnavailable
+from tracklab_jupyter.accelerators.registry import open_backends
 from tracklab_jupyter.accelerators.nvidia import NvidiaBackend
 from tracklab_jupyter.metrics.catalogue import is_known
 
@@ -558,7 +559,7 @@ def test_shim_replaces_pynvml_in_a_subprocess(tmp_path: Path) -> None:
 
 def test_shim_without_library(tmp_path: Path) -> None:
     shim = Path(__file__).resolve().parent / "shim"
-    code = ("from tracklab_jupyter.accelerators.base import open_backends\n"
+    code = ("from tracklab_jupyter.accelerators.registry import open_backends\n"
             "print(open_backends()[1])")
     env = {**os.environ, "PYTHONPATH": str(shim), "TRACKLAB_FAKE_NVML_NO_LIBRARY": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,

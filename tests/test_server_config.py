@@ -38,7 +38,8 @@ async def test_gpus_setting_and_accelerators_endpoint(jp_fetch, jp_serverapp):
     (gpu,) = body["accelerators"]  # c.TrackLab.gpus = ["1"]
     assert gpu["index"] == 1 and gpu["name"] == "NVIDIA H200" and gpu["state"] == "ok"
     assert gpu["metrics"]["power_w"] == pytest.approx(686.452)
-    assert body["driver"]["driver_version"] == "580.159.04"
+    assert body["drivers"]["nvidia"]["driver_version"] == "580.159.04"
+    assert gpu["kind"] == "gpu" and gpu["vendor"] == "nvidia"
     text = (await jp_fetch("tracklab", "metrics")).body.decode()
     assert f'gpu="1",uuid="{gpu["uuid"]}"' in text
     assert "tracklab_gpu_power_w{" in text

@@ -45,7 +45,7 @@ def test_json_snapshot_of_host_and_eight_gpus():
         assert rate in metrics and metrics[rate] >= 0
     assert 0 <= metrics["cpu.util_pct"] <= 100
     # eight replayed H200s, busy: values as recorded on the real card
-    devices = snap["info"]["gpu"]["devices"]
+    devices = snap["info"]["nvidia"]["devices"]
     assert [d["index"] for d in devices] == list(range(8))
     assert len({d["uuid"] for d in devices}) == 8
     assert devices[0]["name"] == "NVIDIA H200"

@@ -294,9 +294,12 @@ class Monitor:
         return self._cpu_details.result() if self._cpu_details is not None else None
 
     def hardware_state(self) -> dict[str, Any]:
-        gpu = self.info.get("gpu", {})
-        return {"accelerators": gpu.get("devices", []),
-                "driver": {k: v for k, v in gpu.items() if k != "devices"},
+        """Every accelerator of every vendor, the vendors' driver facts, and why a backend
+        found nothing (``notes``)."""
+        from tracklab_jupyter.accelerators.registry import devices_in, drivers_in
+
+        info = self.info
+        return {"accelerators": devices_in(info), "drivers": drivers_in(info),
                 "notes": self.notes}
 
     def node_status(self) -> dict[str, Any]:

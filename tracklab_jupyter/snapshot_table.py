@@ -7,8 +7,10 @@ import time
 from typing import Any
 
 from tracklab_jupyter._version import __version__
+from tracklab_jupyter.accelerators.registry import device_label, devices_in
+from tracklab_jupyter.accelerators.throttle import describe_throttle
 from tracklab_jupyter.metrics.units import format_bytes, format_rate
-from tracklab_jupyter.sampler.events import describe_throttle
+from tracklab_jupyter.sampler.events import HEALTH_WORDS
 
 _BAR_WIDTH = 20
 
@@ -35,7 +37,7 @@ def render(snap: dict[str, Any]) -> str:
     lines += _memory(m)
     lines += _disks(m)
     lines += _network(m)
-    lines += _gpus(m, info.get("gpu", {}))
+    lines += _accelerators(m, info)
     for note in snap.get("notes", []):
         lines.append(f"  note: {note}")
     return "\n".join(lines)
@@ -114,22 +116,31 @@ def _network(m: dict[str, float]) -> list[str]:
     return [line]
 
 
-_GPU_RE = re.compile(r"gpu\.(\d+)\.")
+_VENDORS = {"nvidia": "NVIDIA", "amd": "AMD", "google": "Google", "huawei": "Huawei"}
 
 
-def _gpus(m: dict[str, float], gpu_info: dict[str, Any]) -> list[str]:
-    devices = {int(d["index"]): d for d in gpu_info.get("devices", [])}
-    indices = sorted(set(devices) | {int(x.group(1)) for k in m if (x := _GPU_RE.match(k))})
+def _accelerators(m: dict[str, float], info: dict[str, Any]) -> list[str]:
+    """Two lines per device of any vendor and kind; one for a lost or idle device."""
+    devices = {(d["kind"], int(d["index"])): d for d in devices_in(info)}
+    seen = {(x.group(1), int(x.group(2))) for k in m if (x := _DEVICE_RE.match(k))}
+    order = {"gpu": 0, "npu": 1, "tpu": 2}
     out = []
-    for i in indices:
-        dev = devices.get(i, {})
-        g = {k[len(f"gpu.{i}."):]: v for k, v in m.items() if k.startswith(f"gpu.{i}.")}
-        name = dev.get("name", "GPU")
+    for kind, i in sorted(set(devices) | seen, key=lambda key: (order[key[0]], key[1])):
+        dev = devices.get((kind, i), {"kind": kind, "index": i})
+        prefix = f"{kind}.{i}."
+        g = {k[len(prefix):]: v for k, v in m.items() if k.startswith(prefix)}
+        head = f"{device_label(dev):<9}"
+        name = dev.get("name", kind.upper())
+        vendor = _VENDORS.get(str(dev.get("vendor")), str(dev.get("vendor") or "")).strip()
+        what = f"{name} · {vendor} {kind.upper()}".replace(" ·  ", " · ")
         if dev.get("state") == "lost":
-            out.append(f"GPU {i}    {name}: lost (no longer answers)")
+            out.append(f"{head}{what}: lost (no longer answers)")
+            continue
+        if dev.get("state") == "idle" and not g:
+            out.append(f"{head}{what}: idle ({dev.get('idle_reason', 'nothing to read now')})")
             continue
         util = g.get("util_pct")
-        parts = [f"GPU {i}    {_pct(util)} {bar(util)}"]
+        parts = [f"{head}{_pct(util)} {bar(util)}"]
         if "mem_used_bytes" in g:
             parts.append(f"mem {format_bytes(g['mem_used_bytes'])} / "
                          f"{format_bytes(g.get('mem_total_bytes', 0))}")
@@ -139,12 +150,15 @@ def _gpus(m: dict[str, float], gpu_info: dict[str, Any]) -> list[str]:
             limit = g.get("power_limit_w")
             parts.append(f"{g['power_w']:.0f}" + (f" / {limit:.0f} W" if limit else " W"))
         out.append("  ".join(parts))
-        detail = [name]
+        detail = [what]
         if "sm_clock_mhz" in g:
-            detail.append(f"SM {g['sm_clock_mhz']:.0f} MHz")
+            detail.append(f"{'SM' if dev.get('vendor') == 'nvidia' else 'clock'} "
+                          f"{g['sm_clock_mhz']:.0f} MHz")
         if "pstate" in g:
             detail.append(f"P{g['pstate']:.0f}")
-        reasons = describe_throttle(int(g.get("throttle_reasons", 0)))
+        if "health" in g:
+            detail.append(f"health {HEALTH_WORDS.get(int(g['health']), g['health'])}")
+        reasons = describe_throttle(g.get("throttle_reasons", 0), str(dev.get("vendor")))
         if reasons:
             detail.append("throttled: " + ", ".join(reasons))
         procs = sorted((int(k.split(".")[1]), v) for k, v in g.items() if k.startswith("proc."))
@@ -152,3 +166,6 @@ def _gpus(m: dict[str, float], gpu_info: dict[str, Any]) -> list[str]:
             detail.append("procs " + ", ".join(f"{pid} ({format_bytes(b)})" for pid, b in procs))
         out.append("         " + " · ".join(detail))
     return out
+
+
+_DEVICE_RE = re.compile(r"(gpu|npu|tpu)\.(\d+)\.")

@@ -18,7 +18,8 @@ Metric indices: ``gpu.{i}.*`` uses the device's **NVML index** (the order of
 ``nvidia-smi``), not its position in a selection or in ``CUDA_VISIBLE_DEVICES``. NVML indices
 are stable for a host and match what ``nvidia-smi`` shows beside the charts; CUDA's own
 numbering depends on each process's ``CUDA_VISIBLE_DEVICES`` and ``CUDA_DEVICE_ORDER`` and
-would make the same GPU appear under different names in different processes.
+would make the same GPU appear under different names in different processes. NVIDIA comes
+first in the registry, so its GPUs are ``gpu.0`` up; other vendors' GPUs follow.
 
 Failures are per field and per device. NotSupported, FunctionNotFound, NoPermission (and a
 function the installed binding lacks) mark that one field off for good; NotFound and other
@@ -41,7 +42,13 @@ from typing import Any
 from tracklab_jupyter.accelerators.base import (
     AcceleratorBackend,
     AcceleratorUnavailable,
+    Candidate,
+    Selection,
+    device_facts,
+    lost_event,
+    names_by_id,
     parse_selection,
+    visible_subset,
 )
 from tracklab_jupyter.collectors.base import FieldGuard, Reading
 
@@ -175,13 +182,16 @@ class NvidiaBackend(AcceleratorBackend):
     """NVIDIA GPUs through NVML. Create with :meth:`open` (or the constructor, which can be
     given an NVML module, e.g. a fake, instead of importing ``pynvml``)."""
 
+    name = "nvidia"
     vendor = "nvidia"
+    kind = "gpu"
     slow_interval = 5.0
 
-    def __init__(self, selection: Sequence[str] | str | None = None, *,
-                 nvml: ModuleType | None = None) -> None:
+    def __init__(self, selection: Selection | Sequence[str] | str | None = None, *,
+                 first_index: int = 0, nvml: ModuleType | None = None) -> None:
         """Initialise NVML and open the selected devices (all when ``selection`` is None
         and ``CUDA_VISIBLE_DEVICES`` is unset). Raises :class:`AcceleratorUnavailable`."""
+        self._first = first_index
         self._nvml = nvml if nvml is not None else _import_pynvml()
         self._err = {name: int(getattr(self._nvml, f"NVML_ERROR_{name}", code))
                      for name, code in _ERR.items()}
@@ -204,11 +214,11 @@ class NvidiaBackend(AcceleratorBackend):
             raise
 
     @classmethod
-    def open(cls, selection: Sequence[str] | None = None, *,
-             nvml: ModuleType | None = None) -> NvidiaBackend:
+    def open(cls, selection: Selection | Sequence[str] | str | None = None,
+             first_index: int = 0, *, nvml: ModuleType | None = None) -> NvidiaBackend:
         """Open the NVIDIA devices named by ``selection`` (indices, UUIDs or unique UUID
-        prefixes); see the constructor."""
-        return cls(selection, nvml=nvml)
+        prefixes; a MIG UUID selects its GPU); see the constructor."""
+        return cls(selection, first_index=first_index, nvml=nvml)
 
     # -- opening ---------------------------------------------------------------------------
     def _init_nvml(self) -> None:
@@ -223,7 +233,7 @@ class NvidiaBackend(AcceleratorBackend):
         except OSError as exc:  # a broken libnvidia-ml.so can fail inside ctypes
             raise AcceleratorUnavailable(f"nvmlInit failed: {exc}") from None
 
-    def _setup(self, selection: Sequence[str] | str | None) -> None:
+    def _setup(self, selection: Selection | Sequence[str] | str | None) -> None:
         self._system = self._system_facts()
         try:
             count = int(self._nvml.nvmlDeviceGetCount())
@@ -231,18 +241,57 @@ class NvidiaBackend(AcceleratorBackend):
             raise AcceleratorUnavailable(f"NVML could not count the GPUs: {exc}") from None
         if count == 0:
             raise AcceleratorUnavailable("NVML found no NVIDIA GPU")
-        selectors, source = self._selectors(selection)
-        indices = list(range(count)) if selectors is None else self._resolve(
-            selectors, count, source)
+        self.found = self._seen_count = count
+        sel = Selection.parse(selection)
+        indices, source = self._chosen(sel, count)
         if not indices:
-            raise AcceleratorUnavailable(f"no NVIDIA GPU selected by {source}")
-        self._seen_count = count
+            raise AcceleratorUnavailable(f"no NVIDIA GPU selected by {source}", found=count)
         # Only an unrestricted backend starts monitoring a GPU that appears later.
-        self._follow_new = selectors is None
+        self._follow_new = source == "default"
         self._devices = [self._open_device(i) for i in indices]
 
+    def _chosen(self, sel: Selection, count: int) -> tuple[list[int], str]:
+        """The metric indices to monitor, and what chose them.
+
+        ``CUDA_VISIBLE_DEVICES`` (only without an explicit selection) keeps CUDA's rule: the
+        list ends at the first entry that matches nothing, so ``-1`` hides every GPU.
+        """
+        env = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if sel.everything and env is None:
+            return [self._first + i for i in range(count)], "default"
+        wanted = sel.selectors if sel.selectors is not None else parse_selection(env) or []
+        candidates = self._candidates(count, with_ids=names_by_id(wanted))
+        if not sel.everything:
+            return sel.pick(self.kind, candidates), f"selection {sel.selectors!r}"
+        return (visible_subset("CUDA_VISIBLE_DEVICES", candidates) or [],
+                f"CUDA_VISIBLE_DEVICES={env!r}")
+
+    def _candidates(self, count: int, with_ids: bool) -> list[Candidate]:
+        """Every GPU as a selection sees it; with ``with_ids``, named by its UUID and the
+        UUIDs of its MIG devices (``GPU-`` prefix optional, as CUDA allows)."""
+        if not with_ids:
+            return [Candidate(self._first + i) for i in range(count)]
+        out: list[Candidate] = []
+        for index in range(self._first, self._first + count):
+            ids: list[str] = []
+            dev = self._new_device(index)
+            try:
+                if dev.handle is not None:
+                    uuid = self._call(dev, "uuid", "nvmlDeviceGetUUID", dev.handle)
+                    if uuid is not None:
+                        ids.append(_text(uuid))
+                    mode = self._call(dev, "mig_mode", "nvmlDeviceGetMigMode", dev.handle)
+                    if mode is not None and int(mode[0]) == _MIG_ENABLED:
+                        ids += [m.facts["uuid"] for m in self._mig_devices(dev)
+                                if m.facts.get("uuid")]
+            except _DeviceLost:
+                pass
+            ids += [i[4:] for i in ids if i.lower().startswith("gpu-")]
+            out.append(Candidate(index, tuple(ids)))
+        return out
+
     def _system_facts(self) -> dict[str, Any]:
-        facts: dict[str, Any] = {"vendor": self.vendor}
+        facts: dict[str, Any] = {"vendor": self.vendor, "kind": self.kind}
         for key, fname, convert in (
             ("driver_version", "nvmlSystemGetDriverVersion", _text),
             ("cuda_driver_version", "nvmlSystemGetCudaDriverVersion", _cuda_version),
@@ -254,73 +303,11 @@ class NvidiaBackend(AcceleratorBackend):
                 log.debug("nvidia: %s unavailable: %s", key, exc)
         return facts
 
-    def _selectors(self, selection: Sequence[str] | str | None
-                   ) -> tuple[list[str] | None, str]:
-        if selection is not None:
-            return parse_selection(selection) or [], f"selection {selection!r}"
-        env = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if env is None:
-            return None, "default"
-        return parse_selection(env) or [], f"CUDA_VISIBLE_DEVICES={env!r}"
-
-    def _resolve(self, selectors: list[str], count: int, source: str) -> list[int]:
-        """NVML indices for ``selectors``: indices, GPU or MIG UUIDs, or unique prefixes.
-
-        ``CUDA_VISIBLE_DEVICES`` keeps CUDA's rule: the list ends at the first entry that
-        matches nothing (so ``-1`` hides every GPU). An explicit selection skips (and logs)
-        such entries instead. A MIG UUID selects its parent GPU.
-        """
-        uuids = self._all_uuids(count) if any(not s.isdigit() for s in selectors) else []
-        strict = source.startswith("CUDA_VISIBLE_DEVICES")
-        chosen: list[int] = []
-        for sel in selectors:
-            index = self._match(sel, count, uuids)
-            if index is None:
-                if strict:
-                    break
-                log.warning("nvidia: %s: %r matches no single GPU; skipped", source, sel)
-                continue
-            if index not in chosen:
-                chosen.append(index)
-        return sorted(chosen)
-
-    @staticmethod
-    def _match(sel: str, count: int, uuids: list[tuple[str, int]]) -> int | None:
-        if sel.isdigit():
-            return int(sel) if int(sel) < count else None
-        want = sel.lower()
-        if not want.startswith(("gpu-", "mig-")):
-            want = "gpu-" + want
-        hits = {index for uuid, index in uuids if uuid.lower().startswith(want)}
-        exact = {index for uuid, index in uuids if uuid.lower() == want}
-        found = exact or hits
-        return found.pop() if len(found) == 1 else None
-
-    def _all_uuids(self, count: int) -> list[tuple[str, int]]:
-        """(uuid, parent NVML index) of every GPU and MIG device, for matching selectors."""
-        out: list[tuple[str, int]] = []
-        for index in range(count):
-            dev = self._new_device(index)
-            try:
-                if dev.handle is None:
-                    continue
-                uuid = self._call(dev, "uuid", "nvmlDeviceGetUUID", dev.handle)
-                if uuid is not None:
-                    out.append((_text(uuid), index))
-                mode = self._call(dev, "mig_mode", "nvmlDeviceGetMigMode", dev.handle)
-                if mode is None or int(mode[0]) != _MIG_ENABLED:
-                    continue
-                for mig in self._mig_devices(dev):
-                    if mig.facts.get("uuid"):
-                        out.append((mig.facts["uuid"], index))
-            except _DeviceLost:
-                continue
-        return out
-
     def _new_device(self, index: int) -> _Device:
+        """A device by its metric index (NVML index plus this backend's first index)."""
         dev = _Device(index, None, self._new_guard(index))
         try:
-            dev.handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
+            dev.handle = self._nvml.nvmlDeviceGetHandleByIndex(index - self._first)
         except self._error_cls as exc:
             log.warning("nvidia: GPU %d cannot be opened: %s", index, exc)
         return dev
@@ -330,7 +317,8 @@ class NvidiaBackend(AcceleratorBackend):
 
     def _open_device(self, index: int) -> _Device:
         dev = self._new_device(index)
-        dev.facts = {"index": index, "name": "unknown", "uuid": "", "vendor": self.vendor}
+        dev.facts = device_facts(self, index)
+        dev.facts.pop("state")  # set by _device_info from dev.lost
         if dev.handle is None:
             self._mark_lost(dev, "nvmlDeviceGetHandleByIndex", "cannot be opened")
             return dev
@@ -457,14 +445,8 @@ class NvidiaBackend(AcceleratorBackend):
             if dev.lost:
                 return
             dev.lost = True
-            name = dev.facts.get("name", "GPU")
-            self._pending_events.append({
-                "kind": "gpu_lost",
-                "message": f"GPU {dev.index} ({name}, {dev.uuid or 'uuid unknown'}) was lost "
-                           f"({error}); its metrics stop",
-                "data": {"gpu": dev.index, "uuid": dev.uuid, "error": str(error),
-                         "call": fname},
-            })
+            self._pending_events.append(lost_event(
+                self, dev.index, dev.uuid, dev.facts.get("name", "GPU"), error, fname))
         log.warning("nvidia: GPU %d (%s) lost: %s: %s; other GPUs go on",
                     dev.index, dev.uuid, fname, error)
 
@@ -631,9 +613,10 @@ class NvidiaBackend(AcceleratorBackend):
         except self._error_cls:
             return []
         seen, self._seen_count = self._seen_count, count
+        self.found = max(self.found, count)
         events: list[dict[str, Any]] = []
         held = {d.index for d in self._devices}
-        for index in range(seen, count):
+        for index in range(self._first + seen, self._first + count):
             monitored = self._follow_new and index not in held
             dev = self._open_device(index) if monitored else self._identify(index)
             if monitored:

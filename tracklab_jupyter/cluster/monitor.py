@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracklab_jupyter.accelerators.registry import BACKEND_NAMES, devices_in
 from tracklab_jupyter.cluster.providers import ClusterProvider, NodeTarget
 from tracklab_jupyter.sampler.hub import CLUSTER, NODE, Hub
 from tracklab_jupyter.sampler.sample import Event, Sample
@@ -62,7 +63,8 @@ def _resources(node: NodeState) -> dict[str, float | None]:
     """Cores, memory and GPUs: the node's own facts when known, else the engine's."""
     system = node.info.get("system", {})
     memory = node.info.get("memory", {})
-    gpus = node.info.get("gpu", {}).get("devices")
+    gpus = ([d for d in devices_in(node.info) if d["kind"] == "gpu"]
+            if any(name in node.info for name in (*BACKEND_NAMES, "gpu")) else None)
     return {"cores": system.get("cpu_logical_cores") or node.resources.get("cores"),
             "memory_bytes": (memory.get("effective_limit_bytes")
                              or system.get("memory_total_bytes")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tracklab_jupyter.accelerators.registry import devices_in
 from tracklab_jupyter.cluster.monitor import ONLINE
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def _local_node(monitor: Monitor) -> dict[str, Any]:
             "resources": {"cores": system.get("cpu_logical_cores"),
                           "memory_bytes": (memory.get("effective_limit_bytes")
                                            or system.get("memory_total_bytes")),
-                          "gpus": len(info.get("gpu", {}).get("devices", []))},
+                          "gpus": sum(d["kind"] == "gpu" for d in devices_in(info))},
             "error": None}
 
 

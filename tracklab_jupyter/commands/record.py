@@ -10,6 +10,8 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from tracklab_jupyter.accelerators.base import GPUS_HELP
+
 if TYPE_CHECKING:
     from tracklab_jupyter.recorder import Recorder
 
@@ -28,8 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--interval", type=float, default=1.0,
                         help="seconds between samples (default: %(default)s)")
     parser.add_argument("--gpus", default=None,
-                        help="GPU indices or UUIDs, comma separated (default: all, or "
-                             "CUDA_VISIBLE_DEVICES when set)")
+                        help=GPUS_HELP)
     parser.add_argument("--flush-interval", default="1s",
                         help="longest time samples wait in memory (default: %(default)s)")
     parser.add_argument("--wait", action="store_true",

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from tracklab_jupyter.accelerators.base import GPUS_HELP
 from tracklab_jupyter.sampler.factory import SamplerConfig
 from tracklab_jupyter.snapshot import DEFAULT_WINDOW_S, take_snapshot
 from tracklab_jupyter.snapshot_table import render
@@ -18,8 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--window", type=float, default=DEFAULT_WINDOW_S,
                         help="seconds over which rates are measured (default: %(default)s)")
     parser.add_argument("--gpus", default=None,
-                        help="GPU indices or UUIDs, comma separated (default: all, or "
-                             "CUDA_VISIBLE_DEVICES when set)")
+                        help=GPUS_HELP)
     parser.set_defaults(func=run)
 
 

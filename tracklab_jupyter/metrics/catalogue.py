@@ -4,7 +4,8 @@ Every surface (sample dicts, SQLite series, WebSocket frames, REST JSON, DataFra
 Prometheus) uses these names. ``docs/METRICS.md`` is generated from this list
 (``python -m tracklab_jupyter docs``) and a test fails when it is stale.
 
-Patterns hold placeholders in braces: ``{gpu}`` (GPU index), ``{core}`` (logical CPU),
+Patterns hold placeholders in braces: ``{gpu}`` (GPU index, host-wide across vendors),
+``{npu}`` / ``{tpu}`` (NPU, TPU chip index), ``{core}`` (logical CPU),
 ``{mount}`` (mount point, e.g. ``/home``), ``{pid}`` (host process id), ``{mig}`` (MIG device
 index). ``kind`` is ``gauge`` (a level) or ``rate`` (per second; ``counter=True`` means the
 sampler derives it from a cumulative counter).
@@ -18,6 +19,8 @@ from functools import cache
 
 _PLACEHOLDER_RE = {
     "gpu": r"\d+",
+    "npu": r"\d+",
+    "tpu": r"\d+",
     "core": r"\d+",
     "mig": r"\d+",
     "pid": r"\d+",
@@ -35,6 +38,8 @@ class MetricSpec:
     description: str
     group: str
     counter: bool = False
+    #: For accelerator metrics, the vendors whose backends report it.
+    vendors: tuple[str, ...] = ()
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -53,9 +58,28 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z")
 
 
-def _m(pattern: str, unit: str, kind: str, description: str, counter: bool = False) -> MetricSpec:
+def _m(pattern: str, unit: str, kind: str, description: str, counter: bool = False,
+       vendors: tuple[str, ...] = ()) -> MetricSpec:
     group = pattern.split(".", 1)[0]
-    return MetricSpec(pattern, unit, kind, description, group, counter)
+    return MetricSpec(pattern, unit, kind, description, group, counter, vendors)
+
+
+NV, AMD, NV_AMD = ("nvidia",), ("amd",), ("nvidia", "amd")
+
+
+def _g(suffix: str, unit: str, description: str, vendors: tuple[str, ...]) -> MetricSpec:
+    """A GPU gauge, any vendor: ``gpu.{gpu}.<suffix>``."""
+    return _m(f"gpu.{{gpu}}.{suffix}", unit, "gauge", description, vendors=vendors)
+
+
+def _n(suffix: str, unit: str, description: str) -> MetricSpec:
+    """A Huawei Ascend NPU gauge: ``npu.{npu}.<suffix>``."""
+    return _m(f"npu.{{npu}}.{suffix}", unit, "gauge", description, vendors=("huawei",))
+
+
+def _t(suffix: str, unit: str, description: str) -> MetricSpec:
+    """A Google TPU chip gauge: ``tpu.{tpu}.<suffix>``."""
+    return _m(f"tpu.{{tpu}}.{suffix}", unit, "gauge", description, vendors=("google",))
 
 
 CATALOGUE: tuple[MetricSpec, ...] = (
@@ -98,38 +122,68 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _m("net.errors_per_s", "1/s", "rate", "Receive and send errors", counter=True),
     _m("net.drops_per_s", "1/s", "rate", "Dropped incoming and outgoing packets", counter=True),
     _m("net.connections", "", "gauge", "Open inet connections (slow cadence)"),
-    # NVIDIA GPUs
-    _m("gpu.{gpu}.util_pct", "%", "gauge", "Share of time a kernel ran on the GPU"),
-    _m("gpu.{gpu}.mem_util_pct", "%", "gauge", "Share of time device memory was read or written"),
-    _m("gpu.{gpu}.mem_used_bytes", "B", "gauge",
-       "Device memory allocated by processes (driver-reserved memory excluded where NVML "
-       "reports it apart)"),
-    _m("gpu.{gpu}.mem_reserved_bytes", "B", "gauge", "Device memory reserved by the driver"),
-    _m("gpu.{gpu}.mem_total_bytes", "B", "gauge", "Device memory size"),
-    _m("gpu.{gpu}.mem_pct", "%", "gauge", "mem_used_bytes against mem_total_bytes"),
-    _m("gpu.{gpu}.temp_c", "°C", "gauge", "GPU core temperature"),
-    _m("gpu.{gpu}.power_w", "W", "gauge", "Power draw"),
-    _m("gpu.{gpu}.power_limit_w", "W", "gauge", "Enforced power limit"),
-    _m("gpu.{gpu}.sm_clock_mhz", "MHz", "gauge", "SM clock"),
-    _m("gpu.{gpu}.mem_clock_mhz", "MHz", "gauge", "Memory clock"),
-    _m("gpu.{gpu}.pstate", "", "gauge", "Performance state (0 fastest, 15 slowest)"),
-    _m("gpu.{gpu}.throttle_reasons", "", "gauge",
-       "Clock event (throttle) reasons bitmask; 0x1 is idle, 0x4 the software power cap"),
-    _m("gpu.{gpu}.fan_pct", "%", "gauge", "Fan speed, where the card has a fan NVML controls"),
-    _m("gpu.{gpu}.enc_util_pct", "%", "gauge", "Video encoder utilisation"),
-    _m("gpu.{gpu}.dec_util_pct", "%", "gauge", "Video decoder utilisation"),
-    _m("gpu.{gpu}.ecc_corrected_errors", "", "gauge", "Corrected ECC errors since driver load"),
-    _m("gpu.{gpu}.ecc_uncorrected_errors", "", "gauge",
-       "Uncorrected ECC errors since driver load"),
-    _m("gpu.{gpu}.energy_j", "J", "gauge",
-       "Energy used since the driver loaded (slow cadence)"),
-    _m("gpu.{gpu}.pcie_tx_bytes_per_s", "B/s", "rate", "PCIe transmit throughput (slow cadence)"),
-    _m("gpu.{gpu}.pcie_rx_bytes_per_s", "B/s", "rate", "PCIe receive throughput (slow cadence)"),
-    _m("gpu.{gpu}.procs", "", "gauge", "Compute processes on the GPU"),
-    _m("gpu.{gpu}.proc.{pid}.mem_used_bytes", "B", "gauge",
-       "Device memory used by one process (host pid)"),
-    _m("gpu.{gpu}.mig.{mig}.mem_used_bytes", "B", "gauge", "Memory used on one MIG device"),
-    _m("gpu.{gpu}.mig.{mig}.mem_total_bytes", "B", "gauge", "Memory size of one MIG device"),
+    # GPUs of every vendor. ``vendors`` says who reports each; a note says where a vendor's
+    # number means something else than NVIDIA's.
+    _g("util_pct", "%", "Share of time a kernel ran on the GPU. AMD: GFX engine activity "
+       "(busy share of the graphics/compute engine), a coarser measure", NV_AMD),
+    _g("mem_util_pct", "%", "Share of time device memory was read or written. AMD: memory "
+       "controller (UMC) activity", NV_AMD),
+    _g("mem_used_bytes", "B", "Device memory allocated by processes (driver-reserved memory "
+       "excluded where NVML reports it apart)", NV_AMD),
+    _g("mem_reserved_bytes", "B", "Device memory reserved by the driver", NV),
+    _g("mem_total_bytes", "B", "Device memory size", NV_AMD),
+    _g("mem_pct", "%", "mem_used_bytes against mem_total_bytes", NV_AMD),
+    _g("temp_c", "°C", "GPU core temperature. AMD: the edge sensor", NV_AMD),
+    _g("junction_temp_c", "°C", "Hottest point of the die (AMD junction/hotspot sensor)", AMD),
+    _g("mem_temp_c", "°C", "Device memory (HBM/VRAM) temperature", AMD),
+    _g("power_w", "W", "Power draw. AMD: socket power", NV_AMD),
+    _g("power_limit_w", "W", "Enforced power limit (AMD: power cap)", NV_AMD),
+    _g("sm_clock_mhz", "MHz", "SM clock. AMD: GFX clock (sclk)", NV_AMD),
+    _g("mem_clock_mhz", "MHz", "Memory clock (AMD: mclk)", NV_AMD),
+    _g("pstate", "", "Performance state (0 fastest, 15 slowest)", NV),
+    _g("throttle_reasons", "", "Why clocks are held down, a bitmask whose bits are the "
+       "vendor's: NVIDIA's clock-event reasons (0x1 idle, 0x4 software power cap, 0x20/0x40 "
+       "thermal); AMD's throttler status folded to 0x1 power, 0x2 current, 0x4 temperature, "
+       "0x8 platform or reliability limit", NV_AMD),
+    _g("fan_pct", "%", "Fan speed, where the card has a fan the driver controls", NV_AMD),
+    _g("enc_util_pct", "%", "Video encoder utilisation", NV),
+    _g("dec_util_pct", "%", "Video decoder utilisation", NV),
+    _g("mm_util_pct", "%", "Multimedia (video) engine activity", AMD),
+    _g("ecc_corrected_errors", "", "Corrected ECC errors (NVIDIA: since driver load)", NV_AMD),
+    _g("ecc_uncorrected_errors", "", "Uncorrected ECC errors (NVIDIA: since driver load)",
+       NV_AMD),
+    _g("energy_j", "J", "Energy used since the driver loaded (slow cadence)", NV_AMD),
+    _m("gpu.{gpu}.pcie_tx_bytes_per_s", "B/s", "rate", "PCIe transmit throughput (slow cadence)",
+       vendors=NV),
+    _m("gpu.{gpu}.pcie_rx_bytes_per_s", "B/s", "rate", "PCIe receive throughput (slow cadence)",
+       vendors=NV),
+    _m("gpu.{gpu}.pcie_bytes_per_s", "B/s", "rate",
+       "PCIe bandwidth in use, both directions together (slow cadence)", vendors=AMD),
+    _g("procs", "", "Compute processes on the GPU", NV_AMD),
+    _g("proc.{pid}.mem_used_bytes", "B", "Device memory used by one process (host pid)", NV_AMD),
+    _g("mig.{mig}.mem_used_bytes", "B", "Memory used on one MIG device", NV),
+    _g("mig.{mig}.mem_total_bytes", "B", "Memory size of one MIG device", NV),
+    # Huawei Ascend NPUs
+    _n("util_pct", "%", "AI Core utilisation: share of time the AI Cores (the matrix units) "
+       "were busy"),
+    _n("aicpu_util_pct", "%", "AI CPU utilisation (the NPU's own CPU cores for operators the "
+       "AI Cores do not run)"),
+    _n("mem_used_bytes", "B", "HBM in use"),
+    _n("mem_total_bytes", "B", "HBM size"),
+    _n("mem_pct", "%", "mem_used_bytes against mem_total_bytes"),
+    _n("hbm_bw_util_pct", "%", "HBM bandwidth utilisation"),
+    _n("temp_c", "°C", "Chip temperature"),
+    _n("power_w", "W", "Power draw"),
+    _n("health", "", "Health as the driver reports it: 0 ok, 1 warning, 2 alarm, 3 critical"),
+    _n("procs", "", "Processes using the NPU"),
+    _n("proc.{pid}.mem_used_bytes", "B", "Device memory used by one process (host pid)"),
+    # Google TPUs
+    _t("util_pct", "%", "TensorCore duty cycle: share of time the TensorCores ran a program; "
+       "unlike NVIDIA's utilisation it is measured over the runtime's own window"),
+    _t("mem_used_bytes", "B", "HBM in use by the TPU runtime"),
+    _t("mem_total_bytes", "B", "HBM size"),
+    _t("mem_pct", "%", "mem_used_bytes against mem_total_bytes"),
+    _t("hbm_bw_util_pct", "%", "HBM bandwidth utilisation"),
     # A run's process tree: run metrics (docs/RUNS.md), not system samples
     _m("tree.procs", "", "gauge", "Processes in a run's tree (its script and the children)"),
     _m("tree.cpu_pct", "%", "gauge",
@@ -137,8 +191,8 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _m("tree.rss_bytes", "B", "gauge", "Resident memory of a run's process tree"),
     _m("tree.threads", "", "gauge", "Threads in a run's process tree"),
     _m("tree.gpu_mem_bytes", "B", "gauge",
-       "GPU memory used by a run's process tree (matched by pid; absent in a container "
-       "with its own pid namespace)"),
+       "Accelerator memory (GPUs of any vendor, NPUs) used by a run's process tree (matched "
+       "by pid; absent in a container with its own pid namespace)"),
     # The sampler itself
     _m("tracklab.sample_ms", "ms", "gauge", "Wall time of the last sample"),
     _m("tracklab.sample_cpu_ms", "ms", "gauge", "CPU time the sampler spent on the last sample"),
@@ -151,7 +205,9 @@ GROUPS: dict[str, str] = {
     "swap": "Memory",
     "disk": "Disk",
     "net": "Network",
-    "gpu": "NVIDIA GPUs",
+    "gpu": "GPUs (NVIDIA, AMD)",
+    "npu": "NPUs (Huawei Ascend)",
+    "tpu": "TPUs (Google)",
     "tree": "A run's process tree (run metrics)",
     "tracklab": "The sampler",
 }
@@ -187,21 +243,29 @@ def render_markdown() -> str:
         "Generated from `tracklab_jupyter/metrics/catalogue.py` by "
         "`python -m tracklab_jupyter docs`; do not edit by hand.",
         "",
-        "Names are dotted, lower case, unit last. Placeholders: `{gpu}` GPU index, `{core}` "
-        "logical CPU, `{mount}` mount point, `{pid}` host process id, `{mig}` MIG device index. "
+        "Names are dotted, lower case, unit last. Placeholders: `{gpu}` GPU index (host-wide, "
+        "across vendors), `{npu}` NPU index, `{tpu}` TPU chip index, `{core}` logical CPU, "
+        "`{mount}` mount point, `{pid}` host process id, `{mig}` MIG device index. "
         "A metric the machine cannot report is absent, not zero. `rate` metrics marked "
         "*counter* are computed by the sampler from cumulative counters over the real elapsed "
-        "time. In Prometheus output dots become underscores.",
+        "time. In Prometheus output dots become underscores. For accelerators, *vendors* "
+        "says whose devices report the metric; `info` names each device's vendor.",
         "",
     ]
     seen: list[str] = []
     for spec in CATALOGUE:
         title = GROUPS[spec.group]
+        with_vendors = spec.group in ("gpu", "npu", "tpu")
         if title not in seen:
             seen.append(title)
-            lines += ["", f"## {title}", "", "| name | unit | kind | description |",
-                      "|---|---|---|---|"]
+            header, rule = "| name | unit | kind | description |", "|---|---|---|---|"
+            if with_vendors:
+                header, rule = header + " vendors |", rule + "---|"
+            lines += ["", f"## {title}", "", header, rule]
         kind = spec.kind + (" (counter)" if spec.counter else "")
         unit = spec.unit or "–"
-        lines.append(f"| `{spec.pattern}` | {unit} | {kind} | {spec.description} |")
+        row = f"| `{spec.pattern}` | {unit} | {kind} | {spec.description} |"
+        if with_vendors:
+            row += f" {', '.join(spec.vendors)} |"
+        lines.append(row)
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""Per-cell cost: after each cell, one line with wall time, CPU, peak RAM and GPU use,
+"""Per-cell cost: after each cell, one line with wall time, CPU, peak RAM and accelerator use
+(GPUs of any vendor, NPUs, TPUs),
 computed from the monitor's samples during the cell, and the cell's span stored as an
 event so history can be cut by cell."""
 
@@ -12,7 +13,7 @@ from typing import Any
 from tracklab_jupyter.metrics.units import format_bytes
 from tracklab_jupyter.sampler.sample import Event, Sample
 
-_GPU_UTIL = re.compile(r"gpu\.(\d+)\.util_pct\Z")
+_DEVICE_UTIL = re.compile(r"((?:gpu|npu|tpu)\.\d+)\.util_pct\Z")
 
 
 def _process_cpu_s() -> float:
@@ -26,18 +27,25 @@ def summarize(samples: list[Sample], wall_s: float, cpu_s: float) -> dict[str, A
     mem = [s.metrics["mem.used_bytes"] for s in samples if "mem.used_bytes" in s.metrics]
     if mem:
         summary["mem_peak_bytes"] = max(mem)
-    gpus: dict[str, dict[str, float]] = {}
+    devices: dict[str, dict[str, float]] = {}
     for sample in samples:
         for name, value in sample.metrics.items():
-            match = _GPU_UTIL.match(name)
+            match = _DEVICE_UTIL.match(name)
             if match:
-                gpu = gpus.setdefault(match.group(1), {"util": 0.0, "n": 0, "mem": 0.0})
-                gpu["util"] += value
-                gpu["n"] += 1
-                used = sample.metrics.get(f"gpu.{match.group(1)}.mem_used_bytes", 0.0)
-                gpu["mem"] = max(gpu["mem"], used)
-    summary["gpus"] = {i: {"util_mean_pct": g["util"] / g["n"], "mem_peak_bytes": g["mem"]}
-                       for i, g in sorted(gpus.items(), key=lambda kv: int(kv[0]))}
+                dev = devices.setdefault(match.group(1), {"util": 0.0, "n": 0, "mem": 0.0})
+                dev["util"] += value
+                dev["n"] += 1
+                used = sample.metrics.get(f"{match.group(1)}.mem_used_bytes", 0.0)
+                dev["mem"] = max(dev["mem"], used)
+    order = {"gpu": 0, "npu": 1, "tpu": 2}
+
+    def by_kind_and_index(key: str) -> tuple[int, int]:
+        kind, index = key.split(".")
+        return order[kind], int(index)
+
+    summary["accelerators"] = {
+        key: {"util_mean_pct": d["util"] / d["n"], "mem_peak_bytes": d["mem"]}
+        for key, d in sorted(devices.items(), key=lambda kv: by_kind_and_index(kv[0]))}
     return summary
 
 
@@ -46,9 +54,10 @@ def format_line(summary: dict[str, Any]) -> str:
     parts = [f"{wall:.2f} s wall", f"CPU {cpu:.2f} s ({cpu / wall * 100 if wall else 0:.0f} %)"]
     if "mem_peak_bytes" in summary:
         parts.append(f"RAM peak {format_bytes(summary['mem_peak_bytes'])}")
-    for index, gpu in summary["gpus"].items():
-        parts.append(f"GPU{index} {gpu['util_mean_pct']:.0f} % · "
-                     f"{format_bytes(gpu['mem_peak_bytes'])} peak")
+    for key, dev in summary["accelerators"].items():
+        kind, index = key.split(".")
+        parts.append(f"{kind.upper()}{index} {dev['util_mean_pct']:.0f} % · "
+                     f"{format_bytes(dev['mem_peak_bytes'])} peak")
     return "⏱ tracklab: " + " · ".join(parts)
 
 

@@ -48,20 +48,22 @@ def cells(shell: Any, on: bool) -> None:
 
 
 def status_text() -> str:
+    from tracklab_jupyter.accelerators.registry import device_label, devices_in
     from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
 
     monitor = kernel_monitor()
     monitor.wait_started()
     health = monitor.health()
-    gpus = monitor.info.get("gpu", {}).get("devices", [])
+    devices = devices_in(monitor.info)
     holder = (health.get("store") or {}).get("recorder") or {}
     lines = [f"tracklab {health['versions']['tracklab-jupyter']} on {monitor.node}: "
              f"{monitor.role} ({health['status']})",
              f"  data dir   {monitor.data_dir}",
              f"  interval   {monitor.interval:g} s",
              f"  recorder   pid {holder.get('pid', '?')} on {holder.get('hostname', '?')}",
-             f"  GPUs       {len(gpus)}" + "".join(f"\n    {d['index']}: {d.get('name')} "
-                                                   f"({d.get('state', 'ok')})" for d in gpus),
+             f"  devices    {len(devices)}" + "".join(
+                 f"\n    {device_label(d)}: {d.get('vendor')} {d.get('name')} "
+                 f"({d.get('state', 'ok')})" for d in devices),
              f"  cells      {'on' if _state['timer'] is not None else 'off'}"]
     lines += [f"  note       {n}" for n in monitor.notes]
     return "\n".join(lines)

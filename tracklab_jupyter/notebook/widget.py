@@ -20,6 +20,7 @@ from typing import Any
 
 import traitlets
 
+from tracklab_jupyter.accelerators.registry import card_facts, devices_in
 from tracklab_jupyter.monitor import Monitor
 from tracklab_jupyter.notebook.columns import StepColumns, table_columns, to_columns
 from tracklab_jupyter.notebook.feed_widget import FeedWidget, bundle
@@ -241,15 +242,12 @@ class MonitorWidget(FeedWidget):
 def _panel_info(info: dict[str, Any]) -> dict[str, Any]:
     system = info.get("system", {})
     memory = info.get("memory", {})
-    gpus = [{"index": d.get("index"), "name": d.get("name", "GPU"), "uuid": d.get("uuid", ""),
-             "mem_total_bytes": d.get("mem_total_bytes"),
-             "power_limit_w": d.get("power_limit_w")}
-            for d in info.get("gpu", {}).get("devices", []) if d.get("state") != "lost"]
+    accelerators = [card_facts(d) for d in devices_in(info) if d.get("state") != "lost"]
     return {"cpu_model": system.get("cpu_model", ""),
             "cpu_count": system.get("cpu_logical_cores"),
             "mem_limit_bytes": (memory.get("effective_limit_bytes")
                                 or system.get("memory_total_bytes")),
-            "gpus": gpus}
+            "accelerators": accelerators}
 
 
 def _run_end(run: dict[str, Any]) -> float | None:

@@ -1,5 +1,5 @@
 """``tracklab.monitor_gpu(run_id).log_gpu_metrics()``: the original feature list's way to put
-the GPUs' current readings into a run's metrics."""
+the accelerators' current readings (GPUs of every vendor, NPUs, TPUs) into a run's metrics."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ WAIT_FOR_SAMPLE_S = 5.0
 
 
 class GpuLogger:
-    """Logs this host's latest ``gpu.*`` readings into a running run."""
+    """Logs this host's latest ``gpu.*``, ``npu.*`` and ``tpu.*`` readings into a running run."""
 
     def __init__(self, run_id: str) -> None:
         if not isinstance(run_id, str):
@@ -20,8 +20,9 @@ class GpuLogger:
         self.run: Run = attach(run_id)
 
     def log_gpu_metrics(self, step: int | None = None) -> dict[str, float]:
-        """Log and return the GPUs' current values (``gpu.0.util_pct``, ...; per-process
-        memory excluded). With no GPU on this host, warns and logs nothing."""
+        """Log and return the accelerators' current values (``gpu.0.util_pct``,
+        ``npu.0.mem_used_bytes``, ...; per-process memory excluded). With no accelerator on
+        this host, warns and logs nothing."""
         from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
 
         monitor = kernel_monitor(self.run.data_dir)
@@ -31,10 +32,11 @@ class GpuLogger:
             time.sleep(0.05)
         sample = monitor.latest
         values = {k: v for k, v in (sample.metrics if sample else {}).items()
-                  if k.startswith("gpu.") and ".proc." not in k}
+                  if k.startswith(("gpu.", "npu.", "tpu.")) and ".proc." not in k}
         if not values:
             notes = "; ".join(monitor.notes) or "no sample yet"
-            warnings.warn(f"no GPU readings on this host to log ({notes})", stacklevel=2)
+            warnings.warn(f"no accelerator readings on this host to log ({notes})",
+                          stacklevel=2)
             return {}
         self.run.log(values, step=step)
         return values

@@ -3,9 +3,10 @@
 Sampled on the run writer's thread, never on the recorder's 1 Hz path. Listing children
 walks every process of the machine (psutil reads each ``/proc/PID/stat``), so the tree is
 re-listed every :data:`RELIST_S` seconds and only the known members are read each tick.
-GPU memory per process is matched by pid against the ``gpu.N.proc.PID.mem_used_bytes``
-values that the recorder's NVML backend already reads; inside a container with its own pid
-namespace NVML's host pids do not match ours, so that value is absent there.
+Accelerator memory per process is matched by pid against the ``gpu.N.proc.PID.mem_used_bytes``
+(and ``npu.N.proc...``) values that the recorder's backends already read (NVML, AMD SMI,
+Ascend DCMI); inside a container with its own pid namespace the driver's host pids do not
+match ours, so that value is absent there.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from typing import Any
 import psutil
 
 RELIST_S = 2.0
-_GPU_PROC = re.compile(r"gpu\.\d+\.proc\.(\d+)\.mem_used_bytes")
+_DEVICE_PROC = re.compile(r"(?:gpu|npu|tpu)\.\d+\.proc\.(\d+)\.mem_used_bytes")
 
 
 def gpu_memory_by_pid(metrics: Mapping[str, float]) -> dict[int, float]:
-    """``{pid: bytes}`` summed over GPUs, from a system sample's metrics."""
+    """``{pid: bytes}`` summed over every accelerator, from a system sample's metrics."""
     out: dict[int, float] = {}
     for name, value in metrics.items():
         if ".proc." in name:
-            match = _GPU_PROC.fullmatch(name)
+            match = _DEVICE_PROC.fullmatch(name)
             if match:
                 pid = int(match.group(1))
                 out[pid] = out.get(pid, 0.0) + value

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tracklab_jupyter.accelerators.base import open_backends, parse_selection
+from tracklab_jupyter.accelerators.registry import open_backends
 from tracklab_jupyter.collectors.base import Collector
 from tracklab_jupyter.sampler.hub import Hub
 from tracklab_jupyter.sampler.sampler import Sampler, validate_interval
@@ -16,8 +16,9 @@ log = logging.getLogger("tracklab_jupyter.sampler")
 
 @dataclass
 class SamplerConfig:
-    """What to sample and how often. ``gpus`` takes indices or UUIDs; None means every GPU
-    (or those in ``CUDA_VISIBLE_DEVICES`` when it is set)."""
+    """What to sample and how often. ``gpus`` takes indices, ``npu.N``/``tpu.N`` or UUIDs of
+    any vendor; None means every accelerator (each vendor's visibility variable, such as
+    ``CUDA_VISIBLE_DEVICES``, still applies)."""
 
     interval: float = 1.0
     enable_cpu: bool = True
@@ -51,7 +52,7 @@ def build_collectors(config: SamplerConfig) -> list[Collector]:
     if config.enable_network:
         collectors.append(NetworkCollector())
     if config.enable_gpu:
-        backends, notes = open_backends(parse_selection(config.gpus))
+        backends, notes = open_backends(config.gpus)
         collectors.extend(backends)
         config.notes.extend(notes)
     return collectors

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracklab_jupyter._version import __version__
+from tracklab_jupyter.accelerators.registry import devices_in
 from tracklab_jupyter.monitor import Monitor
 from tracklab_jupyter.server.prometheus import render_prometheus
 
@@ -136,9 +137,10 @@ def system_info(monitor: Monitor, params: Params) -> Reply:
                                       if monitor.cluster is not None else [])
             raise ApiError(404, f"unknown node {node!r}", f"known nodes: {', '.join(known)}")
         return Reply({"node": node, "version": __version__, "interval_s": monitor.interval,
-                      "role": "remote", **facts})
+                      "role": "remote", **facts, "accelerators": devices_in(facts)})
+    info = monitor.info
     return Reply({"node": monitor.node, "version": __version__, "interval_s": monitor.interval,
-                  "role": monitor.role, **monitor.info})
+                  "role": monitor.role, **info, "accelerators": devices_in(info)})
 
 
 def system_metrics(monitor: Monitor, params: Params) -> Reply:
@@ -157,15 +159,15 @@ def accelerators(monitor: Monitor, params: Params) -> Reply:
     _check_node(monitor, params)
     sample = monitor.latest
     metrics = sample.metrics if sample else {}
+    state = monitor.hardware_state()
     devices = []
-    for dev in monitor.info.get("gpu", {}).get("devices", []):
-        prefix = f"gpu.{dev['index']}."
+    for dev in state["accelerators"]:
+        prefix = f"{dev['kind']}.{dev['index']}."
         current = {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
         devices.append({**dev, "metrics": current})
-    gpu_info = {k: v for k, v in monitor.info.get("gpu", {}).items() if k != "devices"}
     return Reply({"node": monitor.node, "time": sample.time if sample else None,
-                  "driver": gpu_info, "accelerators": devices,
-                  "notes": monitor.notes},
+                  "drivers": state["drivers"], "accelerators": devices,
+                  "notes": state["notes"]},
                  etag=_latest_etag(monitor, params))
 
 

@@ -49,10 +49,12 @@ class TrackLab(ExtensionApp):
     enable_memory = Bool(True, help="Sample memory metrics.").tag(config=True)
     enable_disk = Bool(True, help="Sample disk metrics.").tag(config=True)
     enable_network = Bool(True, help="Sample network metrics.").tag(config=True)
-    enable_gpu = Bool(True, help="Sample accelerators (NVIDIA through NVML).").tag(config=True)
-    gpus = List(Unicode(), help="GPU indices or UUIDs to monitor; empty means all, or "
-                                "CUDA_VISIBLE_DEVICES when set. Env: TRACKLAB_GPUS "
-                                "(comma separated).").tag(config=True)
+    enable_gpu = Bool(True, help="Sample accelerators: NVIDIA and AMD GPUs, Ascend NPUs, "
+                                 "TPUs.").tag(config=True)
+    gpus = List(Unicode(), help="Accelerators to monitor: GPU indices (host-wide, all "
+                                "vendors), npu.N / tpu.N, or UUIDs; empty means all (each "
+                                "vendor's CUDA_/HIP_/ASCEND_RT_VISIBLE_DEVICES applies). Env: "
+                                "TRACKLAB_GPUS (comma separated).").tag(config=True)
     batch_size = Int(100, help="Samples per write to SQLite.").tag(config=True)
     flush_interval = Float(1.0, help="Longest wait before samples are written; other "
                                      "processes see new samples this late.").tag(config=True)

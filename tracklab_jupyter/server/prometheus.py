@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tracklab_jupyter.accelerators.base import KINDS
+from tracklab_jupyter.accelerators.registry import devices_in
 from tracklab_jupyter.metrics.catalogue import spec_for
 from tracklab_jupyter.sampler.sample import Sample
 
@@ -26,16 +28,19 @@ def prometheus_name(pattern: str) -> str:
 
 
 def render_prometheus(sample: Sample, info: dict[str, Any]) -> str:
-    uuids = {str(d["index"]): d.get("uuid", "")
-             for d in info.get("gpu", {}).get("devices", [])}
+    devices = {(d["kind"], str(d["index"])): d for d in devices_in(info)}
     families: dict[str, tuple[Any, list[str]]] = {}
     for name, value in sorted(sample.metrics.items()):
         spec = spec_for(name)
         if spec is None:
             continue
         labels = {"node": sample.node, **spec.regex.match(name).groupdict()}  # type: ignore[union-attr]
-        if "gpu" in labels and uuids.get(labels["gpu"]):
-            labels["uuid"] = uuids[labels["gpu"]]
+        kind = spec.group if spec.group in KINDS else None
+        dev = devices.get((kind, labels[kind])) if kind in labels else None
+        if dev is not None:
+            if dev.get("uuid"):
+                labels["uuid"] = dev["uuid"]
+            labels["vendor"] = dev.get("vendor", "")
         label_text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
         metric = prometheus_name(spec.pattern)
         families.setdefault(metric, (spec, []))[1].append(f"{metric}{{{label_text}}} {value!r}")
