@@ -1,6 +1,7 @@
 // `npm run build`: bundles js/widget.ts (+ uPlot, + CSS) into tracklab_jupyter/static/, and
 // js/cluster_widget.ts (tracklab.widget(cluster=True): no uPlot) into static/cluster.js.
-// Fails when a minified bundle exceeds its budget (widget.js: 80 KB, from issue 4/7;
+// Fails when a minified bundle exceeds its budget (widget.js: 80 KB from issue 4/7, 84 KB
+// since one card serves every accelerator vendor and kind, js/accelerator_card.ts;
 // cluster.js: 15 KB).
 import { build } from "esbuild";
 import { statSync } from "node:fs";
@@ -9,7 +10,7 @@ import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const outfile = join(here, "..", "tracklab_jupyter", "static", "widget.js");
-export const BUDGET = 80_000;
+export const BUDGET = 84_000;
 
 export const clusterOutfile = join(here, "..", "tracklab_jupyter", "static", "cluster.js");
 export const CLUSTER_BUDGET = 15_000;

@@ -1,5 +1,5 @@
 // Pure helpers shared by the widget and the sidebar: unit formatting, metric-name
-// matching and GPU throttle decoding. No DOM, no uPlot: unit-tested under plain node.
+// matching and accelerator throttle decoding. No DOM, no uPlot: unit-tested under plain node.
 
 /** Text shown where a value is missing (metric absent, NaN, not yet received). */
 export const MISSING = "–";
@@ -184,38 +184,49 @@ export function niceMax(v: number, binary = false): number {
 }
 
 // ---------------------------------------------------------------------------
-// GPU throttling (NVML clocks-event reasons)
+// Accelerator throttling: each vendor's mask, decoded as tracklab_jupyter/accelerators/throttle.py
+// does (NVIDIA: NVML clocks-event reasons; AMD: the SMU throttler status folded to 4 bits).
 
 /**
- * Reasons that are not throttling: GPU idle (0x1), application clock setting (0x2) and
+ * NVIDIA reasons that are not throttling: GPU idle (0x1), application clock setting (0x2) and
  * display clock setting (0x100).
  */
 export const THROTTLE_BENIGN = 0x103;
 
-const THROTTLE_NAMES: [number, string][] = [
-  [0x4, "power cap"],
-  [0x8, "HW slowdown"],
-  [0x10, "sync boost"],
-  [0x20, "SW thermal"],
-  [0x40, "HW thermal"],
-  [0x80, "power brake"],
-];
+const THROTTLE_NAMES: Record<string, [number, string][]> = {
+  nvidia: [
+    [0x4, "power cap"],
+    [0x8, "HW slowdown"],
+    [0x10, "sync boost"],
+    [0x20, "SW thermal"],
+    [0x40, "HW thermal"],
+    [0x80, "power brake"],
+  ],
+  amd: [
+    [0x1, "power limit"],
+    [0x2, "current limit"],
+    [0x4, "temperature"],
+    [0x8, "platform limit"],
+  ],
+};
+const BENIGN: Record<string, number> = { nvidia: THROTTLE_BENIGN, amd: 0 };
 
-/** True when the NVML clocks-event mask holds a reason other than idle/app/display clocks. */
-export function isThrottled(mask: number | null | undefined): boolean {
+/** True when the vendor's mask holds a reason that slows the device (NVIDIA: not idle/app/display clocks). */
+export function isThrottled(mask: number | null | undefined, vendor = "nvidia"): boolean {
   if (!ok(mask) || mask < 0) return false;
   // Masks are 64-bit in NVML; every reason defined so far fits in 32 bits.
   const lo = mask % 0x100000000;
   const hi = Math.floor(mask / 0x100000000);
-  return (lo & ~THROTTLE_BENIGN) !== 0 || hi !== 0;
+  return (lo & ~(BENIGN[vendor] ?? 0)) !== 0 || hi !== 0;
 }
 
 /** Human names of the throttle reasons in `mask` (benign ones left out). */
-export function throttleReasons(mask: number | null | undefined): string[] {
-  if (!isThrottled(mask)) return [];
+export function throttleReasons(mask: number | null | undefined, vendor = "nvidia"): string[] {
+  if (!isThrottled(mask, vendor)) return [];
+  const names = THROTTLE_NAMES[vendor] ?? [];
   const m = (mask as number) % 0x100000000;
-  const out = THROTTLE_NAMES.filter(([bit]) => (m & bit) !== 0).map(([, n]) => n);
-  const known = THROTTLE_NAMES.reduce((a, [bit]) => a | bit, THROTTLE_BENIGN);
+  const out = names.filter(([bit]) => (m & bit) !== 0).map(([, n]) => n);
+  const known = names.reduce((a, [bit]) => a | bit, BENIGN[vendor] ?? 0);
   if ((m & ~known) !== 0 || (mask as number) >= 0x100000000) out.push("other");
   return out;
 }

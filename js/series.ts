@@ -289,17 +289,19 @@ export class SeriesStore {
   }
 }
 
-/** Indices of GPUs named in metric names such as `gpu.3.util_pct`, ascending. */
-export function gpuIndices(names: Iterable<string>): number[] {
-  const out = new Set<number>();
+export type AcceleratorKind = "gpu" | "npu" | "tpu";
+
+/** The accelerators named in metric names (`gpu.3.util_pct`, `tpu.0.mem_used_bytes`): GPUs, then NPUs, then TPUs, each by index. */
+export function devicesIn(names: Iterable<string>): { kind: AcceleratorKind; index: number }[] {
+  const seen = new Map<string, { kind: AcceleratorKind; index: number }>();
   for (const n of names) {
-    const m = /^gpu\.(\d+)\./.exec(n);
-    if (m) out.add(Number(m[1]));
+    const m = /^(gpu|npu|tpu)\.(\d+)\./.exec(n);
+    if (m && !seen.has(`${m[1]}.${m[2]}`)) seen.set(`${m[1]}.${m[2]}`, { kind: m[1] as AcceleratorKind, index: Number(m[2]) });
   }
-  return [...out].sort((a, b) => a - b);
+  const order = { gpu: 0, npu: 1, tpu: 2 };
+  return [...seen.values()].sort((a, b) => order[a.kind] - order[b.kind] || a.index - b.index);
 }
 
-/** Per-core columns `cpu.core.{i}.util_pct`, sorted by core index. */
 export function coreNames(names: Iterable<string>): string[] {
   const cores: [number, string][] = [];
   for (const n of names) {

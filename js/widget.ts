@@ -1,23 +1,8 @@
 // Front end of `tracklab.widget()`: an anywidget ESM module. Protocol: js/PROTOCOL.md.
 // Charts, buffers and formatting live in charts.ts (shared with the JupyterLab sidebar).
 
-import {
-  Dashboard,
-  decodeData,
-  formatBytesOf,
-  formatClock,
-  formatDuration,
-  FORMATTERS,
-  formatWattsOf,
-  gpuIndices,
-  h,
-  isThrottled,
-  matchesAny,
-  throttleReasons,
-  unitOf,
-  type DrawContext,
-  type Panel,
-} from "./charts";
+import { buildAcceleratorCard, deviceKey, type AcceleratorFacts } from "./accelerator_card";
+import { Dashboard, decodeData, devicesIn, formatClock, formatDuration, FORMATTERS, h, matchesAny, unitOf, type Panel } from "./charts";
 import { buildHostPanels } from "./host_panels";
 import "./widget.css";
 
@@ -27,14 +12,6 @@ export interface WidgetModel {
   on(event: string, cb: (...args: any[]) => void): void;
   off(event?: string | null, cb?: ((...args: any[]) => void) | null): void;
   send(content: unknown, callbacks?: unknown, buffers?: ArrayBuffer[] | ArrayBufferView[]): void;
-}
-
-interface GpuInfo {
-  index: number;
-  name: string;
-  uuid?: string;
-  mem_total_bytes?: number | null;
-  power_limit_w?: number | null;
 }
 
 /** The run shown by `tracklab.widget(run=...)`: docs/RUNS.md's `Run` (fields used here). */
@@ -59,21 +36,13 @@ interface InitMsg {
     cpu_model?: string;
     cpu_count?: number;
     mem_limit_bytes?: number | null;
-    gpus?: GpuInfo[];
+    accelerators?: AcceleratorFacts[];
   };
 }
 
 interface EventMsg {
   type: "event";
   event: { time?: number; node?: string; kind?: string; message?: string; data?: unknown };
-}
-
-function gpuMetrics(i: number): string[] {
-  return ["util_pct", "mem_used_bytes", "mem_total_bytes", "temp_c", "power_w", "throttle_reasons"].map((m) => `gpu.${i}.${m}`);
-}
-
-function finite(v: number | null | undefined): v is number {
-  return typeof v === "number" && Number.isFinite(v);
 }
 
 class WidgetView {
@@ -89,9 +58,10 @@ class WidgetView {
   #runDash: Dashboard | null = null;
   #procDash: Dashboard | null = null;
   #hostGrid: HTMLElement | null = null;
-  #gpuGrid: HTMLElement | null = null;
+  #deviceGrid: HTMLElement | null = null;
   #panels = new Map<string, { panel: Panel; metrics: string[] }>();
-  #gpuInfo = new Map<number, GpuInfo>();
+  /** Accelerators with a card, by `deviceKey` (`gpu.0`, `tpu.3`). */
+  #devices = new Set<string>();
   #points = 0;
   #batches = 0;
   #model: WidgetModel;
@@ -200,10 +170,10 @@ class WidgetView {
       this.#showRun(run);
     }
     this.#hostGrid = h("div", "tl-grid tl-host");
-    this.#gpuGrid = h("div", "tl-grid tl-gpus");
-    this.#body.append(this.#hostGrid, this.#gpuGrid);
+    this.#deviceGrid = h("div", "tl-grid tl-devices");
+    this.#body.append(this.#hostGrid, this.#deviceGrid);
     this.#buildHost(dash, this.#hostGrid, msg);
-    for (const g of msg.info?.gpus ?? []) this.#addGpu(g);
+    for (const d of msg.info?.accelerators ?? []) this.#addDevice(d);
     dash.afterDraw(() => this.#afterDraw());
     this.#root.setAttribute("data-state", "live");
     this.#onMetrics();
@@ -218,52 +188,12 @@ class WidgetView {
     }
   }
 
-  #addGpu(g: GpuInfo): void {
+  #addDevice(d: AcceleratorFacts): void {
     const dash = this.#dash;
-    if (!dash || !this.#gpuGrid || this.#gpuInfo.has(g.index)) return;
-    this.#gpuInfo.set(g.index, g);
-    const i = g.index;
-    const m = (k: string) => `gpu.${i}.${k}`;
-    const latestOr = (ctx: DrawContext, k: string, fb: number | null | undefined) => {
-      const v = ctx.store.latest(m(k), ctx.staleS);
-      return finite(v) ? v : (fb ?? NaN);
-    };
-    const card = dash.panel(`GPU ${i}`, g.name || "", this.#gpuGrid, "tl-gpu");
-    card.el.setAttribute("data-gpu", String(i));
-    card.badge(
-      "tl-badge-throttle",
-      (ctx) => {
-        const mask = ctx.store.latest(m("throttle_reasons"), ctx.staleS);
-        if (!isThrottled(mask)) return null;
-        const r = throttleReasons(mask);
-        return r.length === 1 ? `throttled · ${r[0]}` : "throttled";
-      },
-      (ctx) => `clock-event reasons: ${throttleReasons(ctx.store.latest(m("throttle_reasons"), ctx.staleS)).join(", ")}`,
-    );
-    card.headline({ metric: m("util_pct"), cls: "tl-big" });
-    card.headline({ metric: m("mem_used_bytes"), label: "memory", format: (v, ctx) => formatBytesOf(v, latestOr(ctx, "mem_total_bytes", g.mem_total_bytes)) });
-    card.headline({ metric: m("temp_c") });
-    card.headline({ metric: m("power_w"), format: (v, ctx) => formatWattsOf(v, latestOr(ctx, "power_limit_w", g.power_limit_w)) });
-    const row = h("div", "tl-row");
-    card.body.append(row);
-    card.chart({ unit: "pct", range: "pct", title: "utilisation", legend: false, series: [{ name: m("util_pct"), label: "util" }] }, row);
-    card.chart(
-      {
-        unit: "bytes",
-        title: "memory",
-        minMax: 1024 ** 3,
-        series: [
-          { name: m("mem_used_bytes"), label: "used", color: 3 },
-          { name: m("mem_total_bytes"), label: "total", color: "dim", dash: true, fallback: () => g.mem_total_bytes },
-        ],
-      },
-      row,
-    );
-    card.onUpdate((ctx) => {
-      const lost = !finite(ctx.store.latest(m("util_pct"), ctx.staleS)) && !finite(ctx.store.latest(m("mem_used_bytes"), ctx.staleS));
-      card.el.classList.toggle("tl-stale", lost && ctx.store.length > 0);
-    });
-    this.#panels.set(`gpu${i}`, { panel: card, metrics: gpuMetrics(i) });
+    const key = deviceKey(d);
+    if (!dash || !this.#deviceGrid || this.#devices.has(key)) return;
+    this.#devices.add(key);
+    this.#panels.set(key, buildAcceleratorCard(dash, this.#deviceGrid, d));
   }
 
   /** The run header: name, project, state badge, duration. */
@@ -315,11 +245,11 @@ class WidgetView {
     this.#points += k * batch.names.length;
     this.#batches++;
     this.#root.setAttribute("data-points", String(this.#points));
-    // A GPU that appeared after init (hot-plug, MIG change) gets a card too.
+    // A device that appeared after init (hot-plug, a TPU program starting) gets a card too.
     let added = false;
-    for (const i of gpuIndices(batch.names)) {
-      if (!this.#gpuInfo.has(i)) {
-        this.#addGpu({ index: i, name: "" });
+    for (const d of devicesIn(batch.names)) {
+      if (!this.#devices.has(deviceKey(d))) {
+        this.#addDevice(d);
         added = true;
       }
     }
@@ -348,9 +278,9 @@ class WidgetView {
     for (const d of this.#dashes()) d?.dispose();
     this.#dash = this.#runDash = this.#procDash = null;
     this.#panels.clear();
-    this.#gpuInfo.clear();
+    this.#devices.clear();
     this.#hostGrid = null;
-    this.#gpuGrid = null;
+    this.#deviceGrid = null;
   }
 
   dispose(): void {

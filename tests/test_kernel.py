@@ -110,7 +110,9 @@ def test_widget_speaks_the_protocol_over_a_real_comm(kernel):
     kinds = [m["content"]["data"]["content"]["type"] for m in messages]
     assert kinds[0] == "init" and kinds[1] == "data" and kinds.count("data") >= 3, kinds
     init = messages[0]["content"]["data"]["content"]
-    assert [g["name"] for g in init["info"]["gpus"]] == ["NVIDIA H200", "NVIDIA H200"]
+    devices = init["info"]["accelerators"]
+    assert [(d["name"], d["kind"], d["vendor"]) for d in devices] == [
+        ("NVIDIA H200", "gpu", "nvidia")] * 2
     data = messages[2]["content"]["data"]["content"]
     times, values = (np.frombuffer(b, dtype=np.float64) for b in messages[2]["buffers"])
     assert len(times) == data["n"] and len(values) == data["n"] * len(data["names"])
@@ -122,7 +124,7 @@ def test_widget_speaks_the_protocol_over_a_real_comm(kernel):
 def test_magics_cells_history_and_unload(kernel, tmp_path):
     kernel.text("%load_ext tracklab")
     status = kernel.text("import time; time.sleep(1.0)\n%tracklab status")
-    assert "recorder" in status and "GPUs       2" in status and "NVIDIA H200" in status
+    assert "recorder" in status and "devices    2" in status and "NVIDIA H200" in status
     assert "per-cell costs on" in kernel.text("%tracklab cells on")
     cost = kernel.text("import time\nx = sum(range(3_000_000)); time.sleep(0.6)")
     assert "⏱ tracklab:" in cost and "s wall" in cost and "GPU0 97 %" in cost

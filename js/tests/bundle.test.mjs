@@ -6,6 +6,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { BUDGET } from "../build.mjs";
 
 const staticDir = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "tracklab_jupyter", "static");
 const js = join(staticDir, "widget.js");
@@ -18,9 +19,9 @@ test("widget.js and widget.css are built", () => {
   assert.ok(existsSync(css), `${css} missing: run npm run build --prefix js`);
 });
 
-test("bundle is at most 80 KB minified", () => {
+test("bundle is within its budget (build.mjs: 84 KB minified)", () => {
   const size = statSync(js).size;
-  assert.ok(size <= 80_000, `widget.js is ${size} bytes`);
+  assert.ok(size <= BUDGET, `widget.js is ${size} bytes, over ${BUDGET}`);
 });
 
 test("bundle is self-contained", () => {

@@ -103,6 +103,12 @@ test("throttle badge: any reason except idle (0x1), app clocks (0x2), display cl
   assert.deepEqual(F.throttleReasons(0x40), ["HW thermal"]);
   assert.deepEqual(F.throttleReasons(0x200), ["other"]);
   assert.deepEqual(F.throttleReasons(0x1), []);
+  // AMD: the backend's folded mask; every bit is a slowdown (0x1 is power here, not idle)
+  assert.equal(F.isThrottled(0x1, "amd"), true);
+  assert.equal(F.isThrottled(0, "amd"), false);
+  assert.deepEqual(F.throttleReasons(0x1, "amd"), ["power limit"]);
+  assert.deepEqual(F.throttleReasons(0x4 | 0x8, "amd"), ["temperature", "platform limit"]);
+  assert.deepEqual(F.throttleReasons(0x10, "amd"), ["other"]);
 });
 
 test("metric globs (the widget's `metrics` trait)", () => {

@@ -118,8 +118,10 @@ model.onReady = () => {
       cpu_model: "Intel(R) Xeon(R) Processor",
       cpu_count: 16,
       mem_limit_bytes: rows[0].m["mem.limit_bytes"],
-      gpus: Array.from({ length: gpus }, (_, i) => ({
+      accelerators: Array.from({ length: gpus }, (_, i) => ({
         index: i,
+        kind: "gpu",
+        vendor: "nvidia",
         name: "NVIDIA H200",
         uuid: `GPU-5f1c0e2a-7d3b-4c11-9a6e-0b2d4e8f1a3${i}`,
         mem_total_bytes: H200_TOTAL,

@@ -162,9 +162,14 @@ test("clear drops everything and bumps the version", () => {
   assert.equal(st.append(decode(["a"], [0], [[1]])), 1, "after clear, earlier times are accepted again");
 });
 
-test("GPU indices and per-core names from metric names", () => {
-  const names = ["cpu.core.10.util_pct", "cpu.core.2.util_pct", "cpu.util_pct", "gpu.3.util_pct", "gpu.0.temp_c", "gpu.3.temp_c", "cpu.core.x.util_pct"];
-  assert.deepEqual(S.gpuIndices(names), [0, 3]);
+test("accelerators and per-core names from metric names", () => {
+  const names = ["cpu.core.10.util_pct", "cpu.core.2.util_pct", "cpu.util_pct", "tpu.1.util_pct", "gpu.3.util_pct", "gpu.0.temp_c", "npu.0.health", "gpu.3.temp_c", "cpu.core.x.util_pct", "gpux.1.a"];
+  assert.deepEqual(S.devicesIn(names), [
+    { kind: "gpu", index: 0 },
+    { kind: "gpu", index: 3 },
+    { kind: "npu", index: 0 },
+    { kind: "tpu", index: 1 },
+  ]);
   assert.deepEqual(S.coreNames(names), ["cpu.core.2.util_pct", "cpu.core.10.util_pct"]);
 });
 

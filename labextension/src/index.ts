@@ -12,20 +12,8 @@ import { ISettingRegistry } from "@jupyterlab/settingregistry";
 import { LabIcon } from "@jupyterlab/ui-components";
 import { Widget } from "@lumino/widgets";
 
-import {
-  Dashboard,
-  formatBytes,
-  formatBytesOf,
-  formatClock,
-  formatWattsOf,
-  h,
-  isThrottled,
-  matchesAny,
-  throttleReasons,
-  type Batch,
-  type DrawContext,
-  type Panel,
-} from "../../js/charts";
+import { buildAcceleratorCard, deviceKey, vendorLabel, type AcceleratorFacts } from "../../js/accelerator_card";
+import { Dashboard, formatBytes, formatClock, h, matchesAny, type Batch, type Panel } from "../../js/charts";
 import { buildHostPanels } from "../../js/host_panels";
 import { Api } from "./api";
 import { CLUSTER_METRICS, ClusterSection, type ClusterInfo, type ClusterMetrics } from "./cluster";
@@ -49,21 +37,10 @@ export interface Settings {
 }
 const DEFAULTS: Settings = { refreshInterval: 1, timeWindow: 300, metrics: [] };
 
-const TEMP_MARGIN_C = 5;
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
 /** Re-poll of the runs list while the socket is down (it has no run_update then). */
 const RUNS_POLL_MS = 3000;
-
-interface GpuDevice {
-  index: number;
-  name?: string;
-  uuid?: string;
-  mem_total_bytes?: number | null;
-  power_limit_w?: number | null;
-  temp_slowdown_c?: number | null;
-  state?: string;
-}
 
 function finite(v: number | null | undefined): v is number {
   return typeof v === "number" && Number.isFinite(v);
@@ -109,9 +86,10 @@ export class TrackLabPanel extends Widget {
   #runs: RunsSection;
   #cluster: ClusterSection;
   #dash: Dashboard | null = null;
-  #gpuGrid: HTMLElement | null = null;
+  #deviceGrid: HTMLElement | null = null;
   #panels = new Map<string, { panel: Panel; metrics: string[] }>();
-  #gpus = new Map<number, GpuDevice>();
+  /** Accelerators with a card, by `deviceKey` (`gpu.0`, `npu.1`), with their newest facts. */
+  #devices = new Map<string, AcceleratorFacts>();
   #node = "";
   /** This server's own node: the only one `system/*` answers for; others come from the cluster. */
   #localNode = "";
@@ -311,8 +289,7 @@ export class TrackLabPanel extends Widget {
   async #loadInfo(): Promise<void> {
     const info = this.#remote() ? this.#remoteInfo() : await this.api.get<any>("system/info", { node: this.#node });
     const sys = info.system ?? {};
-    const gpu = info.gpu ?? {};
-    const devices: GpuDevice[] = gpu.devices ?? [];
+    const devices: AcceleratorFacts[] = info.accelerators ?? [];
     const mem = info.memory ?? {};
     this.#memLimit = mem.effective_limit_bytes ?? mem.total_bytes ?? null;
     const cores = info.cpu?.logical_cores ?? sys.cpu_logical_cores;
@@ -320,8 +297,8 @@ export class TrackLabPanel extends Widget {
       ["host", sys.hostname ?? info.node ?? ""],
       ["CPU", [sys.cpu_model, cores ? `${cores} cores` : ""].filter(Boolean).join(" · ")],
       ["memory", mem.total_bytes ? formatBytes(mem.effective_limit_bytes ?? mem.total_bytes) : ""],
-      ["GPUs", devices.length ? [String(devices.length), [...new Set(devices.map((d) => d.name).filter(Boolean))].join(", ")].filter(Boolean).join(" × ") : "none"],
-      ["driver", [gpu.driver_version, gpu.cuda_driver_version ? `CUDA ${gpu.cuda_driver_version}` : ""].filter(Boolean).join(" · ")],
+      ["accelerators", describeDevices(devices)],
+      ["driver", describeDrivers(info)],
       ["OS", [sys.os_release, sys.kernel].filter(Boolean).join(" · ")],
     ];
     this.#summary.textContent = "";
@@ -347,7 +324,7 @@ export class TrackLabPanel extends Widget {
       interval_s: this.#cluster.info?.interval_s,
       system: { hostname: `${this.#node}${n ? ` (${n.role}${n.address ? ` · ${n.address}` : ""})` : ""}`, cpu_logical_cores: r.cores },
       memory: { total_bytes: r.memory_bytes },
-      gpu: { devices: Array.from({ length: gpus }, (_, index) => ({ index })) },
+      accelerators: Array.from({ length: gpus }, (_, index) => ({ index, kind: "gpu" })),
     };
   }
 
@@ -471,8 +448,9 @@ export class TrackLabPanel extends Widget {
       this.#ingest(sampleBatch(Number(msg.data.time ?? msg.time), msg.data.metrics));
     } else if (msg.type === "hardware_update") {
       for (const d of msg.data?.state?.accelerators ?? []) {
-        if (!this.#gpus.has(d.index)) this.#addGpu(d);
-        else this.#gpus.set(d.index, { ...this.#gpus.get(d.index), ...d });
+        const key = deviceKey(d);
+        if (!this.#devices.has(key)) this.#addDevice(d);
+        else this.#devices.set(key, { ...this.#devices.get(key), ...d });
       }
       const ev = msg.data?.event;
       if (ev?.message) {
@@ -567,22 +545,22 @@ export class TrackLabPanel extends Widget {
   }
 
   // -- view ------------------------------------------------------------------------------
-  #build(intervalS: number, devices: GpuDevice[]): void {
+  #build(intervalS: number, devices: AcceleratorFacts[]): void {
     this.#dash?.dispose();
     this.#panels.clear();
-    this.#gpus.clear();
+    this.#devices.clear();
     this.#points = 0;
     this.#lastTime = 0;
     this.#body.textContent = "";
     const dash = new Dashboard(this.#body, { windowS: this.#settings.timeWindow, height: 90, intervalS });
     this.#dash = dash;
     const host = h("div", "tl-grid tl-host");
-    this.#gpuGrid = h("div", "tl-grid tl-gpus");
-    this.#body.append(host, this.#gpuGrid);
+    this.#deviceGrid = h("div", "tl-grid tl-devices");
+    this.#body.append(host, this.#deviceGrid);
     const panels = buildHostPanels(dash, host, { memLimit: () => this.#memLimit, compact: true });
     for (const [key, entry] of panels) this.#panels.set(key, entry);
 
-    for (const d of devices) this.#addGpu(d);
+    for (const d of devices) this.#addDevice(d);
     dash.afterDraw(() => {
       const t = dash.store.lastTime();
       this.#root.setAttribute("data-last-time", Number.isFinite(t) ? String(t) : "");
@@ -591,74 +569,13 @@ export class TrackLabPanel extends Widget {
     dash.schedule();
   }
 
-  #addGpu(d: GpuDevice): void {
+  #addDevice(d: AcceleratorFacts): void {
     const dash = this.#dash;
-    if (!dash || !this.#gpuGrid || this.#gpus.has(d.index)) return;
-    this.#gpus.set(d.index, d);
-    const i = d.index;
-    const m = (k: string) => `gpu.${i}.${k}`;
-    const dev = () => this.#gpus.get(i) ?? d;
-    const latest = (ctx: DrawContext, k: string) => ctx.store.latest(m(k), ctx.staleS);
-    const latestOr = (ctx: DrawContext, k: string, fb: number | null | undefined) => {
-      const v = latest(ctx, k);
-      return finite(v) ? v : (fb ?? NaN);
-    };
-    const card = dash.panel(`GPU ${i}`, d.name || "", this.#gpuGrid, "tl-gpu");
-    card.el.setAttribute("data-gpu", String(i));
-    card.badge(
-      "tl-badge-throttle",
-      (ctx) => {
-        const mask = latest(ctx, "throttle_reasons");
-        if (!isThrottled(mask)) return null;
-        const r = throttleReasons(mask);
-        return r.length === 1 ? `throttled · ${r[0]}` : "throttled";
-      },
-      (ctx) => `clock-event reasons: ${throttleReasons(latest(ctx, "throttle_reasons")).join(", ")}`,
-    );
-    card.badge(
-      "tl-badge-ecc",
-      (ctx) => {
-        const u = latest(ctx, "ecc_uncorrected_errors");
-        const c = latest(ctx, "ecc_corrected_errors");
-        if (finite(u) && u > 0) return `ECC ${u} uncorrected`;
-        if (finite(c) && c > 0) return `ECC ${c} corrected`;
-        return null;
-      },
-      () => "ECC memory errors reported by the driver",
-    );
-    card.badge(
-      "tl-badge-temp",
-      (ctx) => {
-        const t = latest(ctx, "temp_c");
-        const slow = dev().temp_slowdown_c;
-        return finite(t) && finite(slow) && t >= slow - TEMP_MARGIN_C ? `hot · ${Math.round(t)} °C` : null;
-      },
-      () => `slowdown at ${dev().temp_slowdown_c ?? "?"} °C`,
-    );
-    card.headline({ metric: m("util_pct"), cls: "tl-big" });
-    card.headline({ metric: m("mem_used_bytes"), label: "memory", format: (v, ctx) => formatBytesOf(v, latestOr(ctx, "mem_total_bytes", dev().mem_total_bytes)) });
-    card.headline({ metric: m("temp_c") });
-    card.headline({ metric: m("power_w"), format: (v, ctx) => formatWattsOf(v, latestOr(ctx, "power_limit_w", dev().power_limit_w)) });
-    card.chart({ unit: "pct", range: "pct", title: "utilisation", legend: false, heightScale: 0.8, series: [{ name: m("util_pct"), label: "util" }] });
-    card.chart({
-      unit: "bytes",
-      title: "memory",
-      minMax: 1024 ** 3,
-      legend: false,
-      heightScale: 0.8,
-      series: [
-        { name: m("mem_used_bytes"), label: "used", color: 3 },
-        { name: m("mem_total_bytes"), label: "total", color: "dim", dash: true, fallback: () => dev().mem_total_bytes },
-      ],
-    });
-    card.onUpdate((ctx) => {
-      const lost = !finite(latest(ctx, "util_pct")) && !finite(latest(ctx, "mem_used_bytes"));
-      card.el.classList.toggle("tl-stale", lost && ctx.store.length > 0);
-    });
-    this.#panels.set(`gpu${i}`, {
-      panel: card,
-      metrics: ["util_pct", "mem_used_bytes", "temp_c", "power_w"].map(m),
-    });
+    const key = deviceKey(d);
+    if (!dash || !this.#deviceGrid || this.#devices.has(key)) return;
+    this.#devices.set(key, d);
+    const facts = () => this.#devices.get(key) ?? d;
+    this.#panels.set(key, buildAcceleratorCard(dash, this.#deviceGrid, d, { compact: true, facts }));
   }
 
   #applyMetrics(): void {
@@ -666,6 +583,35 @@ export class TrackLabPanel extends Widget {
     for (const { panel, metrics } of this.#panels.values()) panel.el.hidden = globs.length > 0 && !metrics.some((x) => matchesAny(x, globs));
     this.#dash?.schedule();
   }
+}
+
+/** `2 × NVIDIA H200, 1 × AMD Instinct MI300X, 4 × TPU v5 lite`, or "none". */
+export function describeDevices(devices: AcceleratorFacts[]): string {
+  const counts = new Map<string, number>();
+  for (const d of devices) {
+    const name = d.name || `${vendorLabel(d.vendor)} ${(d.kind ?? "gpu").toUpperCase()}`.trim();
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  return [...counts].map(([name, n]) => `${n} × ${name}`).join(", ") || "none";
+}
+
+/** Driver versions per vendor: `NVIDIA 580.159.04 · CUDA 13.0 · AMD 6.8.5 · ROCm 6.4.1`. */
+function describeDrivers(info: any): string {
+  const parts: string[] = [];
+  for (const [name, f] of Object.entries<any>(info.drivers ?? driversOf(info))) {
+    const version = f?.driver_version;
+    if (version) parts.push(`${vendorLabel(f.vendor ?? name)} ${version}`);
+    if (f?.cuda_driver_version) parts.push(`CUDA ${f.cuda_driver_version}`);
+    if (f?.rocm_version) parts.push(`ROCm ${f.rocm_version}`);
+  }
+  return parts.join(" · ");
+}
+
+/** `system/info` holds each backend's facts under its name (nvidia, amd, ascend, tpu). */
+function driversOf(info: any): Record<string, any> {
+  const out: Record<string, any> = {};
+  for (const name of ["nvidia", "amd", "ascend", "tpu"]) if (info[name]) out[name] = info[name];
+  return out;
 }
 
 function readSettings(s: ISettingRegistry.ISettings): Settings {
