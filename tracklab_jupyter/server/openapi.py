@@ -67,7 +67,14 @@ SCHEMAS: dict[str, Any] = {
                                                     "remote"],
                                            "description": "remote: a cluster node's facts, "
                                                           "as it sent them"},
-                                  "system": {"type": "object"}},
+                                  "system": {"type": "object"},
+                                  "accelerators": {
+                                      "type": "array",
+                                      "description": "every accelerator of every vendor "
+                                                     "(each backend's own facts are under "
+                                                     "its name: nvidia, amd, ascend, tpu)",
+                                      "items": {"type": "object",
+                                                "required": ["index", "kind", "vendor"]}}},
                    "additionalProperties": {"type": "object"}},
     "Accelerator": {"type": "object",
                     "required": ["index", "kind", "vendor", "name", "state", "metrics"],
