@@ -20,8 +20,8 @@ import pynvml
 import pytest
 
 from tracklab_jupyter.accelerators.base import AcceleratorUnavailable
-from tracklab_jupyter.accelerators.registry import open_backends
 from tracklab_jupyter.accelerators.nvidia import NvidiaBackend
+from tracklab_jupyter.accelerators.registry import open_backends
 from tracklab_jupyter.metrics.catalogue import is_known
 
 try:

@@ -28,7 +28,8 @@ MIN_INTERVAL = 0.1
 MAX_INTERVAL = 3600.0
 
 # Events after which a collector's static facts are read again.
-_INFO_CHANGING_EVENTS = {"gpu_lost", "gpu_appeared", "mig_mode_changed", "mig_devices_changed"}
+_INFO_CHANGING_EVENTS = {"gpu_lost", "gpu_appeared", "mig_mode_changed", "mig_devices_changed",
+                         "device_state_changed"}
 
 
 def validate_interval(interval: float) -> float:
