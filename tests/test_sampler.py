@@ -126,10 +126,57 @@ def test_slow_reads_run_on_their_own_thread_and_reach_samples():
     sampler.start()
     time.sleep(0.6)
     sampler.stop()
-    assert slow.slow_threads == {"tracklab-sampler-slow"}
+    assert slow.slow_threads == {"tracklab-sampler-slow-slow"}
     assert any(s.metrics.get("net.connections") == 7.0 for s in got)
     # 50 ms slow calls never stretched a tick: wall time per sample stays small
     assert max(s.metrics.get("tracklab.sample_ms", 0) for s in got) < 40
+
+
+class HangingSlowCollector(Collector):
+    """A vendor tool stuck until its timeout (npu-smi) on the slow path."""
+
+    name = "hanging"
+    slow_interval = 0.1
+
+    def read_slow(self) -> Reading:
+        time.sleep(2.0)
+        return Reading()
+
+
+class CountingSlowCollector(Collector):
+    """Slow reads with a cumulative counter, as a collector of its own."""
+
+    slow_interval = 0.1
+
+    def __init__(self, name: str, counter: str, step: float) -> None:
+        self.name, self._counter, self._step, self._value = name, counter, step, 0.0
+
+    def read_slow(self) -> Reading:
+        self._value += self._step
+        return Reading(counters={self._counter: self._value})
+
+
+def test_a_hanging_slow_read_never_holds_up_another_collectors():
+    other = CountingSlowCollector("other", "net.recv_bytes_per_s", 100.0)
+    sampler = Sampler([HangingSlowCollector(), other], interval=0.1)
+    sampler.start()
+    try:
+        time.sleep(0.9)
+    finally:
+        sampler.stop(timeout=3)
+    assert other._value >= 5 * 100.0  # kept its own 0.1 s cadence while the other hung
+
+
+def test_slow_counters_of_two_collectors_both_become_rates():
+    a = CountingSlowCollector("a", "net.recv_bytes_per_s", 100.0)
+    b = CountingSlowCollector("b", "disk.read_bytes_per_s", 50.0)
+    sampler = Sampler([a, b], interval=1.0)
+    for _ in range(3):
+        sampler.read_slow(a)
+        sampler.read_slow(b)
+        time.sleep(0.02)
+    metrics = sampler.sample_once().metrics
+    assert metrics["net.recv_bytes_per_s"] > 0 and metrics["disk.read_bytes_per_s"] > 0
 
 
 def test_one_broken_collector_does_not_stop_the_others(caplog):

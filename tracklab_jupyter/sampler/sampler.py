@@ -66,7 +66,8 @@ class Sampler:
         self._sinks: list[Callable[[Sample], None]] = []
         self._event_sinks: list[Callable[[Event], None]] = []
         self._rates = RateTracker()
-        self._slow_rates = RateTracker()
+        # One tracker per collector: a tracker forgets the counters a call does not name.
+        self._slow_rates = {c.name: RateTracker() for c in self.collectors}
         self._slow_values: dict[str, dict[str, float]] = {}
         self._slow_lock = threading.Lock()
         self._watcher = HardwareWatcher()
@@ -75,6 +76,7 @@ class Sampler:
         self._threads: list[threading.Thread] = []
         self._lifecycle = threading.Lock()
         self._info: dict[str, Any] = {}
+        self._info_lock = threading.Lock()
         self.latest: Sample | None = None
         # Own cost, for stats() and the tracklab.* metrics.
         self._count = 0
@@ -99,6 +101,11 @@ class Sampler:
         return self._info
 
     def refresh_info(self, only: str | None = None) -> None:
+        # Events from several slow threads may refresh at once: one at a time.
+        with self._info_lock:
+            self._refresh_info(only)
+
+    def _refresh_info(self, only: str | None) -> None:
         info = dict(self._info)
         if self._system_info is not None and only is None:
             info["system"] = self._guarded("system", "info", self._system_info) or {}
@@ -121,9 +128,12 @@ class Sampler:
             self._started_at = time.monotonic()
             self._threads = [
                 threading.Thread(target=self._run, name="tracklab-sampler", daemon=True)]
-            if any(c.slow_interval > 0 for c in self.collectors):
-                self._threads.append(threading.Thread(
-                    target=self._run_slow, name="tracklab-sampler-slow", daemon=True))
+            # One slow thread per collector that has slow reads: a vendor tool that hangs
+            # (npu-smi until its timeout) never delays another collector's slow values.
+            self._threads += [
+                threading.Thread(target=self._run_slow, args=(c,),
+                                 name=f"tracklab-sampler-slow-{c.name}", daemon=True)
+                for c in self.collectors if c.slow_interval > 0]
             for thread in self._threads:
                 thread.start()
 
@@ -188,16 +198,11 @@ class Sampler:
         self._count += 1
         return sample
 
-    def _run_slow(self) -> None:
-        due = {c.name: 0.0 for c in self.collectors if c.slow_interval > 0}
+    def _run_slow(self, collector: Collector) -> None:
         while not self._stop.is_set():
-            now = time.monotonic()
-            for collector in self.collectors:
-                if collector.name in due and due[collector.name] <= now:
-                    due[collector.name] = now + collector.slow_interval
-                    self.read_slow(collector)
-            wake = min(due.values(), default=now + 1.0)
-            self._stop.wait(max(0.05, wake - time.monotonic()))
+            due = time.monotonic() + collector.slow_interval
+            self.read_slow(collector)
+            self._stop.wait(max(0.05, due - time.monotonic()))
 
     def read_slow(self, collector: Collector) -> None:
         """Run one collector's slow read and keep its values for the following samples."""
@@ -205,11 +210,13 @@ class Sampler:
         reading = self._guarded(collector.name, "read_slow", collector.read_slow)
         if reading is not None:
             values = dict(reading.gauges)
-            values.update(self._slow_rates.update(reading.counters, time.monotonic()))
+            rates = self._slow_rates.setdefault(collector.name, RateTracker())
+            values.update(rates.update(reading.counters, time.monotonic()))
             with self._slow_lock:
                 self._slow_values[collector.name] = values
             self._emit_events(reading.events, time.time())
-        self._slow_cpu_total += time.thread_time() - cpu0
+        with self._slow_lock:
+            self._slow_cpu_total += time.thread_time() - cpu0
 
     def _emit_events(self, events: list[dict[str, Any]], stamp: float) -> None:
         for raw in events:
