@@ -8,7 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest_amd import *  # noqa: F403  (fake amdsmi, amdgpu sysfs host)
+from conftest_ascend import *  # noqa: F403  (fake DCMI and npu-smi fixtures)
 from conftest_nvml import *  # noqa: F403  (fake_nvml fixtures)
+from conftest_tpu import *  # noqa: F403
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
