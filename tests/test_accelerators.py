@@ -216,3 +216,129 @@ def test_prometheus_labels_name_the_device_and_its_vendor():
     assert 'tracklab_npu_util_pct{node="box",npu="0",uuid="npu-uuid-0",vendor="huawei"} 42.0' \
         in text
     assert 'tracklab_tpu_mem_used_bytes{node="box",tpu="3"} 1.0' in text
+
+
+# -- a mixed machine: every backend against its fake at once ------------------------------
+# Two replayed H200s (NVML), two MI250s (amdsmi), eight Ascend 910B3 chips (the compiled
+# fake libdcmi.so) and four TPU v6e chips (PCI tree + a real gRPC runtime), all on one host
+# root. No such machine exists; the code must not care.
+
+TPU_RECORDING = "v6e-4-static"
+
+
+@pytest.fixture
+def mixed_host(fake_nvml_factory, fake_amdsmi_factory, tpu_host, tpu_runtime,
+               fake_dcmi_factory):
+    fakes = {"nvml": fake_nvml_factory(gpus=2), "amd": fake_amdsmi_factory(gpus=2)}
+    tpu_host(chips=4, generation="v6e")  # adds the PCI tree to the AMD sysfs host root
+    fakes["tpu"] = tpu_runtime(TPU_RECORDING)
+    fakes["dcmi"] = fake_dcmi_factory("910b3-x8")  # adds /dev/davinci0-7 to the same root
+    return fakes
+
+
+def _sample(config=None):
+    from tracklab_jupyter.sampler.factory import SamplerConfig, build_sampler
+
+    config = config or SamplerConfig()
+    sampler = build_sampler(config)
+    try:
+        for collector in sampler.collectors:
+            if collector.slow_interval:
+                sampler.read_slow(collector)
+        sampler.sample_once()
+        return sampler.sample_once(), sampler.info, config.notes
+    finally:
+        sampler.close()
+
+
+def _devices(metrics):
+    return sorted({tuple(name.split(".")[:2]) for name in metrics
+                   if name.startswith(("gpu.", "npu.", "tpu."))})
+
+
+def test_a_mixed_machine_shows_every_device_once_with_its_vendor(mixed_host):
+    from fake_tpu_runtime import MEMORY_USAGE, recorded_values
+
+    sample, info, notes = _sample()
+    assert notes == []
+    devices = devices_in(info)
+    assert [(d["kind"], d["index"], d["vendor"]) for d in devices] == (
+        [("gpu", 0, "nvidia"), ("gpu", 1, "nvidia"), ("gpu", 2, "amd"), ("gpu", 3, "amd")]
+        + [("npu", i, "huawei") for i in range(8)] + [("tpu", i, "google") for i in range(4)])
+    assert {d["state"] for d in devices} == {"ok"}
+    m = sample.metrics
+    assert _devices(m) == sorted([("gpu", str(i)) for i in range(4)]
+                                 + [("npu", str(i)) for i in range(8)]
+                                 + [("tpu", str(i)) for i in range(4)])
+    assert m["gpu.0.power_w"] == pytest.approx(686.452)  # the recorded busy H200
+    assert m["gpu.2.power_w"] == 91.0  # the recorded MI250's average package power
+    assert m["tpu.0.mem_used_bytes"] == recorded_values(TPU_RECORDING, MEMORY_USAGE)[0]
+    assert m["npu.0.mem_total_bytes"] == 65536 * 2 ** 20  # 910B3: 65536 MB of HBM
+    # one query language over all of them
+    assert {name for name in m if name.endswith(".util_pct") and name.count(".") == 2} >= {
+        "gpu.0.util_pct", "gpu.2.util_pct", "npu.7.util_pct", "tpu.3.util_pct"}
+
+
+def test_one_broken_vendor_leaves_the_others(mixed_host, fake_nvml_factory, monkeypatch):
+    from tracklab_jupyter.accelerators.amd import AmdBackend
+    from tracklab_jupyter.accelerators.tpu import TpuBackend
+
+    # NVML gone (no driver), the TPU backend's open crashing, AMD's reads crashing later
+    fake_nvml_factory(library_missing=True)
+
+    def crash(message):
+        def fail(*_args, **_kwargs):
+            raise RuntimeError(message)
+        return fail
+
+    monkeypatch.setattr(TpuBackend, "open", classmethod(crash("libtpu exploded")))
+    monkeypatch.setattr(AmdBackend, "read", crash("amdsmi hung up"))
+    sample, info, notes = _sample()
+    assert [d["vendor"] for d in devices_in(info)] == ["amd"] * 2 + ["huawei"] * 8
+    assert notes == ["nvidia: NVML library not found (no NVIDIA driver installed)",
+                     "tpu: failed to open: RuntimeError: libtpu exploded"]
+    # the AMD GPUs are numbered from 0 now; their fast reads fail (only the slow thread's
+    # energy reading is left), and the NPUs go on
+    m = sample.metrics
+    assert {k for k in m if k.startswith("gpu.")} == {"gpu.0.energy_j", "gpu.1.energy_j"}
+    assert all(f"npu.{i}.util_pct" in m for i in range(8))
+
+
+def test_the_selection_spans_vendors(mixed_host):
+    from tracklab_jupyter.sampler.factory import SamplerConfig
+
+    uuid = mixed_host["nvml"].uuid(1)
+    _, info, notes = _sample(SamplerConfig(gpus=f"{uuid},3,npu.5,tpu.0"))
+    assert [(d["kind"], d["index"]) for d in devices_in(info)] == [
+        ("gpu", 1), ("gpu", 3), ("npu", 5), ("tpu", 0)]
+    assert notes == []
+
+
+async def test_the_server_lists_every_vendor(mixed_host, jp_fetch, jp_ws_fetch,
+                                             tracklab_server):
+    import asyncio
+    import json
+
+    from test_server_ws import check, receive
+
+    for _ in range(100):
+        body = json.loads((await jp_fetch("tracklab", "api", "hardware", "accelerators")).body)
+        if len(body["accelerators"]) == 16 and all(d["metrics"] for d in body["accelerators"]):
+            break
+        await asyncio.sleep(0.1)
+    by_key = {(d["kind"], d["index"]): d for d in body["accelerators"]}
+    assert by_key["gpu", 3]["vendor"] == "amd" and by_key["gpu", 3]["metrics"]["util_pct"] >= 0
+    assert by_key["tpu", 2]["vendor"] == "google" and "mem_used_bytes" in by_key["tpu", 2][
+        "metrics"]
+    assert by_key["npu", 7]["name"].startswith("Ascend") and by_key["npu", 7]["state"] == "ok"
+    assert set(body["drivers"]) == {"nvidia", "amd", "ascend", "tpu"}
+    info = json.loads((await jp_fetch("tracklab", "api", "system", "info")).body)
+    assert len(info["accelerators"]) == 16 and info["amd"]["vendor"] == "amd"
+    text = (await jp_fetch("tracklab", "metrics")).body.decode()
+    assert 'tracklab_npu_util_pct{node=' in text and 'vendor="huawei"' in text
+    assert 'tracklab_gpu_util_pct{' in text and 'gpu="3"' in text and 'vendor="amd"' in text
+    ws = await jp_ws_fetch("tracklab", "ws")
+    update = await receive(ws, "hardware_update")
+    check(update, "WsHardwareUpdate")
+    assert len(update["data"]["state"]["accelerators"]) == 16
+    ws.close()
