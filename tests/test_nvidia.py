@@ -19,7 +19,7 @@ from typing import Any
 import pynvml
 import pytest
 
-from tracklab_jupyter.accelerators.base import AcceleratorUnavailable
+from tracklab_jupyter.accelerators.base import AcceleratorUnavailable, NoDevices
 from tracklab_jupyter.accelerators.nvidia import NvidiaBackend
 from tracklab_jupyter.accelerators.registry import open_backends
 from tracklab_jupyter.metrics.catalogue import is_known
@@ -197,7 +197,19 @@ def test_cuda_visible_devices_hiding_every_gpu(fake_nvml_factory: Factory, backe
 
 
 # -- opening and closing -------------------------------------------------------------------
-def test_no_library(fake_nvml_factory: Factory, backends: Any) -> None:
+def write_nvidia_pci(root: Path) -> Path:
+    """A host root whose PCI bus holds the recorded H200 (nvidia_smi_q.txt: Bus Id
+    00000000:00:06.0, Device Id 0x233510DE) as the 3D controller (class 0x0302) it is."""
+    dev = root / "sys" / "bus" / "pci" / "devices" / "0000:00:06.0"
+    dev.mkdir(parents=True)
+    for name, value in (("vendor", "0x10de"), ("device", "0x2335"), ("class", "0x030200")):
+        (dev / name).write_text(value + "\n")
+    return root
+
+
+def test_no_library(fake_nvml_factory: Factory, backends: Any, tmp_path: Path,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKLAB_HOST_ROOT", str(write_nvidia_pci(tmp_path / "host")))
     fake = fake_nvml_factory(library_missing=True)
     with pytest.raises(AcceleratorUnavailable) as info:
         backends()
@@ -206,6 +218,23 @@ def test_no_library(fake_nvml_factory: Factory, backends: Any) -> None:
     found, notes = open_backends()
     assert found == [] and notes == [
         "nvidia: NVML library not found (no NVIDIA driver installed)"]
+
+
+def test_no_library_and_no_nvidia_gpu_is_silent(fake_nvml_factory: Factory, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """An AMD or TPU host has nvidia-ml-py (a dependency) but no NVIDIA driver: no note."""
+    host = tmp_path / "host"
+    (host / "sys" / "bus" / "pci" / "devices").mkdir(parents=True)
+    monkeypatch.setenv("TRACKLAB_HOST_ROOT", str(host))
+    fake_nvml_factory(library_missing=True)
+    with pytest.raises(NoDevices):
+        NvidiaBackend.open()
+    assert open_backends() == ([], [])
+    fake_nvml_factory(gpus=0)  # a driver, and no GPU on this host
+    assert open_backends() == ([], [])
+    write_nvidia_pci(host.parent / "other")
+    monkeypatch.setenv("TRACKLAB_HOST_ROOT", str(host.parent / "other"))
+    assert open_backends()[1] == ["nvidia: NVML found no NVIDIA GPU"]
 
 
 def test_driver_not_loaded(fake_nvml_factory: Factory, backends: Any) -> None:
@@ -561,7 +590,8 @@ def test_shim_without_library(tmp_path: Path) -> None:
     shim = Path(__file__).resolve().parent / "shim"
     code = ("from tracklab_jupyter.accelerators.registry import open_backends\n"
             "print(open_backends()[1])")
-    env = {**os.environ, "PYTHONPATH": str(shim), "TRACKLAB_FAKE_NVML_NO_LIBRARY": "1"}
+    env = {**os.environ, "PYTHONPATH": str(shim), "TRACKLAB_FAKE_NVML_NO_LIBRARY": "1",
+           "TRACKLAB_HOST_ROOT": str(write_nvidia_pci(tmp_path / "host"))}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=60, check=True)
     assert "NVML library not found" in out.stdout

@@ -43,8 +43,10 @@ from tracklab_jupyter.accelerators.base import (
     AcceleratorBackend,
     AcceleratorUnavailable,
     Candidate,
+    NoDevices,
     Selection,
     device_facts,
+    host_path,
     lost_event,
     names_by_id,
     parse_selection,
@@ -173,6 +175,33 @@ def _import_pynvml() -> ModuleType:
     return pynvml
 
 
+def nvidia_hardware() -> bool | None:
+    """Whether this machine has an NVIDIA GPU, asked without NVML: a display or 3D controller
+    of vendor 0x10de on the PCI bus, or the driver's device and proc files. None where the
+    PCI bus cannot be read (not Linux)."""
+    if host_path("/dev/nvidiactl").exists() or host_path("/proc/driver/nvidia").exists():
+        return True
+    base = host_path("/sys/bus/pci/devices")
+    if not base.is_dir():
+        return None
+    for dev in base.iterdir():
+        try:
+            if ((dev / "vendor").read_text().strip().lower() == "0x10de"
+                    and (dev / "class").read_text().strip().startswith("0x03")):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def unavailable(message: str) -> AcceleratorUnavailable:
+    """Why NVML gave nothing: a note for the user where an NVIDIA GPU is there (a driver
+    problem to fix), silence on a machine that has none (an AMD or TPU host, a laptop)."""
+    if nvidia_hardware() is False:
+        return NoDevices(message)
+    return AcceleratorUnavailable(message)
+
+
 def _cuda_version(value: int) -> str:
     """NVML's CUDA driver version integer as text: 13000 -> "13.0", 12040 -> "12.4"."""
     return f"{value // 1000}.{(value % 1000) // 10}"
@@ -228,10 +257,10 @@ class NvidiaBackend(AcceleratorBackend):
             code = getattr(exc, "value", None)
             for name, message in _INIT_MESSAGES.items():
                 if code == self._err[name]:
-                    raise AcceleratorUnavailable(message) from None
-            raise AcceleratorUnavailable(f"nvmlInit failed: {exc}") from None
+                    raise unavailable(message) from None
+            raise unavailable(f"nvmlInit failed: {exc}") from None
         except OSError as exc:  # a broken libnvidia-ml.so can fail inside ctypes
-            raise AcceleratorUnavailable(f"nvmlInit failed: {exc}") from None
+            raise unavailable(f"nvmlInit failed: {exc}") from None
 
     def _setup(self, selection: Selection | Sequence[str] | str | None) -> None:
         self._system = self._system_facts()
@@ -240,7 +269,7 @@ class NvidiaBackend(AcceleratorBackend):
         except self._error_cls as exc:
             raise AcceleratorUnavailable(f"NVML could not count the GPUs: {exc}") from None
         if count == 0:
-            raise AcceleratorUnavailable("NVML found no NVIDIA GPU")
+            raise unavailable("NVML found no NVIDIA GPU")
         self.found = self._seen_count = count
         sel = Selection.parse(selection)
         indices, source = self._chosen(sel, count)
