@@ -12,18 +12,32 @@ Prints, for this machine:
 Targets (issue 2): host sample <= 0.5 ms CPU; with 8 fake GPUs <= 1 ms; sampler <= 0.1 % of
 one core at 1 Hz.
 
-    python bench/sampler.py [--samples 300] [--seconds 30]
+Then each vendor backend on its own (issue 12), through its fake replaying real recordings
+(the fakes' own Python or C cost included, so these are upper bounds of our part): 8 NVIDIA
+GPUs (NVML), 8 AMD GPUs through amdsmi and through the amdgpu sysfs files, 8 Ascend chips
+through a compiled fake libdcmi.so, and 4 TPU chips whose values come over gRPC from a real
+server in this process. Per backend: the CPU time of ``read()`` (the 1 Hz path) per device,
+and of ``read_slow()`` (its own thread). Target: <= 0.1 ms per device per sample on the 1 Hz
+path; anything slower (a subprocess, a gRPC call) on the slow thread.
+
+    python bench/sampler.py [--samples 300] [--seconds 30] [--only-backends]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -90,6 +104,138 @@ def bench_sample(label: str, gpus: int, n: int, real: bool = False) -> float:
     return med
 
 
+# -- one vendor backend at a time ------------------------------------------------------------
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def module(name: str, fake: object) -> Iterator[None]:
+    old = sys.modules.get(name)
+    sys.modules[name] = fake  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if old is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = old
+
+
+@contextlib.contextmanager
+def nvidia_host(tmp: Path) -> Iterator[str]:
+    from fake_nvml import FakeNvml
+
+    with module("pynvml", FakeNvml(gpus=8, mode="trace")):
+        yield "nvidia"
+
+
+@contextlib.contextmanager
+def amdsmi_host(tmp: Path) -> Iterator[str]:
+    from fake_amdsmi import FakeAmdSmi
+
+    with environment(TRACKLAB_HOST_ROOT=str(ROOT / "tests/fixtures/amdgpu-sysfs")), \
+            module("amdsmi", FakeAmdSmi(gpus=8, mode="mi250")):
+        yield "amd"
+
+
+@contextlib.contextmanager
+def amd_sysfs_host(tmp: Path) -> Iterator[str]:
+    """The recorded RX 7900 XTX card directory eight times (card1 .. card8), no amdsmi."""
+    recorded = ROOT / "tests/fixtures/amdgpu-sysfs/sys"
+    host = tmp / "amd-sysfs"
+    shutil.copytree(recorded / "module", host / "sys" / "module")
+    for n in range(1, 9):
+        shutil.copytree(recorded / "class/drm/card1", host / f"sys/class/drm/card{n}",
+                        symlinks=True)
+    with environment(TRACKLAB_HOST_ROOT=str(host)), module("amdsmi", None):
+        yield "amd"
+
+
+@contextlib.contextmanager
+def ascend_host(tmp: Path) -> Iterator[str]:
+    from conftest_ascend import FAKE_DIR, FakeDcmi, dcmi_data
+
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise RuntimeError("gcc missing: the fake libdcmi.so cannot be built")
+    lib = tmp / "libdcmi.so"
+    subprocess.run([gcc, "-shared", "-fPIC", "-O1", "-o", str(lib),
+                    str(FAKE_DIR / "fake_dcmi.c")], check=True, capture_output=True)
+    data = tmp / "910b3-x8.dcmi"
+    data.write_text(dcmi_data(ROOT / "tests/fixtures/ascend/910b3-x8"))
+    chips = FakeDcmi(lib).load(data)
+    (tmp / "ascend" / "dev").mkdir(parents=True)
+    for i in range(chips):
+        (tmp / "ascend" / "dev" / f"davinci{i}").touch()
+    with environment(TRACKLAB_HOST_ROOT=str(tmp / "ascend"), TRACKLAB_DCMI_LIBRARY=str(lib)):
+        yield "ascend"
+
+
+@contextlib.contextmanager
+def tpu_host(tmp: Path) -> Iterator[str]:
+    from fake_tpu_runtime import FakeTpuRuntime, write_pci_tree
+
+    root = write_pci_tree(tmp / "tpu", chips=4, generation="v6e")
+    runtime = FakeTpuRuntime("v6e-4-static").start()
+    try:
+        with environment(TRACKLAB_HOST_ROOT=str(root),
+                         TRACKLAB_TPU_METRICS_ADDR=runtime.address):
+            yield "tpu"
+    finally:
+        runtime.stop()
+
+
+BACKEND_HOSTS = (
+    ("NVIDIA, 8 GPUs (fake NVML)", nvidia_host),
+    ("AMD, 8 GPUs via amdsmi (fake)", amdsmi_host),
+    ("AMD, 8 GPUs via sysfs files", amd_sysfs_host),
+    ("Ascend, 8 chips via DCMI (fake .so)", ascend_host),
+    ("TPU, 4 chips over gRPC (fake runtime)", tpu_host),
+)
+
+
+def bench_backend(label: str, host: Callable[[Path], Any], n: int) -> float | None:
+    """CPU time of one ``read()`` per device (median of ``n``); prints the slow path too."""
+    from tracklab_jupyter.accelerators.registry import open_backends
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            with host(Path(tmp)) as name:
+                backends, notes = open_backends(only=[name])
+                if not backends:
+                    print(f"  {label:<38} not measured: {'; '.join(notes)}")
+                    return None
+                (backend,) = backends
+                try:
+                    devices = len(backend.devices())
+                    slow = cpu_times_per_call(backend.read_slow, 5) if backend.slow_interval \
+                        else [0.0]
+                    backend.read()
+                    fast = cpu_times_per_call(backend.read, n)
+                finally:
+                    backend.close()
+        except Exception as exc:  # a fake that needs a tool this machine lacks
+            print(f"  {label:<38} not measured: {type(exc).__name__}: {exc}")
+            return None
+    per_device = statistics.median(fast) / devices
+    slow_text = (f"slow path {ms(statistics.median(slow))} every {backend.slow_interval:g} s"
+                 if backend.slow_interval else "no slow path")
+    print(f"  {label:<38} read() {per_device * 1e3:7.4f} ms per device   {slow_text}")
+    return per_device
+
+
 def sampler_share(seconds: float) -> float:
     sampler = build_sampler(SamplerConfig(interval=1.0, enable_gpu=False))
     sampler.start()
@@ -126,7 +272,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--real-gpus", action="store_true",
                         help="also time a sample with this machine's real NVIDIA GPUs")
+    parser.add_argument("--only-backends", action="store_true",
+                        help="measure only the vendor backends (issue 12)")
     args = parser.parse_args()
+    if args.only_backends:
+        backends_table(args.samples)
+        return
     print(f"host: {psutil.cpu_count()} logical CPUs, {len(psutil.pids())} processes, "
           f"Python {sys.version.split()[0]}, psutil {psutil.__version__}")
     print(f"\nCPU time of one sample (median of {args.samples}):")
@@ -154,6 +305,17 @@ def main() -> None:
         print(f"  {name:<28} {value:>12}   target {target:<10} {'met' if ok else 'NOT met'}")
     print(f"  naive / tracklab per sample: {naive / host:6.1f}x   "
           f"per-second share: {theirs / ours if ours else float('inf'):6.1f}x")
+    backends_table(args.samples)
+
+
+def backends_table(samples: int) -> None:
+    print(f"\nEach vendor backend alone (median of {samples} reads; the fakes' cost included):")
+    results = [(label, bench_backend(label, host, samples)) for label, host in BACKEND_HOSTS]
+    print("\nBackends against the target (read() <= 0.1 ms per device per sample):")
+    for label, per_device in results:
+        if per_device is not None:
+            verdict = "met" if per_device <= 0.1e-3 else "NOT met"
+            print(f"  {label:<38} {per_device * 1e3:7.4f} ms   {verdict}")
 
 
 if __name__ == "__main__":

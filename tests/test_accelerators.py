@@ -283,7 +283,7 @@ def test_one_broken_vendor_leaves_the_others(mixed_host, fake_nvml_factory, monk
     from tracklab_jupyter.accelerators.amd import AmdBackend
     from tracklab_jupyter.accelerators.tpu import TpuBackend
 
-    # NVML gone (no driver), the TPU backend's open crashing, AMD's reads crashing later
+    # no NVIDIA driver, the TPU backend's open crashing, AMD's reads crashing later
     fake_nvml_factory(library_missing=True)
 
     def crash(message):
@@ -295,8 +295,8 @@ def test_one_broken_vendor_leaves_the_others(mixed_host, fake_nvml_factory, monk
     monkeypatch.setattr(AmdBackend, "read", crash("amdsmi hung up"))
     sample, info, notes = _sample()
     assert [d["vendor"] for d in devices_in(info)] == ["amd"] * 2 + ["huawei"] * 8
-    assert notes == ["nvidia: NVML library not found (no NVIDIA driver installed)",
-                     "tpu: failed to open: RuntimeError: libtpu exploded"]
+    # NVML's absence is silent (no NVIDIA GPU on this host's PCI bus); the crash is noted
+    assert notes == ["tpu: failed to open: RuntimeError: libtpu exploded"]
     # the AMD GPUs are numbered from 0 now; their fast reads fail (only the slow thread's
     # energy reading is left), and the NPUs go on
     m = sample.metrics
