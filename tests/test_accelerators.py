@@ -342,3 +342,35 @@ async def test_the_server_lists_every_vendor(mixed_host, jp_fetch, jp_ws_fetch,
     check(update, "WsHardwareUpdate")
     assert len(update["data"]["state"]["accelerators"]) == 16
     ws.close()
+
+
+def test_snapshot_table_names_each_device_with_vendor_and_kind():
+    from tracklab_jupyter.snapshot_table import render
+
+    info = {
+        "amd": {"vendor": "amd", "kind": "gpu", "devices": [
+            {"index": 2, "kind": "gpu", "vendor": "amd", "name": "AMD Instinct MI300X",
+             "state": "ok"},
+            {"index": 3, "kind": "gpu", "vendor": "amd", "name": "AMD Instinct MI300X",
+             "state": "lost"}]},
+        "ascend": {"vendor": "huawei", "kind": "npu", "devices": [
+            {"index": 0, "kind": "npu", "vendor": "huawei", "name": "Ascend 910B3",
+             "state": "ok"}]},
+        "tpu": {"vendor": "google", "kind": "tpu", "devices": [
+            {"index": 0, "kind": "tpu", "vendor": "google", "name": "TPU v6e",
+             "state": "idle", "idle_reason": "no TPU program running"}]},
+    }
+    metrics = {"gpu.2.util_pct": 50.0, "gpu.2.throttle_reasons": 0x1 | 0x4,
+               "gpu.2.sm_clock_mhz": 2100.0, "npu.0.util_pct": 12.0,
+               "npu.0.mem_used_bytes": 3 * 2 ** 30, "npu.0.mem_total_bytes": 64 * 2 ** 30,
+               "npu.0.health": 1.0, "npu.0.proc.77.mem_used_bytes": 2 ** 30}
+    text = render({"time": 0.0, "node": "box", "metrics": metrics, "info": info})
+    lines = text.splitlines()
+    assert any(ln.startswith("GPU 2") and "50.0%" in ln for ln in lines)
+    assert ("         AMD Instinct MI300X · AMD GPU · clock 2100 MHz · "
+            "throttled: power limit, temperature limit") in lines
+    assert "GPU 3    AMD Instinct MI300X · AMD GPU: lost (no longer answers)" in lines
+    assert any(ln.startswith("NPU 0") and "mem 3.0 GiB / 64.0 GiB" in ln for ln in lines)
+    assert ("         Ascend 910B3 · Huawei NPU · health warning · procs 77 (1.0 GiB)"
+            in lines)
+    assert "TPU 0    TPU v6e · Google TPU: idle, no TPU program running" in lines

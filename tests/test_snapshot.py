@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_nvidia import write_nvidia_pci
 
 import tracklab
 from tracklab_jupyter.metrics.catalogue import is_known
@@ -83,8 +84,10 @@ def test_gpu_selection_by_option_and_by_cuda_visible_devices():
     assert {k.split(".")[1] for k in snap["metrics"] if k.startswith("gpu.")} == {"2"}
 
 
-def test_no_nvidia_library_is_one_clear_line_and_nothing_else_breaks():
-    proc = run_cli(gpus=1, TRACKLAB_FAKE_NVML_NO_LIBRARY="1")
+def test_no_nvidia_library_is_one_clear_line_and_nothing_else_breaks(tmp_path):
+    # an NVIDIA GPU on the PCI bus, and no driver: worth a note (without one: silence)
+    host = write_nvidia_pci(tmp_path / "host")
+    proc = run_cli(gpus=1, TRACKLAB_FAKE_NVML_NO_LIBRARY="1", TRACKLAB_HOST_ROOT=str(host))
     assert proc.returncode == 0, proc.stderr
     assert "note: nvidia: NVML library not found" in proc.stdout
     assert "GPU 0" not in proc.stdout and proc.stdout.count("CPU") >= 1

@@ -137,7 +137,7 @@ def _accelerators(m: dict[str, float], info: dict[str, Any]) -> list[str]:
             out.append(f"{head}{what}: lost (no longer answers)")
             continue
         if dev.get("state") == "idle" and not g:
-            out.append(f"{head}{what}: idle ({dev.get('idle_reason', 'nothing to read now')})")
+            out.append(f"{head}{what}: idle, {dev.get('idle_reason', 'nothing to read now')}")
             continue
         util = g.get("util_pct")
         parts = [f"{head}{_pct(util)} {bar(util)}"]
