@@ -79,11 +79,12 @@ from tracklab_jupyter.accelerators.base import (
     AcceleratorBackend,
     AcceleratorUnavailable,
     Candidate,
+    DeviceLosses,
     NoDevices,
     Selection,
     device_facts,
+    device_info,
     host_path,
-    lost_event,
     match_selector,
     parse_selection,
     visible_subset,
@@ -532,7 +533,7 @@ class AmdBackend(AcceleratorBackend):
         self._first = first_index
         self._lock = threading.Lock()
         self._closed = False
-        self._pending_events: list[dict[str, Any]] = []
+        self._losses = DeviceLosses(self)
         self._devices: list[_Device] = []
         self._readers: list[Any] = []
         self._smi: _Smi | None = None
@@ -627,7 +628,7 @@ class AmdBackend(AcceleratorBackend):
         out = Reading()
         if not self._closed:
             self._each_device(lambda dev: dev.reader.fast(dev.guard), out)
-            out.events.extend(self._take_events())
+            out.events.extend(self._losses.take())
         return out
 
     def read_slow(self) -> Reading:
@@ -635,7 +636,7 @@ class AmdBackend(AcceleratorBackend):
         out = Reading()
         if not self._closed:
             self._each_device(lambda dev: dev.reader.slow(dev.guard), out)
-            out.events.extend(self._take_events())
+            out.events.extend(self._losses.take())
         return out
 
     def _each_device(self, read: Callable[[_Device], dict[str, float]], out: Reading) -> None:
@@ -652,19 +653,8 @@ class AmdBackend(AcceleratorBackend):
 
     def _mark_lost(self, dev: _Device, call: str, error: Any) -> None:
         """Mark ``dev`` lost and queue one ``gpu_lost`` event (whichever thread saw it)."""
-        with self._lock:
-            if dev.lost:
-                return
-            dev.lost = True
-            self._pending_events.append(lost_event(
-                self, dev.index, str(dev.facts.get("uuid", "")),
-                dev.facts.get("name", "GPU"), error, call))
-        log.warning("amd: GPU %d lost: %s: %s; other GPUs go on", dev.index, call, error)
-
-    def _take_events(self) -> list[dict[str, Any]]:
-        with self._lock:
-            events, self._pending_events = self._pending_events, []
-        return events
+        if self._losses.lose(dev, error, call):
+            log.warning("amd: GPU %d lost: %s: %s; other GPUs go on", dev.index, call, error)
 
     # -- info and closing ----------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -675,11 +665,7 @@ class AmdBackend(AcceleratorBackend):
 
     @staticmethod
     def _device_info(dev: _Device) -> dict[str, Any]:
-        info = dict(dev.facts)
-        info["state"] = "lost" if dev.lost else "ok"
-        if dev.guard.unsupported:
-            info["unsupported"] = sorted(dev.guard.unsupported)
-        return info
+        return device_info(dev.facts, dev.lost, dev.guard)
 
     def close(self) -> None:
         """Close the sysfs files and shut amdsmi down (once; later calls do nothing)."""

@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -47,11 +46,12 @@ from tracklab_jupyter.accelerators.base import (
     AcceleratorBackend,
     AcceleratorUnavailable,
     Candidate,
+    DeviceLosses,
     NoDevices,
     Selection,
     device_facts,
+    device_info,
     host_path,
-    lost_event,
     visible_subset,
 )
 from tracklab_jupyter.collectors.base import FieldGuard, Reading
@@ -134,9 +134,8 @@ class AscendBackend(AcceleratorBackend):
                  smi_timeout: float = SMI_TIMEOUT_S) -> None:
         if not davinci_devices():
             raise NoDevices("no Ascend NPU (/dev/davinci*)")
-        self._lock = threading.Lock()
         self._closed = False
-        self._events: list[dict[str, Any]] = []
+        self._losses = DeviceLosses(self)
         self._dcmi: Dcmi | None = None
         self._smi: str | None = None
         self._smi_timeout = smi_timeout
@@ -328,9 +327,8 @@ class AscendBackend(AcceleratorBackend):
         if not chosen:
             raise AcceleratorUnavailable(f"no Ascend NPU selected by {source}",
                                          found=len(chips))
-        with self._lock:  # events of chips lost at open but not selected are not ours
-            keep = {c.index for c in chosen}
-            self._events = [e for e in self._events if e["data"].get("npu") in keep]
+        # events of chips lost at open but not selected are not ours
+        self._losses.keep_only({c.index for c in chosen})
         return chosen
 
     # -- calling DCMI -----------------------------------------------------------------------
@@ -398,19 +396,9 @@ class AscendBackend(AcceleratorBackend):
     # -- lost chips ---------------------------------------------------------------------------
     def _mark_lost(self, chip: _Chip, call: str, error: Any) -> None:
         """Mark ``chip`` lost and queue one ``gpu_lost`` event (whichever thread saw it)."""
-        with self._lock:
-            if chip.lost:
-                return
-            chip.lost = True
-            self._events.append(lost_event(self, chip.index, str(chip.facts.get("uuid", "")),
-                                           str(chip.facts.get("name", "NPU")), error, call))
-        log.warning("ascend: NPU %d (npu-smi %d/%d) lost: %s: %s; other chips go on",
-                    chip.index, chip.npu_id, chip.chip_id, call, error)
-
-    def _take_events(self) -> list[dict[str, Any]]:
-        with self._lock:
-            events, self._events = self._events, []
-        return events
+        if self._losses.lose(chip, error, call):
+            log.warning("ascend: NPU %d (npu-smi %d/%d) lost: %s: %s; other chips go on",
+                        chip.index, chip.npu_id, chip.chip_id, call, error)
 
     def _each_chip(self, fields: Sequence[str], out: Reading, timed: bool = False) -> None:
         read = self._timed_field if timed else self._dcmi_field
@@ -435,7 +423,7 @@ class AscendBackend(AcceleratorBackend):
         if self._dcmi is not None:
             fast = [k for k in FAST_FIELDS if k not in self._demoted]
             self._each_chip(fast, out, timed=True)
-        out.events.extend(self._take_events())
+        out.events.extend(self._losses.take())
         return out
 
     def read_slow(self) -> Reading:
@@ -448,7 +436,7 @@ class AscendBackend(AcceleratorBackend):
             self._each_chip([*SLOW_FIELDS, *sorted(self._demoted)], out)
         elif self._smi is not None:
             self._read_smi(out)
-        out.events.extend(self._take_events())
+        out.events.extend(self._losses.take())
         return out
 
     def _run_smi(self, args: list[str]) -> str:
@@ -491,11 +479,7 @@ class AscendBackend(AcceleratorBackend):
 
     @staticmethod
     def _chip_info(chip: _Chip) -> dict[str, Any]:
-        info = dict(chip.facts)
-        info["state"] = "lost" if chip.lost else "ok"
-        if chip.guard.unsupported:
-            info["unsupported"] = sorted(chip.guard.unsupported)
-        return info
+        return device_info(chip.facts, chip.lost, chip.guard)
 
     def close(self) -> None:
         """Stop reading (DCMI has no shutdown call to make). Reads then return nothing."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +214,50 @@ def device_facts(backend: AcceleratorBackend, index: int, **facts: Any) -> dict[
     """The fields every device dict starts with."""
     return {"index": index, "kind": backend.kind, "vendor": backend.vendor, "name": "unknown",
             "uuid": "", "state": "ok", **facts}
+
+
+def device_info(facts: dict[str, Any], lost: bool, guard: Any) -> dict[str, Any]:
+    """A device's dict for ``info()``: its facts, its state, and the fields its driver does
+    not support (``guard`` is its :class:`~tracklab_jupyter.collectors.base.FieldGuard`)."""
+    info = dict(facts)
+    info["state"] = "lost" if lost else "ok"
+    if guard.unsupported:
+        info["unsupported"] = sorted(guard.unsupported)
+    return info
+
+
+class DeviceLosses:
+    """Marks a backend's devices lost once, whichever of its two threads (the tick, the slow
+    read) saw it first, and keeps their ``gpu_lost`` events for the next read to hand over.
+    A device is any object with ``index``, ``facts`` and a ``lost`` flag."""
+
+    def __init__(self, backend: AcceleratorBackend) -> None:
+        self._backend = backend
+        self._lock = threading.Lock()
+        self._events: list[dict[str, Any]] = []
+
+    def lose(self, dev: Any, error: Any, call: str) -> bool:
+        """Mark ``dev`` lost and queue its event; False when it already was."""
+        with self._lock:
+            if dev.lost:
+                return False
+            dev.lost = True
+            facts = dev.facts
+            self._events.append(lost_event(
+                self._backend, dev.index, str(facts.get("uuid", "")),
+                str(facts.get("name", self._backend.kind.upper())), error, call))
+        return True
+
+    def keep_only(self, indices: set[int]) -> None:
+        """Forget the events of devices not in ``indices`` (lost at open, then not chosen)."""
+        kind = self._backend.kind
+        with self._lock:
+            self._events = [e for e in self._events if e["data"].get(kind) in indices]
+
+    def take(self) -> list[dict[str, Any]]:
+        with self._lock:
+            events, self._events = self._events, []
+        return events
 
 
 def lost_event(backend: AcceleratorBackend, index: int, uuid: str, name: str,

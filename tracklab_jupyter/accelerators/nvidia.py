@@ -43,11 +43,12 @@ from tracklab_jupyter.accelerators.base import (
     AcceleratorBackend,
     AcceleratorUnavailable,
     Candidate,
+    DeviceLosses,
     NoDevices,
     Selection,
     device_facts,
+    device_info,
     host_path,
-    lost_event,
     names_by_id,
     parse_selection,
     visible_subset,
@@ -231,7 +232,7 @@ class NvidiaBackend(AcceleratorBackend):
         self._mem_v2 = self._memory_v2_fn()
         self._lock = threading.Lock()
         self._closed = True
-        self._pending_events: list[dict[str, Any]] = []
+        self._losses = DeviceLosses(self)
         self._devices: list[_Device] = []
         self._system: dict[str, Any] = {}
         self._init_nvml()
@@ -470,19 +471,9 @@ class NvidiaBackend(AcceleratorBackend):
     # -- lost devices -----------------------------------------------------------------------
     def _mark_lost(self, dev: _Device, fname: str, error: Any) -> None:
         """Mark ``dev`` lost and queue one ``gpu_lost`` event (whichever thread saw it)."""
-        with self._lock:
-            if dev.lost:
-                return
-            dev.lost = True
-            self._pending_events.append(lost_event(
-                self, dev.index, dev.uuid, dev.facts.get("name", "GPU"), error, fname))
-        log.warning("nvidia: GPU %d (%s) lost: %s: %s; other GPUs go on",
-                    dev.index, dev.uuid, fname, error)
-
-    def _take_events(self) -> list[dict[str, Any]]:
-        with self._lock:
-            events, self._pending_events = self._pending_events, []
-        return events
+        if self._losses.lose(dev, error, fname):
+            log.warning("nvidia: GPU %d (%s) lost: %s: %s; other GPUs go on",
+                        dev.index, dev.uuid, fname, error)
 
     def _each_device(self, read: Callable[[_Device], dict[str, float]], out: Reading) -> None:
         for dev in self._devices:  # the list is replaced, never mutated: safe to iterate
@@ -503,7 +494,7 @@ class NvidiaBackend(AcceleratorBackend):
         if self._closed:
             return out
         self._each_device(self._read_device, out)
-        out.events.extend(self._take_events())
+        out.events.extend(self._losses.take())
         return out
 
     def _read_device(self, dev: _Device) -> dict[str, float]:
@@ -595,7 +586,7 @@ class NvidiaBackend(AcceleratorBackend):
                 except _DeviceLost as exc:
                     self._mark_lost(dev, exc.fname, exc.error)
         out.events.extend(self._check_new_gpus())
-        out.events.extend(self._take_events())
+        out.events.extend(self._losses.take())
         return out
 
     def _read_device_slow(self, dev: _Device) -> dict[str, float]:
@@ -680,13 +671,10 @@ class NvidiaBackend(AcceleratorBackend):
 
     @staticmethod
     def _device_info(dev: _Device) -> dict[str, Any]:
-        info = dict(dev.facts)
+        info = device_info(dev.facts, dev.lost, dev.guard)
         if dev.mig_mode is not None:
             info["mig_mode"] = _mig_words(dev.mig_mode)
             info["mig_devices"] = [dict(m.facts) for m in dev.migs]
-        info["state"] = "lost" if dev.lost else "ok"
-        if dev.guard.unsupported:
-            info["unsupported"] = sorted(dev.guard.unsupported)
         return info
 
     def close(self) -> None:
