@@ -69,7 +69,6 @@ from types import ModuleType
 from typing import Any
 
 from tracklab_jupyter.accelerators.amd_sysfs import (
-    DeviceLost,
     SysfsCard,
     find_cards,
     read_text,
@@ -80,6 +79,7 @@ from tracklab_jupyter.accelerators.base import (
     AcceleratorUnavailable,
     Candidate,
     DeviceLosses,
+    DeviceLost,
     NoDevices,
     Selection,
     device_facts,
@@ -87,6 +87,7 @@ from tracklab_jupyter.accelerators.base import (
     host_path,
     match_selector,
     parse_selection,
+    read_devices,
     visible_subset,
 )
 from tracklab_jupyter.accelerators.throttle import fold_amd_throttle
@@ -640,16 +641,9 @@ class AmdBackend(AcceleratorBackend):
         return out
 
     def _each_device(self, read: Callable[[_Device], dict[str, float]], out: Reading) -> None:
-        for dev in self._devices:
-            if dev.lost:
-                continue
-            try:
-                values = read(dev)
-            except DeviceLost as exc:
-                # Values read before the loss in this pass are dropped with the device.
-                self._mark_lost(dev, exc.call, exc.error)
-                continue
-            out.gauges.update({dev.prefix + k: v for k, v in values.items()})
+        out.gauges.update(read_devices(
+            self._devices, lambda dev: {dev.prefix + k: v for k, v in read(dev).items()},
+            self._mark_lost))
 
     def _mark_lost(self, dev: _Device, call: str, error: Any) -> None:
         """Mark ``dev`` lost and queue one ``gpu_lost`` event (whichever thread saw it)."""

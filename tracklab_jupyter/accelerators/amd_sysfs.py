@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tracklab_jupyter.accelerators.base import DeviceLost
 from tracklab_jupyter.collectors.base import FieldGuard
 
 log = logging.getLogger("tracklab_jupyter.accelerators.amd")
@@ -43,15 +44,6 @@ _READ_SIZE = 4096  # pp_dpm_* tables are a few hundred bytes
 _TEMP_LABELS = {"edge": "temp_c", "junction": "junction_temp_c", "mem": "mem_temp_c"}
 _LOST_ERRNO = frozenset({errno.ENODEV, errno.ENOENT, errno.ENXIO})
 _PERMANENT_ERRNO = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL})
-
-
-class DeviceLost(Exception):
-    """A device stopped answering (sysfs files gone, or the vendor library said so)."""
-
-    def __init__(self, call: str, error: BaseException | str) -> None:
-        super().__init__(f"{call}: {error}")
-        self.call = call
-        self.error = error
 
 
 def is_permanent(exc: BaseException) -> bool:

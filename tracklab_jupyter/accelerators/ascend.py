@@ -47,11 +47,13 @@ from tracklab_jupyter.accelerators.base import (
     AcceleratorUnavailable,
     Candidate,
     DeviceLosses,
+    DeviceLost,
     NoDevices,
     Selection,
     device_facts,
     device_info,
     host_path,
+    read_devices,
     visible_subset,
 )
 from tracklab_jupyter.collectors.base import FieldGuard, Reading
@@ -108,13 +110,6 @@ class _Chip:
         """What a selection may name this chip by besides ``npu.N``."""
         return tuple(str(self.facts[k]) for k in ("uuid", "serial", "pci_bus_id")
                      if self.facts.get(k))
-
-
-class _ChipLost(Exception):
-    def __init__(self, call: str, error: Any) -> None:
-        super().__init__(f"{call}: {error}")
-        self.call = call
-        self.error = error
 
 
 class AscendBackend(AcceleratorBackend):
@@ -265,7 +260,7 @@ class AscendBackend(AcceleratorBackend):
             hbm = self._call(chip, "hbm", lib.hbm, c, n)
             if hbm is not None and hbm[1] > 0:
                 f["mem_total_bytes"] = hbm[1] * MIB
-        except _ChipLost as exc:
+        except DeviceLost as exc:
             self._mark_lost(chip, exc.call, exc.error)
 
     def _smi_chips(self, problems: list[str]) -> list[_Chip]:
@@ -335,12 +330,12 @@ class AscendBackend(AcceleratorBackend):
     def _call(self, chip: _Chip, key: str, fn: Callable[..., Any], *args: Any) -> Any:
         """One DCMI call for one field of one chip; None when there is no value now.
 
-        Raises :class:`_ChipLost` when DCMI says the chip is gone."""
+        Raises :class:`DeviceLost` when DCMI says the chip is gone."""
         try:
             return chip.guard.call(key, fn, *args)
         except DcmiError as exc:
             if exc.code in _LOST:
-                raise _ChipLost(exc.function, exc) from exc
+                raise DeviceLost(exc.function, exc) from exc
             log.debug("ascend npu %d: %s: %s (asking again later)", chip.index, key, exc)
             return None
 
@@ -351,7 +346,7 @@ class AscendBackend(AcceleratorBackend):
         if key == "health":
             health = self._call(chip, key, lib.health, c, n)
             if health == dcmi_api.HEALTH_ABSENT:
-                raise _ChipLost("dcmi_get_device_health", "health says the chip does not exist")
+                raise DeviceLost("dcmi_get_device_health", "health says the chip does not exist")
             _put(g, p + "health", health)
         elif key == "util":
             _put(g, p + "util_pct", self._call(chip, key, lib.utilization, c, n,
@@ -402,17 +397,13 @@ class AscendBackend(AcceleratorBackend):
 
     def _each_chip(self, fields: Sequence[str], out: Reading, timed: bool = False) -> None:
         read = self._timed_field if timed else self._dcmi_field
-        for chip in self._chips:
-            if chip.lost:
-                continue
+        def chip_values(chip: _Chip) -> dict[str, float]:
             values: dict[str, float] = {}
-            try:
-                for key in fields:
-                    values.update(read(chip, key))
-            except _ChipLost as exc:  # values read before the loss go with the chip
-                self._mark_lost(chip, exc.call, exc.error)
-                continue
-            out.gauges.update(values)
+            for key in fields:
+                values.update(read(chip, key))
+            return values
+
+        out.gauges.update(read_devices(self._chips, chip_values, self._mark_lost))
 
     # -- the two paths --------------------------------------------------------------------------
     def read(self) -> Reading:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,6 +214,34 @@ def device_facts(backend: AcceleratorBackend, index: int, **facts: Any) -> dict[
     """The fields every device dict starts with."""
     return {"index": index, "kind": backend.kind, "vendor": backend.vendor, "name": "unknown",
             "uuid": "", "state": "ok", **facts}
+
+
+class DeviceLost(Exception):
+    """Raised inside a backend when a call says the whole device is gone (fell off the bus,
+    a driver reset, its sysfs files vanished)."""
+
+    def __init__(self, call: str, error: BaseException | str) -> None:
+        super().__init__(f"{call}: {error}")
+        self.call = call
+        self.error = error
+
+
+def read_devices(devices: Sequence[Any], read: Callable[[Any], dict[str, float]],
+                 mark_lost: Callable[[Any, str, Any], None]) -> dict[str, float]:
+    """The values ``read(dev)`` gives for each live device. A device whose read raises
+    :class:`DeviceLost` goes to ``mark_lost(dev, call, error)``, and the values read before
+    the loss in this pass are dropped with it; the other devices go on."""
+    values: dict[str, float] = {}
+    for dev in devices:
+        if dev.lost:
+            continue
+        try:
+            got = read(dev)
+        except DeviceLost as exc:
+            mark_lost(dev, exc.call, exc.error)
+            continue
+        values.update(got)
+    return values
 
 
 def device_info(facts: dict[str, Any], lost: bool, guard: Any) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from tracklab_jupyter.accelerators.base import (
     AcceleratorUnavailable,
     Candidate,
     DeviceLosses,
+    DeviceLost,
     NoDevices,
     Selection,
     device_facts,
@@ -51,6 +52,7 @@ from tracklab_jupyter.accelerators.base import (
     host_path,
     names_by_id,
     parse_selection,
+    read_devices,
     visible_subset,
 )
 from tracklab_jupyter.collectors.base import FieldGuard, Reading
@@ -143,15 +145,6 @@ class _Device:
     @property
     def uuid(self) -> str:
         return str(self.facts.get("uuid", ""))
-
-
-class _DeviceLost(Exception):
-    """Raised inside the backend when a call says the whole device is gone."""
-
-    def __init__(self, fname: str, error: BaseException) -> None:
-        super().__init__(f"{fname}: {error}")
-        self.fname = fname
-        self.error = error
 
 
 def _text(value: Any) -> str:
@@ -314,7 +307,7 @@ class NvidiaBackend(AcceleratorBackend):
                     if mode is not None and int(mode[0]) == _MIG_ENABLED:
                         ids += [m.facts["uuid"] for m in self._mig_devices(dev)
                                 if m.facts.get("uuid")]
-            except _DeviceLost:
+            except DeviceLost:
                 pass
             ids += [i[4:] for i in ids if i.lower().startswith("gpu-")]
             out.append(Candidate(index, tuple(ids)))
@@ -359,8 +352,8 @@ class NvidiaBackend(AcceleratorBackend):
                 dev.mig_mode = (int(mode[0]), int(mode[1]))
                 if dev.mig_mode[0] == _MIG_ENABLED:
                     dev.migs = self._mig_devices(dev)
-        except _DeviceLost as exc:
-            self._mark_lost(dev, exc.fname, exc.error)
+        except DeviceLost as exc:
+            self._mark_lost(dev, exc.call, exc.error)
         return dev
 
     def _static_facts(self, dev: _Device) -> dict[str, Any]:
@@ -431,7 +424,7 @@ class NvidiaBackend(AcceleratorBackend):
     def _call(self, dev: _Device, key: str, fn: str | Callable[..., Any], *args: Any) -> Any:
         """One NVML call for one field of one device; None when there is no value.
 
-        Raises :class:`_DeviceLost` when NVML says the device is gone.
+        Raises :class:`DeviceLost` when NVML says the device is gone.
         """
         if isinstance(fn, str):
             fname = fn
@@ -442,7 +435,7 @@ class NvidiaBackend(AcceleratorBackend):
             return dev.guard.call(key, fn, *args)
         except self._error_cls as exc:
             if getattr(exc, "value", None) in self._lost_codes:
-                raise _DeviceLost(fname, exc) from exc
+                raise DeviceLost(fname, exc) from exc
             # NotFound and the like: no value now (e.g. process utilisation while idle).
             log.debug("nvidia gpu %d: %s: %s (asking again later)", dev.index, key, exc)
             return None
@@ -476,16 +469,8 @@ class NvidiaBackend(AcceleratorBackend):
                         dev.index, dev.uuid, fname, error)
 
     def _each_device(self, read: Callable[[_Device], dict[str, float]], out: Reading) -> None:
-        for dev in self._devices:  # the list is replaced, never mutated: safe to iterate
-            if dev.lost:
-                continue
-            try:
-                values = read(dev)
-            except _DeviceLost as exc:
-                # Values read before the loss in this pass are dropped with the device.
-                self._mark_lost(dev, exc.fname, exc.error)
-                continue
-            out.gauges.update(values)
+        # The list is replaced, never mutated: safe to iterate while another thread adds one.
+        out.gauges.update(read_devices(self._devices, read, self._mark_lost))
 
     # -- the fast path ----------------------------------------------------------------------
     def read(self) -> Reading:
@@ -583,8 +568,8 @@ class NvidiaBackend(AcceleratorBackend):
             if not dev.lost:
                 try:
                     out.events.extend(self._check_mig(dev))
-                except _DeviceLost as exc:
-                    self._mark_lost(dev, exc.fname, exc.error)
+                except DeviceLost as exc:
+                    self._mark_lost(dev, exc.call, exc.error)
         out.events.extend(self._check_new_gpus())
         out.events.extend(self._losses.take())
         return out
@@ -656,7 +641,7 @@ class NvidiaBackend(AcceleratorBackend):
             for key, fname in (("name", "nvmlDeviceGetName"), ("uuid", "nvmlDeviceGetUUID")):
                 try:
                     value = self._call(dev, key, fname, dev.handle)
-                except _DeviceLost:
+                except DeviceLost:
                     value = None
                 if value is not None:
                     dev.facts[key] = _text(value)
