@@ -19,6 +19,7 @@ from tracklab_jupyter.accelerators.base import (
 from tracklab_jupyter.accelerators.registry import devices_in, drivers_in, open_backends
 from tracklab_jupyter.accelerators.throttle import describe_throttle, fold_amd_throttle
 from tracklab_jupyter.notebook.cells import format_line, summarize
+from tracklab_jupyter.runs.gpu import device_readings
 from tracklab_jupyter.runs.process_tree import gpu_memory_by_pid
 from tracklab_jupyter.sampler.events import HardwareWatcher
 from tracklab_jupyter.sampler.sample import Sample
@@ -192,7 +193,7 @@ def test_events_follow_every_vendor_and_kind():
         by_kind["health_changed"]["data"]
 
 
-def test_cell_line_and_process_trees_cover_npus_and_tpus():
+def test_cell_line_process_trees_and_monitor_gpu_cover_npus_and_tpus():
     samples = [Sample(t, "n", {"gpu.0.util_pct": u, "gpu.0.mem_used_bytes": 2 * 1024 ** 3,
                                "npu.1.util_pct": 40.0, "npu.1.mem_used_bytes": 1024 ** 3 * m,
                                "tpu.0.util_pct": 10.0})
@@ -204,8 +205,11 @@ def test_cell_line_and_process_trees_cover_npus_and_tpus():
     assert "GPU0 95 % · 2.0 GiB peak" in line and "NPU1 40 % · 5.0 GiB peak" in line
     assert "TPU0 10 %" in line
     metrics = {"gpu.0.proc.41.mem_used_bytes": 100.0, "npu.1.proc.41.mem_used_bytes": 50.0,
-               "npu.1.proc.42.mem_used_bytes": 7.0, "npu.1.mem_used_bytes": 1e9}
+               "npu.1.proc.42.mem_used_bytes": 7.0, "npu.1.mem_used_bytes": 1e9,
+               "tpu.0.util_pct": 3.0, "cpu.util_pct": 9.0}
     assert gpu_memory_by_pid(metrics) == {41: 150.0, 42: 7.0}
+    # monitor_gpu(run).log_gpu_metrics() logs every kind's values, no per-process ones
+    assert device_readings(metrics) == {"npu.1.mem_used_bytes": 1e9, "tpu.0.util_pct": 3.0}
 
 
 def test_prometheus_labels_name_the_device_and_its_vendor():

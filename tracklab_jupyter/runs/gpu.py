@@ -31,8 +31,7 @@ class GpuLogger:
         while monitor.latest is None and time.monotonic() < deadline:
             time.sleep(0.05)
         sample = monitor.latest
-        values = {k: v for k, v in (sample.metrics if sample else {}).items()
-                  if k.startswith(("gpu.", "npu.", "tpu.")) and ".proc." not in k}
+        values = device_readings(sample.metrics if sample else {})
         if not values:
             notes = "; ".join(monitor.notes) or "no sample yet"
             warnings.warn(f"no accelerator readings on this host to log ({notes})",
@@ -40,3 +39,10 @@ class GpuLogger:
             return {}
         self.run.log(values, step=step)
         return values
+
+
+def device_readings(metrics: dict[str, float]) -> dict[str, float]:
+    """A sample's accelerator values of every kind (``gpu.*``, ``npu.*``, ``tpu.*``), without
+    the per-process ones (a run's metrics are its own; pids come and go)."""
+    return {k: v for k, v in metrics.items()
+            if k.startswith(("gpu.", "npu.", "tpu.")) and ".proc." not in k}
