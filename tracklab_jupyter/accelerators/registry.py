@@ -21,22 +21,21 @@ from tracklab_jupyter.accelerators.base import (
 
 log = logging.getLogger("tracklab_jupyter.accelerators")
 
-#: (collector name, module, class): the backends, in numbering order.
-BACKENDS: tuple[tuple[str, str, str], ...] = (
-    ("nvidia", "tracklab_jupyter.accelerators.nvidia", "NvidiaBackend"),
-    ("amd", "tracklab_jupyter.accelerators.amd", "AmdBackend"),
-    ("ascend", "tracklab_jupyter.accelerators.ascend", "AscendBackend"),
-    ("tpu", "tracklab_jupyter.accelerators.tpu", "TpuBackend"),
+#: (collector name, metric kind of its devices, module, class): the backends, in numbering
+#: order. The kind is here so the numbering is known without importing a backend.
+BACKENDS: tuple[tuple[str, str, str, str], ...] = (
+    ("nvidia", "gpu", "tracklab_jupyter.accelerators.nvidia", "NvidiaBackend"),
+    ("amd", "gpu", "tracklab_jupyter.accelerators.amd", "AmdBackend"),
+    ("ascend", "npu", "tracklab_jupyter.accelerators.ascend", "AscendBackend"),
+    ("tpu", "tpu", "tracklab_jupyter.accelerators.tpu", "TpuBackend"),
 )
-BACKEND_NAMES = tuple(name for name, _, _ in BACKENDS)
-#: The metric kind of each backend's devices, known without importing it.
-KIND_OF = {"nvidia": "gpu", "amd": "gpu", "ascend": "npu", "tpu": "tpu"}
+BACKEND_NAMES = tuple(entry[0] for entry in BACKENDS)
 # Facts written by versions before the vendor backends, kept readable in old stores.
 _LEGACY_NAME = "gpu"
 
 
 def backend_class(name: str) -> type[AcceleratorBackend]:
-    for entry, module, cls in BACKENDS:
+    for entry, _kind, module, cls in BACKENDS:
         if entry == name:
             return getattr(importlib.import_module(module), cls)
     raise KeyError(f"no accelerator backend named {name!r}; known: {', '.join(BACKEND_NAMES)}")
@@ -53,13 +52,13 @@ def open_backends(
     backends: list[AcceleratorBackend] = []
     notes: list[str] = []
     next_gpu = 0
-    for name, _, _ in BACKENDS:
+    for name, kind, _, _ in BACKENDS:
         if only is not None and name not in only:
             continue
         found = 0
         try:
             cls = backend_class(name)
-            backend = cls.open(sel, first_index=next_gpu if cls.kind == "gpu" else 0)
+            backend = cls.open(sel, first_index=next_gpu if kind == "gpu" else 0)
         except NoDevices as exc:
             log.debug("no %s accelerators: %s", name, exc)
         except AcceleratorUnavailable as exc:
@@ -72,7 +71,7 @@ def open_backends(
         else:
             backends.append(backend)
             found = backend.found
-        if KIND_OF[name] == "gpu":
+        if kind == "gpu":
             next_gpu += found
     for sel_text in sel.unmatched():
         notes.append(f"selection: {sel_text!r} matches no single accelerator")
