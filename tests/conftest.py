@@ -22,6 +22,32 @@ def _isolated_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("TRACKLAB_DATA_DIR", str(tmp_path / "tracklab-data"))
 
 
+def backend_opener(cls):
+    """A fixture for a backend test module: ``backends(*args)`` opens ``cls`` with them, and
+    every backend the test opened is closed afterwards."""
+
+    @pytest.fixture
+    def backends():
+        opened = []
+
+        def open_(*args, **kwargs):
+            backend = cls.open(*args, **kwargs)
+            opened.append(backend)
+            return backend
+
+        yield open_
+        for backend in opened:
+            backend.close()
+
+    return backends
+
+
+def device_metrics(gauges: dict[str, float], kind: str, index: int) -> dict[str, float]:
+    """One device's values from a reading, without its ``{kind}.{index}.`` prefix."""
+    prefix = f"{kind}.{index}."
+    return {k[len(prefix):]: v for k, v in gauges.items() if k.startswith(prefix)}
+
+
 @pytest.fixture
 def tracklab_data_dir(tmp_path):
     return tmp_path / "server-data"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import backend_opener, device_metrics
 
 from tracklab_jupyter.accelerators import amd_sysfs
 from tracklab_jupyter.accelerators.amd import AmdBackend
@@ -46,24 +47,11 @@ SLOW_CALLS = ("amdsmi_get_gpu_process_list", "amdsmi_get_gpu_total_ecc_count",
               "amdsmi_get_power_cap_info", "amdsmi_get_gpu_fan_speed_max")
 
 
-@pytest.fixture
-def backends() -> Any:
-    """Backends a test opened, closed afterwards."""
-    opened: list[AmdBackend] = []
-
-    def open_(*args: Any, **kwargs: Any) -> AmdBackend:
-        backend = AmdBackend.open(*args, **kwargs)
-        opened.append(backend)
-        return backend
-
-    yield open_
-    for backend in opened:
-        backend.close()
+backends = backend_opener(AmdBackend)
 
 
-def gpu_metrics(gauges: dict[str, float], gpu: int) -> dict[str, float]:
-    prefix = f"gpu.{gpu}."
-    return {k[len(prefix):]: v for k, v in gauges.items() if k.startswith(prefix)}
+def gpu_metrics(gauges: dict[str, float], index: int) -> dict[str, float]:
+    return device_metrics(gauges, "gpu", index)
 
 
 def rec_float(key: str) -> float:

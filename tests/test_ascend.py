@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import backend_opener, device_metrics
 
 from tracklab_jupyter.accelerators import ascend_smi
 from tracklab_jupyter.accelerators.ascend import AscendBackend, davinci_devices
@@ -46,24 +47,11 @@ DcmiFactory = Callable[..., FakeDcmi]
 SmiFactory = Callable[..., FakeNpuSmi]
 
 
-@pytest.fixture
-def backends() -> Any:
-    """Backends a test opened, closed afterwards."""
-    opened: list[AscendBackend] = []
-
-    def open_(*args: Any, **kwargs: Any) -> AscendBackend:
-        backend = AscendBackend.open(*args, **kwargs)
-        opened.append(backend)
-        return backend
-
-    yield open_
-    for backend in opened:
-        backend.close()
+backends = backend_opener(AscendBackend)
 
 
 def npu(gauges: dict[str, float], index: int) -> dict[str, float]:
-    prefix = f"npu.{index}."
-    return {k[len(prefix):]: v for k, v in gauges.items() if k.startswith(prefix)}
+    return device_metrics(gauges, "npu", index)
 
 
 def everything(backend: AscendBackend) -> dict[str, float]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pynvml
 import pytest
+from conftest import backend_opener, device_metrics
 
 from tracklab_jupyter.accelerators.base import AcceleratorUnavailable, NoDevices
 from tracklab_jupyter.accelerators.nvidia import NvidiaBackend
@@ -38,24 +39,11 @@ SLOW_CALLS = ("nvmlDeviceGetPcieThroughput", "nvmlDeviceGetTotalEnergyConsumptio
               "nvmlDeviceGetMaxClockInfo", "nvmlDeviceGetMigMode", "nvmlDeviceGetCount")
 
 
-@pytest.fixture
-def backends() -> Any:
-    """Backends a test opened, closed afterwards."""
-    opened: list[NvidiaBackend] = []
-
-    def open_(*args: Any, **kwargs: Any) -> NvidiaBackend:
-        backend = NvidiaBackend.open(*args, **kwargs)
-        opened.append(backend)
-        return backend
-
-    yield open_
-    for backend in opened:
-        backend.close()
+backends = backend_opener(NvidiaBackend)
 
 
-def gpu_metrics(gauges: dict[str, float], gpu: int) -> dict[str, float]:
-    prefix = f"gpu.{gpu}."
-    return {k[len(prefix):]: v for k, v in gauges.items() if k.startswith(prefix)}
+def gpu_metrics(gauges: dict[str, float], index: int) -> dict[str, float]:
+    return device_metrics(gauges, "gpu", index)
 
 
 # -- values and units ----------------------------------------------------------------------
