@@ -17,9 +17,9 @@ from tracklab_jupyter.server.openapi import openapi_document
 from tracklab_jupyter.server.serving import (
     MONITOR_KEY,
     EndpointMixin,
-    WsStreamMixin,
     json_error_page,
 )
+from tracklab_jupyter.server.ws_bridge import WsStreamMixin
 
 AUTH_RESOURCE = "tracklab"
 

@@ -1,6 +1,5 @@
 """Request handling shared by the Jupyter extension and the standalone server: running an
-endpoint (off the event loop when it reads SQLite), JSON errors, ETag/304, and the
-WebSocket plumbing between the hub and a :class:`WsSession`."""
+endpoint (off the event loop when it reads SQLite), JSON errors, ETag/304."""
 
 from __future__ import annotations
 
@@ -11,11 +10,9 @@ import logging
 from email.utils import formatdate
 from typing import Any
 
-from tornado import web, websocket
+from tornado import web
 
-from tracklab_jupyter.sampler.hub import CLUSTER, EVENT, NODE, RUN, RUN_METRICS, SAMPLE
 from tracklab_jupyter.server.api import ApiError, Endpoint, Reply
-from tracklab_jupyter.server.ws_protocol import WsSession
 
 log = logging.getLogger("tracklab_jupyter.server")
 
@@ -107,64 +104,3 @@ def json_error_page(handler: web.RequestHandler, status_code: int, **kwargs: Any
         detail = exc.log_message % exc.args if exc.args else exc.log_message
     handler.set_header("Content-Type", "application/json")
     handler.finish(json.dumps({"error": reason or f"HTTP {status_code}", "detail": detail}))
-
-
-class WsBridge:
-    """Connects a tornado WebSocketHandler to the hub: hub items are drained on the event
-    loop (the hub only schedules a wake-up from the sampler thread), and written through
-    the session, which coalesces frames for slow clients."""
-
-    def __init__(self, handler: websocket.WebSocketHandler, monitor: Any) -> None:
-        self._handler = handler
-        self._loop = asyncio.get_running_loop()
-        self._scheduled = False
-        self.session = WsSession(monitor, self._write)
-        self._sub = monitor.hub.subscribe((SAMPLE, EVENT, RUN, RUN_METRICS, CLUSTER, NODE),
-                                          notify=self._wake)
-        self.session.open()
-
-    def _write(self, text: str) -> Any:
-        try:
-            return self._handler.write_message(text)
-        except websocket.WebSocketClosedError:
-            self.close()
-            return None
-
-    def _wake(self) -> None:
-        # Called on the sampler thread: schedule one drain, never do work here.
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:
-        self._scheduled = False
-        items = self._sub.drain()
-        if items:
-            self.session.deliver(items)
-
-    def on_message(self, message: str | bytes) -> None:
-        self.session.on_message(message)
-
-    def close(self) -> None:
-        self._sub.close()
-
-
-class WsStreamMixin:
-    """The live stream's handler methods, shared by both servers' WebSocket handlers."""
-
-    bridge: WsBridge | None = None
-
-    def start_stream(self) -> None:
-        handler: websocket.WebSocketHandler = self  # type: ignore[assignment]
-        self.bridge = WsBridge(handler, handler.settings[MONITOR_KEY])
-
-    def on_message(self, message: str | bytes) -> None:
-        if self.bridge is not None:
-            self.bridge.on_message(message)
-
-    def on_close(self) -> None:
-        if self.bridge is not None:
-            self.bridge.close()
-
-    def get_compression_options(self) -> dict[str, Any] | None:
-        return {}  # permessage-deflate: metric frames compress about 4x

@@ -20,9 +20,9 @@ from tracklab_jupyter.server.openapi import openapi_document
 from tracklab_jupyter.server.serving import (
     MONITOR_KEY,
     EndpointMixin,
-    WsStreamMixin,
     json_error_page,
 )
+from tracklab_jupyter.server.ws_bridge import WsStreamMixin
 
 TOKEN_KEY = "tracklab_token"
 
