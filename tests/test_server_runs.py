@@ -177,7 +177,7 @@ async def test_runs_rest_endpoints_patch_and_delete(jp_ws_fetch, jp_fetch, tmp_p
 
     for body, detail in (("not json", "expected a JSON object"),
                          ('{"state": "finished"}', "editable fields"),
-                         ('{"name": ""}', "non-empty string"),
+                         ('{"name": ""}', "name must not be empty"),
                          ('{"tags": [1]}', "each tag"), ("{}", "expected a JSON object")):
         code, error = await fetch_error(jp_fetch, "runs", run_id, method="PATCH", body=body)
         assert code == 400 and detail in error["detail"], (body, error)
@@ -208,7 +208,7 @@ async def test_deleting_a_running_run_conflicts_and_bad_queries_are_400(
             (("projects", "nope"), {}, 404, "not found"),
             (("projects", "nope", "runs"), {}, 404, "not found"),
             (("runs", "nope"), {}, 404, "not found"),
-            (("runs", run_id, "metrics"), {"metrics": "accuracy"}, 400, "bad request"),
+            (("runs", run_id, "metrics"), {"metrics": "accuracy"}, 404, "unknown metric"),
             (("runs", run_id, "metrics"), {"start_step": "x"}, 400, "bad start_step"),
             (("runs", run_id, "system"), {"agg": "median"}, 400, "bad agg")):
         got, error = await fetch_error(jp_fetch, *path, **params)

@@ -93,10 +93,11 @@ def wait_metrics(server: Server) -> dict:
 
 def test_token_is_required_as_header_or_query(server):
     assert wait_metrics(server)["metrics"]["cpu.util_pct"] >= 0
-    status, _, body = server.get("/api/system/metrics", token=None)
-    assert status == 403 and json.loads(body)["error"]
-    status, _, _ = server.get("/api/system/metrics", token="wrong")
-    assert status == 403
+    status, headers, body = server.get("/api/system/metrics", token=None)
+    assert status == 401 and json.loads(body)["error"]
+    assert headers["WWW-Authenticate"] == "token"
+    status, _, body = server.get("/api/system/metrics", token="wrong")
+    assert status == 403 and json.loads(body)["detail"] == "the token is not valid"
     status, _, body = server.get("/api/health", header=False)
     assert status == 200 and json.loads(body)["role"] == "recorder"
     status, _, body = server.get("/metrics")
@@ -120,6 +121,9 @@ async def test_websocket_with_token(server):
     ws.close()
     with pytest.raises(Exception) as info:
         await websocket_connect(f"ws://127.0.0.1:{server.port}/ws")
+    assert "401" in str(info.value)
+    with pytest.raises(Exception) as info:
+        await websocket_connect(f"ws://127.0.0.1:{server.port}/ws?token=wrong")
     assert "403" in str(info.value)
 
 
@@ -189,7 +193,7 @@ def test_runs_are_served_and_edited_with_the_token(server, tmp_path):
         except urllib.error.HTTPError as err:
             return err.code, err.read()
 
-    assert send("PATCH", None, b'{"name": "x"}')[0] == 403
+    assert send("PATCH", None, b'{"name": "x"}')[0] == 401
     assert send("DELETE", "wrong")[0] == 403
     status, body = send("PATCH", TOKEN, b'{"notes": "from the CLI"}')
     assert status == 200 and json.loads(body)["notes"] == "from the CLI"

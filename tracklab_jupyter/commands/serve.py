@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from tornado.netutil import bind_sockets
 
     from tracklab_jupyter.monitor import Monitor, MonitorConfig
+    from tracklab_jupyter.server.serving import limits_of
     from tracklab_jupyter.server.standalone import is_loopback, make_app, new_token
 
     token = args.token or os.environ.get("TRACKLAB_TOKEN") or ""
@@ -75,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         app = make_app(monitor, token)
-        server = HTTPServer(app)
+        # Bodies are refused from their Content-Length before they are read (tornado's own
+        # default would read up to 100 MB first); our handlers answer that with a JSON 413.
+        server = HTTPServer(app, max_body_size=limits_of(app.settings).max_body_bytes)
         sockets = bind_sockets(port, address=args.host)
         bound = sockets[0].getsockname()[1]
         if ws_port and ws_port != bound:

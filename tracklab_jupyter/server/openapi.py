@@ -11,6 +11,10 @@ from functools import cache
 from typing import Any
 
 from tracklab_jupyter._version import __version__
+from tracklab_jupyter.server.endpoint import Endpoint
+from tracklab_jupyter.server.endpoints import ENDPOINTS
+from tracklab_jupyter.server.limits import Limits
+from tracklab_jupyter.server.runs_api import RUN_PATCH_SCHEMA
 
 _REF = "#/components/schemas/"
 
@@ -23,26 +27,18 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _q(name: str, description: str, schema: dict[str, Any] | None = None,
-       explode: bool = False) -> dict[str, Any]:
-    param: dict[str, Any] = {"name": name, "in": "query", "required": False,
-                             "description": description, "schema": schema or {"type": "string"}}
-    if explode:
-        param["style"] = "form"
-        param["explode"] = True
-    return param
-
-
-_NODE = _q("node", "Node name; this host when omitted. Unknown nodes give 404.")
-_METRICS = _q("metrics", "Metric names or globs, comma separated or repeated "
-              "(e.g. `gpu.*.util_pct`).", {"type": "array", "items": {"type": "string"}},
-              explode=True)
-_ERRORS = {
-    "400": _json(_ref("Error"), "Bad query parameters"),
-    "403": {"description": "Not authenticated or not authorised"},
-    "404": _json(_ref("Error"), "Unknown node or path"),
-    "503": _json(_ref("Error"), "No sample yet, or tracklab is disabled"),
+_ERROR = {"$ref": _REF + "Error"}
+#: What each error status means, for every endpoint that may answer it.
+_ERROR_TEXT = {
+    400: "A parameter or the body is not what the server accepts (the detail says what is)",
+    401: "No credentials (the standalone server; Jupyter answers 403)",
+    403: "Wrong credentials, or not authorised",
+    404: "Unknown node, run, project, metric or path",
+    409: "The run is still running",
+    413: "The reply or the request body would exceed a limit (the detail names it)",
+    503: "No sample yet, tracklab is disabled, or the store cannot be used",
 }
+_COMMON_ERRORS = (400, 401, 403, 503)
 _NOT_MODIFIED = {"304": {"description": "Not modified since the ETag in If-None-Match"}}
 
 _METRIC_MAP = {"type": "object", "additionalProperties": {"type": "number"},
@@ -157,7 +153,15 @@ SCHEMAS: dict[str, Any] = {
                     "time": {"type": "array", "items": {"type": "number"},
                              "description": "Epoch seconds of each row"},
                     "nodes": {"type": "array", "items": {"type": "string"}},
-                    "step_s": {"type": ["number", "null"]},
+                    "step_s": {"type": ["number", "null"],
+                               "description": "Row spacing in seconds (null: raw samples)"},
+                    "step": {"type": ["string", "null"],
+                             "description": "The same as a step parameter, e.g. `30s`"},
+                    "auto_step": {"type": "boolean",
+                                  "description": "The server chose the step so the reply "
+                                                 "fits max_history_points"},
+                    "note": {"type": ["string", "null"],
+                             "description": "Why the data is coarser than asked, if it is"},
                     "tier": {"type": "string"},
                     "agg": {"enum": ["mean", "min", "max", "last"]},
                     "series": {"type": "array", "items": {
@@ -227,7 +231,11 @@ SCHEMAS: dict[str, Any] = {
                    "properties": {"run": {"type": "string"},
                                   "step": {"type": "array", "items": {"type": "integer"}},
                                   "time": {"type": "array", "items": {"type": "number"}},
-                                  "metrics": _COLUMNS}},
+                                  "metrics": _COLUMNS,
+                                  "next_start_step": {
+                                      "type": ["integer", "null"],
+                                      "description": "More steps follow: pass this as "
+                                                     "start_step for the next page"}}},
     "ProcessSeries": {"type": "object", "required": ["time", "metrics"],
                       "properties": {"time": {"type": "array", "items": {"type": "number"}},
                                      "metrics": _COLUMNS}},
@@ -237,10 +245,7 @@ SCHEMAS: dict[str, Any] = {
                                  "start": {"type": "number"}, "end": {"type": "number"},
                                  "history": _ref("History"),
                                  "process": _ref("ProcessSeries")}},
-    "RunPatch": {"type": "object", "minProperties": 1, "additionalProperties": False,
-                 "properties": {"name": {"type": "string", "minLength": 1},
-                                "tags": {"type": "array", "items": {"type": "string"}},
-                                "notes": {"type": "string"}}},
+    "RunPatch": RUN_PATCH_SCHEMA,
     # WebSocket messages
     "WsEnvelope": {"type": "object", "required": ["type", "data", "time", "node"],
                    "properties": {"type": {"enum": [
@@ -293,139 +298,85 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _get(summary: str, response: dict[str, Any], params: list[dict[str, Any]],
-         not_modified: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    responses = {"200": response, **_ERRORS, **(_NOT_MODIFIED if not_modified else {})}
-    return {"get": {"summary": summary, "parameters": params, "responses": responses,
-                    **(extra or {})}}
-
-
-def _paths() -> dict[str, Any]:
-    return {
-        "/api/system/info": _get("Static facts about this machine (or a cluster node)",
-                                 _json(_ref("SystemInfo")), [_NODE]),
-        "/api/system/metrics": _get("The latest sample, from memory", _json(_ref("Sample")),
-                                    [_NODE, _METRICS], not_modified=True),
-        "/api/hardware/accelerators": _get("Accelerators with their current values",
-                                           _json(_ref("Accelerators")), [_NODE], True),
-        "/api/hardware/cpu": _get("CPU facts and current values", _json(_ref("Cpu")),
-                                  [_NODE], True),
-        "/api/cluster/info": _get("Nodes of the cluster (this host alone without a provider) "
-                                  "with state and resources; totals and use",
-                                  _json(_ref("ClusterInfo")), []),
-        "/api/cluster/metrics": _get("Latest sample of every online node",
-                                     _json(_ref("ClusterMetrics")),
-                                     [_METRICS, _q("node", "Only this node")], True),
-        "/api/history": _get(
-            "Stored metrics over a time range, as columns (or CSV)",
-            {"description": "OK", "content": {
-                "application/json": {"schema": _ref("History")},
-                "text/csv": {"schema": {"type": "string"}}}},
-            [_METRICS,
-             _q("start", "Start: epoch seconds, ISO 8601, or relative such as `-15min`, "
-                "`-2h`, `-7d` (default `-1h`)"),
-             _q("end", "End, same forms (default now)"),
-             _q("step", "Row spacing such as `10s`, `1min`, `1h` (default automatic)"),
-             _q("agg", "Aggregation within a step", {"enum": ["mean", "min", "max", "last"]}),
-             _NODE, _q("format", "Response format", {"enum": ["json", "csv"]})]),
-        "/api/events": _get("Hardware changes and other events", _json(_ref("Events")),
-                            [_q("start", "Start (default `-24h`)"), _q("end", "End"),
-                             _q("kind", "Event kinds, comma separated",
-                                {"type": "array", "items": {"type": "string"}}, explode=True),
-                             _NODE, _q("limit", "At most this many (1–100000)",
-                                       {"type": "integer"})]),
-        "/api/health": _get("Sampler, store and version status", _json(_ref("Health")), []),
-        **_run_paths(),
-        "/api/openapi.json": _get("This document", _json({"type": "object"}), []),
-        "/metrics": _get("The latest sample in Prometheus text format",
-                         {"description": "OK", "content": {"text/plain": {
-                             "schema": {"type": "string"}}}}, [], True),
-        "/ws": _get(
-            "The live WebSocket stream", {"description": "Switching protocols"}, [],
-            extra={"description": (
-                "Upgrade to a WebSocket. Every message is a `WsEnvelope`; `data` follows "
-                "`WsHello`, `WsSystemMetrics`, `WsHardwareUpdate`, `WsNodeStatus`, "
-                "`WsClusterMetrics`, `WsRunUpdate`, `WsMetricUpdate` or `WsError` by "
-                "`type`. Clients send `WsClientMessage`s. Default topics: system_metrics "
-                "and hardware_update."),
-                "x-websocket-messages": {
-                    "server": {k: _ref(v) for k, v in {
-                        "hello": "WsHello", "system_metrics": "WsSystemMetrics",
-                        "hardware_update": "WsHardwareUpdate", "node_status": "WsNodeStatus",
-                        "cluster_metrics": "WsClusterMetrics", "run_update": "WsRunUpdate",
-                        "metric_update": "WsMetricUpdate", "error": "WsError"}.items()},
-                    "client": _ref("WsClientMessage")}}),
-    }
-
-
-_RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"},
-           "description": "The run's id (8 characters)"}
-_PROJECT = {"name": "project", "in": "path", "required": True, "schema": {"type": "string"},
-            "description": "Project name"}
-_PAGING = [_q("state", "Only runs in this state", _RUN_STATE),
-           _q("limit", "At most this many (1-1000, default 50)", {"type": "integer"}),
-           _q("offset", "Skip this many (default 0)", {"type": "integer"})]
-
-
-def _with_path(operation: dict[str, Any], *params: dict[str, Any]) -> dict[str, Any]:
-    for op in operation.values():
-        op["parameters"] = [*params, *op["parameters"]]
+def _operation(endpoint: Endpoint, limits: Limits) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": "OK"}
+    if endpoint.response:
+        ok["content"] = endpoint.response
+    if endpoint.links:
+        ok["links"] = endpoint.links
+    responses: dict[str, Any] = {str(endpoint.status): ok}
+    if endpoint.etag:
+        responses.update(_NOT_MODIFIED)
+    for status in sorted({*_COMMON_ERRORS, *endpoint.errors}):
+        responses[str(status)] = _json(_ERROR, _ERROR_TEXT[status])
+    operation: dict[str, Any] = {
+        "operationId": endpoint.operation, "summary": endpoint.summary,
+        "parameters": [p.openapi() for p in endpoint.params(limits)],
+        "responses": responses}
+    if endpoint.description:
+        operation["description"] = endpoint.description
+    if endpoint.body is not None:
+        operation["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": endpoint.body}}}
     return operation
 
 
-def _run_paths() -> dict[str, Any]:
-    run_item = _with_path(_get("One run: config, summary, state, host, command, git",
-                               _json(_ref("Run")), []), _RUN_ID)
-    run_item["patch"] = {
-        "summary": "Rename, retag or annotate a run (needs `write` permission; with cookie "
-                   "authentication also the XSRF token)",
-        "parameters": [_RUN_ID],
-        "requestBody": {"required": True,
-                        "content": {"application/json": {"schema": _ref("RunPatch")}}},
-        "responses": {"200": _json(_ref("Run")), **_ERRORS}}
-    run_item["delete"] = {
-        "summary": "Delete a run that is not running, with its metrics",
-        "parameters": [_RUN_ID],
-        "responses": {"204": {"description": "Deleted"}, **_ERRORS,
-                      "409": _json(_ref("Error"), "The run is still running")}}
-    return {
-        "/api/projects": _get("Projects with their run counts", _json(_ref("Projects")), []),
-        "/api/projects/{project}": _with_path(
-            _get("One project", _json(_ref("Project")), []), _PROJECT),
-        "/api/projects/{project}/runs": _with_path(
-            _get("A project's runs, newest first", _json(_ref("RunList")), _PAGING), _PROJECT),
-        "/api/runs": _get("Runs, newest first", _json(_ref("RunList")),
-                          [_q("project", "Only this project's runs"), *_PAGING]),
-        "/api/runs/{run_id}": run_item,
-        "/api/runs/{run_id}/metrics": _with_path(_get(
-            "A run's logged metrics, one row per step", _json(_ref("RunMetrics")),
-            [_METRICS, _q("start_step", "First step", {"type": "integer"}),
-             _q("end_step", "Last step", {"type": "integer"})]), _RUN_ID),
-        "/api/runs/{run_id}/system": _with_path(_get(
-            "System metrics of the run's host during the run, and its process tree",
-            _json(_ref("RunSystem")),
-            [_METRICS, _q("step", "Row spacing such as `10s` (default automatic)"),
-             _q("agg", "Aggregation within a step",
-                {"enum": ["mean", "min", "max", "last"]})]), _RUN_ID),
-    }
+def _paths(limits: Limits) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for endpoint in ENDPOINTS:
+        paths.setdefault("/" + endpoint.path, {})[endpoint.method.lower()] = _operation(
+            endpoint, limits)
+    paths["/api/openapi.json"] = {"get": {
+        "operationId": "getOpenapi", "summary": "This document", "parameters": [],
+        "responses": {"200": _json({"type": "object"}),
+                      **{str(s): _json(_ERROR, _ERROR_TEXT[s]) for s in (401, 403)}}}}
+    paths["/ws"] = {"get": {
+        "operationId": "getWs", "summary": "The live WebSocket stream",
+        "description": (
+            "Upgrade to a WebSocket. Every message is a `WsEnvelope`; `data` follows "
+            "`WsHello`, `WsSystemMetrics`, `WsHardwareUpdate`, `WsNodeStatus`, "
+            "`WsClusterMetrics`, `WsRunUpdate`, `WsMetricUpdate` or `WsError` by `type`. "
+            "Clients send `WsClientMessage`s (at most "
+            f"{limits.max_patterns} metric patterns per subscription). Default topics: "
+            f"system_metrics and hardware_update. At most {limits.max_ws_connections} "
+            "connections at once (max_ws_connections); more are refused with 503."),
+        "parameters": [],
+        "responses": {
+            "101": {"description": "Switching protocols"},
+            "400": _json(_ERROR, "Not a WebSocket handshake"),
+            **{str(s): _json(_ERROR, _ERROR_TEXT[s]) for s in (401, 403)},
+            "426": _json(_ERROR, "A plain HTTP request: upgrade to a WebSocket"),
+            "503": _json(_ERROR, "Too many connections (max_ws_connections), or tracklab "
+                                 "is disabled")},
+        "x-websocket-messages": {
+            "server": {k: _ref(v) for k, v in {
+                "hello": "WsHello", "system_metrics": "WsSystemMetrics",
+                "hardware_update": "WsHardwareUpdate", "node_status": "WsNodeStatus",
+                "cluster_metrics": "WsClusterMetrics", "run_update": "WsRunUpdate",
+                "metric_update": "WsMetricUpdate", "error": "WsError"}.items()},
+            "client": _ref("WsClientMessage")}}}
+    return paths
 
 
 @cache
-def openapi_dict(server_url: str = "") -> dict[str, Any]:
+def openapi_dict(server_url: str = "", limits: Limits | None = None) -> dict[str, Any]:
+    """The OpenAPI document of a server with these limits (the defaults when None)."""
+    limits = limits or Limits()
     return {
         "openapi": "3.1.0",
         "info": {"title": "tracklab-jupyter", "version": __version__,
-                 "description": "Live system, GPU and cluster monitoring. Authenticate as for "
-                                "the Jupyter server (or with `Authorization: token T` on the "
-                                "standalone server)."},
+                 "description": "Live system, accelerator and cluster monitoring. "
+                                "Authenticate as for the Jupyter server (or with "
+                                "`Authorization: token T` on the standalone server). Every "
+                                "limit a request meets is named in docs/LIMITS.md."},
         "servers": [{"url": server_url or "/"}],
         "components": {"schemas": SCHEMAS,
                        "securitySchemes": {"token": {"type": "apiKey", "in": "header",
                                                      "name": "Authorization"}}},
         "security": [{"token": []}],
-        "paths": _paths(),
+        "paths": _paths(limits),
     }
 
 
-def openapi_document(server_url: str = "") -> str:
-    return json.dumps(openapi_dict(server_url), indent=1)
+def openapi_document(server_url: str = "", limits: Limits | None = None) -> str:
+    return json.dumps(openapi_dict(server_url, limits), indent=1)

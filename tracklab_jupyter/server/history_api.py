@@ -1,0 +1,231 @@
+"""Stored history over HTTP, bounded: ``api/history`` and the system part of a run.
+
+A reply holds at most ``max_history_points`` values. Its size is known before anything is
+read (series x rows, from the store's block counts), so a request that would be larger
+either gets the finest step that fits (when it did not fix ``step``; the reply says so) or
+a 413 naming the limit and how to narrow it. The reply is encoded in small pieces off the
+event loop: JSON per column chunk, CSV per block of rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tracklab_jupyter.server.endpoint import ApiError, Request
+from tracklab_jupyter.server.limits import Limits, clip
+
+AGGREGATES = ("mean", "min", "max", "last")
+#: Steps chosen for a request that did not fix one: the finest that fits the cap.
+NICE_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
+                43200, 86400, 604800)
+_VALUES_PER_PIECE = 4096  # json.dumps holds the GIL: encode a few thousand values at a time
+_CSV_ROWS_PER_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class Query:
+    metrics: list[str] | None
+    start: float
+    end: float
+    step_s: float | None
+    agg: str
+    node: str | None
+
+
+@dataclass
+class Sized:
+    """How a query will be answered: the step used (None: raw samples) and the size."""
+
+    step_s: float | None
+    points: int
+    auto: bool
+    note: str | None = None
+
+
+def step_text(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
+def store_error(exc: Exception, data_dir: Any) -> ApiError:
+    """A store exception as an API error that never shows the server's paths."""
+    from tracklab_jupyter.store.db import StoreUnavailableError
+
+    message = str(exc.args[0] if exc.args else exc)
+    for path in {str(data_dir), str(getattr(data_dir, "parent", ""))} - {""}:
+        message = message.replace(path, "the data directory")
+    if isinstance(exc, StoreUnavailableError):
+        return ApiError(503, "store unavailable", message)
+    if isinstance(exc, FileNotFoundError):
+        return ApiError(503, "no store yet", "nothing has been recorded in the data "
+                                             "directory yet")
+    return ApiError(400, "bad history query", message)
+
+
+def size_query(reader: Any, query: Query, names: list[str] | None, limits: Limits
+               ) -> Sized:
+    """The step and size of the reply, before reading it; ApiError 413 when it cannot fit."""
+    series = len([1 for node, name in reader.series(query.node)
+                  if names is None or name in names])
+    oldest = [t for t in reader.oldest().values() if t is not None]
+    start = max(query.start, min(oldest)) if oldest else query.end
+    span = max(query.end - start, 0.0)
+    plan = reader.plan(query.start, query.step_s)
+    step = plan.step if plan.tier != "raw" else query.step_s
+    rows = (reader.raw_rows(start, query.end, query.node) if step is None
+            else math.ceil(span / step))
+    points = series * rows
+    cap = limits.max_history_points
+    if points <= cap:
+        return Sized(step, points, auto=False, note=plan.note)
+    fits = next((s for s in NICE_STEPS_S if series * math.ceil(span / s) <= cap), None)
+    if query.step_s is not None or fits is None:
+        hint = (f"use step={step_text(fits)} or coarser, fewer metrics, or a shorter range"
+                if fits is not None else "ask for fewer metrics or a shorter range")
+        raise ApiError(413, "reply too large",
+                       f"{points} values ({series} series x {rows} rows) exceed "
+                       f"max_history_points ({cap}): {hint}")
+    return Sized(float(fits), series * math.ceil(span / fits), auto=True,
+                 note=f"step {step_text(fits)} chosen: a finer one would exceed "
+                      f"max_history_points ({cap})")
+
+
+def read_history(request: Request, query: Query) -> tuple[Any, Sized]:
+    """The History for ``query``, sized to the limits (blocking)."""
+    from tracklab_jupyter.history import History, UnknownMetricError, select_metrics
+    from tracklab_jupyter.store.reader import StoreReader
+
+    monitor = request.monitor
+    try:
+        reader = StoreReader(monitor.data_dir)
+        try:
+            names = select_metrics(query.metrics, reader.metrics(), reader.data_dir)
+            if query.end <= query.start:
+                return History({}, metrics=names or [], tier="raw", step=query.step_s,
+                               agg=query.agg, start=query.start, end=query.end,
+                               events=[]), Sized(query.step_s, 0, auto=False)
+            sized = size_query(reader, query, names, request.limits)
+            step = sized.step_s if sized.auto else query.step_s
+            plan = reader.plan(query.start, step)
+            used = plan.step if plan.tier != "raw" else step
+            frames = reader.read(names, query.start, query.end, node=query.node,
+                                 tier=plan.tier, step=used, agg=query.agg)
+        finally:
+            reader.close()
+    except UnknownMetricError as exc:
+        raise ApiError(404, "unknown metric", clip(str(exc).split(" in the history")[0], 160)
+                       + "; see api/system/metrics for the names") from None
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise store_error(exc, monitor.data_dir) from None
+    listed = names if names is not None else sorted(
+        {name for f in frames.values() for name in f.names})
+    sized.step_s = used
+    sized.note = plan.note or sized.note
+    return History(frames, metrics=listed, tier=plan.tier, step=used, agg=query.agg,
+                   start=query.start, end=query.end, events=[]), sized
+
+
+def history_table(hist: Any, sized: Sized) -> dict[str, Any]:
+    """A History as columns: one shared ``time`` axis, one value list per (node, metric),
+    ``None`` where a series has no value at that time."""
+    import numpy as np
+
+    frames = [hist.frames[n] for n in hist.nodes]
+    times_ms = (np.unique(np.concatenate([f.times_ms for f in frames]))
+                if frames else np.array([], dtype=np.int64))
+    series = []
+    for frame in frames:
+        where = np.searchsorted(times_ms, frame.times_ms)
+        for i, name in enumerate(frame.names):
+            column = np.full(times_ms.shape, np.nan)
+            column[where] = frame.values[i]
+            series.append({"node": frame.node, "metric": name, "values": column})
+    return {"time": times_ms / 1000, "nodes": hist.nodes, "step_s": sized.step_s,
+            "step": step_text(sized.step_s), "auto_step": sized.auto, "note": sized.note,
+            "tier": hist.tier, "agg": hist.agg, "series": series}
+
+
+def _array_pieces(values: Any) -> Iterator[str]:
+    """A float array as a JSON list (NaN as null), a few thousand values per piece."""
+    yield "["
+    for first in range(0, len(values), _VALUES_PER_PIECE):
+        chunk = values[first:first + _VALUES_PER_PIECE].tolist()
+        text = json.dumps([None if v != v else v for v in chunk], allow_nan=False)
+        yield ("," if first else "") + text[1:-1]
+    yield "]"
+
+
+def json_pieces(table: dict[str, Any], extra: dict[str, Any] | None = None
+                ) -> Iterator[bytes]:
+    """The table (and ``extra`` top-level fields) as JSON, in pieces of about 64 KB."""
+    def pieces() -> Iterator[str]:
+        head = {k: v for k, v in table.items() if k not in ("time", "series")}
+        yield json.dumps(head)[:-1] + ', "time": '
+        yield from _array_pieces(table["time"])
+        yield ', "series": ['
+        for i, s in enumerate(table["series"]):
+            yield ("," if i else "") + json.dumps({"node": s["node"], "metric": s["metric"]}
+                                                  )[:-1] + ', "values": '
+            yield from _array_pieces(s["values"])
+            yield "}"
+        yield "]}"
+    return _batched(pieces(), extra)
+
+
+def _batched(pieces: Iterator[str], extra: dict[str, Any] | None) -> Iterator[bytes]:
+    buffer: list[str] = []
+    size = 0
+    if extra:
+        # ``{"a": 1, "history": <table>}``: the table nested under its key.
+        buffer.append(json.dumps({k: v for k, v in extra.items() if k != "history"})[:-1]
+                      + ', "history": ')
+    for piece in pieces:
+        buffer.append(piece)
+        size += len(piece)
+        if size >= 65536:
+            yield "".join(buffer).encode()
+            buffer, size = [], 0
+    if extra:
+        buffer.append("}")
+    if buffer:
+        yield "".join(buffer).encode()
+
+
+def csv_chunks(table: dict[str, Any]) -> Iterator[bytes]:
+    """The table as CSV (ISO 8601 UTC times), a block of rows per chunk."""
+    series = table["series"]
+    multi = len(table["nodes"]) > 1
+    header = ["time"] + [f"{s['node']}:{s['metric']}" if multi else s["metric"]
+                         for s in series]
+    times = table["time"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for first in range(0, len(times), _CSV_ROWS_PER_CHUNK):
+        last = min(first + _CSV_ROWS_PER_CHUNK, len(times))
+        columns = [s["values"][first:last].tolist() for s in series]
+        for j, t in enumerate(times[first:last].tolist()):
+            stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
+                     + f".{int(t % 1 * 1000):03d}Z")
+            writer.writerow([stamp] + ["" if c[j] != c[j] else repr(c[j]) for c in columns])
+        yield out.getvalue().encode()
+        out.seek(0)
+        out.truncate()
+    if not len(times):
+        yield out.getvalue().encode()
+
+
+def step_header(sized: Sized) -> dict[str, str]:
+    text = step_text(sized.step_s)
+    return {"X-TrackLab-Step": text} if text else {}
