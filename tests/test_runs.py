@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -313,3 +314,68 @@ def test_a_notebook_run_survives_a_failing_cell_and_ends_with_the_kernel(tmp_pat
     run = only_run(data)
     assert run["id"] == run_id and run["state"] == "finished"
     assert run["command"].startswith("notebook") and run["summary"] == {"loss": 0.5}
+
+
+def test_inputs_are_measured_before_any_work_and_errors_echo_little():
+    from tracklab_jupyter.runs.store import (
+        check_notes,
+        check_project,
+        check_run_name,
+        check_tags,
+    )
+
+    many = [f"tag-{i}" for i in range(60_000)]
+    with pytest.raises(ValueError, match="at most 64 tags, got 60000"):
+        check_tags(many)
+    with pytest.raises(ValueError, match="at most 64 tags, got 65"):
+        check_tags(["same"] * 65)  # counted as given, before deduplicating
+    assert check_tags([" b", "a", "b ", "a"]) == ["b", "a"]  # first occurrence, in order
+    huge = "x" * 5_000_000
+    for check, value in ((check_run_name, huge), (check_project, huge),
+                         (check_tags, [huge]), (check_tags, [[1] * 100_000])):
+        with pytest.raises(ValueError) as caught:
+            check(value)
+        assert len(str(caught.value)) < 300, check.__name__
+    with pytest.raises(ValueError, match=r"'xxx\w*'… \(5000000 characters\)"):
+        check_run_name(huge)
+    with pytest.raises(ValueError, match="at most 100000 characters; got 5000000 characters"):
+        check_notes(huge)
+
+
+def test_run_metrics_are_paged_by_step(tmp_path):
+    data = tmp_path / "data"
+    with tracklab.init(project="pages", system_monitor=False, data_dir=data) as run:
+        for step in range(25):
+            values = {"loss": 1.0 / (step + 1)}
+            if step % 3 == 0:
+                values["acc"] = step / 25
+            run.log(values, step=step * 2)  # steps 0, 2, ..., 48
+    with RunStore(data) as store:
+        whole = store.metrics(run.id)
+        assert whole["next_start_step"] is None and len(whole["step"]) == 25
+        pages, start = [], None
+        while True:
+            page = store.metrics(run.id, start_step=start, limit=10)
+            pages.append(page)
+            start = page["next_start_step"]
+            if start is None:
+                break
+        assert [len(p["step"]) for p in pages] == [10, 10, 5]
+        assert [p["next_start_step"] for p in pages] == [20, 40, None]
+        def joined(column: Callable[[dict], list]) -> list:
+            return [v for p in pages for v in column(p)]
+
+        assert joined(lambda p: p["step"]) == whole["step"]
+        assert joined(lambda p: p["time"]) == whole["time"]
+        for name in ("loss", "acc"):
+            assert joined(lambda p, n=name: p["metrics"][n]) == whole["metrics"][name]
+        # a range and a name choice page the same way
+        page = store.metrics(run.id, ["acc"], start_step=10, end_step=40, limit=3)
+        assert (page["step"], page["next_start_step"]) == ([12, 18, 24], 30)
+        last = store.metrics(run.id, ["acc"], start_step=30, end_step=40, limit=3)
+        assert (last["step"], last["next_start_step"]) == ([30, 36], None)
+        exact = store.metrics(run.id, limit=25)
+        assert exact["next_start_step"] is None and exact["step"] == whole["step"]
+        for bad in (0, -1, 2.5, True, "10"):
+            with pytest.raises(ValueError, match="limit must be"):
+                store.metrics(run.id, limit=bad)

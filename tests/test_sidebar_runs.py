@@ -112,7 +112,13 @@ def test_runs_in_the_sidebar_live(tmp_path, browser):
         page.on("request", lambda r: requests.append((r.method, r.url))
                 if "/tracklab/api/runs" in r.url else None)
         sent: list[str] = []
-        page.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(str(f))))
+        received: list[str] = []
+
+        def on_websocket(ws) -> None:
+            ws.on("framesent", lambda f: sent.append(str(f)))
+            ws.on("framereceived", lambda f: received.append(str(f)))
+
+        page.on("websocket", on_websocket)
         open_sidebar(page, base)
         page.locator(f'{SIDE} .tl-sideroot[data-transport="websocket"]').wait_for(
             timeout=60_000)
@@ -138,6 +144,16 @@ def test_runs_in_the_sidebar_live(tmp_path, browser):
             losses.add(loss.inner_text())
             time.sleep(0.3)
         assert len(losses) >= 3, losses  # metric_update reaches the row about once a second
+        # its process-tree series (tree.*) arrive in the same updates but are not listed
+        # among the metrics it logged
+        for _ in range(50):
+            if any('"tree.' in f for f in received):
+                break
+            page.wait_for_timeout(200)
+        assert any('"tree.' in f for f in received), "no process-tree values were sent"
+        page.wait_for_timeout(500)
+        shown = [m.get_attribute("data-run-metric") for m in r1.locator("[data-run-metric]").all()]
+        assert shown and not [n for n in shown if n.startswith("tree.")], shown
         assert r1.locator("[data-field=duration]").inner_text() != duration_before  # ticks
 
         # its details: config, host and pid, a sparkline that grows while it runs

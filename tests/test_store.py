@@ -255,6 +255,27 @@ def test_events_and_node_info_are_queryable(tmp_path):
     assert reader.info() == {"n1": {"cpu": {"model": "test"}}}
 
 
+def test_an_events_limit_keeps_the_newest_oldest_first(tmp_path):
+    from tracklab_jupyter.monitor import Monitor, MonitorConfig
+
+    writer = open_writer(tmp_path)
+    now = time.time()
+    for i in range(10):  # two events share each time: the later-written one is newer
+        writer.write_event(Event(now - 10 + i // 2, "n1", "a" if i % 3 else "b", f"e{i}", {}))
+    writer.close()
+    reader = StoreReader(tmp_path / "data")
+    assert [e.message for e in reader.events(now - 60, limit=3)] == ["e7", "e8", "e9"]
+    assert [e.message for e in reader.events(now - 60, kinds=["b"], limit=2)] == ["e6", "e9"]
+    assert [e.message for e in reader.events(now - 60, end=now - 7, limit=3)] == [
+        "e3", "e4", "e5"]
+    assert len(reader.events(now - 60, limit=100)) == 10
+    assert reader.events(now - 60, limit=0) == []
+    with pytest.raises(ValueError, match="limit must be"):
+        reader.events(now - 60, limit=-1)
+    found = Monitor(MonitorConfig(data_dir=tmp_path / "data")).events(start=now - 60, limit=4)
+    assert [e["message"] for e in found] == ["e6", "e7", "e8", "e9"]
+
+
 def test_sampler_sink_feeds_the_writer(tmp_path):
     class Counter(Collector):
         name = "count"

@@ -359,14 +359,20 @@ class Monitor:
 
     # -- stored data ---------------------------------------------------------------------
     def history(self, **query: Any) -> Any:
-        """:func:`tracklab_jupyter.history.history` on this monitor's data dir (blocking)."""
+        """:func:`tracklab_jupyter.history.history` on this monitor's data dir (blocking).
+        Raises StoreNotFoundError before anything is recorded, StoreUnavailableError when
+        the store cannot be used."""
         from tracklab_jupyter.history import history
+        from tracklab_jupyter.store.db import unavailable_as_error
 
-        return history(data_dir=self.data_dir, **query)
+        with unavailable_as_error(self.data_dir):
+            return history(data_dir=self.data_dir, **query)
 
     def events(self, *, start: Any = "-24h", end: Any = None, kinds: list[str] | None = None,
                node: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Stored events, newest ``limit`` of them, oldest first (blocking)."""
+        """Stored events, newest ``limit`` of them, oldest first (blocking). Raises like
+        :meth:`history`."""
+        from tracklab_jupyter.store.db import unavailable_as_error
         from tracklab_jupyter.store.reader import StoreReader
         from tracklab_jupyter.store.timespec import parse_time
 
@@ -375,10 +381,12 @@ class Monitor:
         t_end = now + 1 if end is None else parse_time(end, now)
         reader = StoreReader(self.data_dir)
         try:
-            found: list[Event] = reader.events(t_start, t_end, node=node, kinds=kinds)
+            with unavailable_as_error(self.data_dir):
+                found: list[Event] = reader.events(t_start, t_end, node=node, kinds=kinds,
+                                                   limit=limit)
         finally:
             reader.close()
-        return [e.to_dict() for e in found[-limit:]]
+        return [e.to_dict() for e in found]
 
 
 def _versions() -> dict[str, str | None]:

@@ -53,7 +53,12 @@ type Columns = Record<string, (number | null)[]>;
 interface RunMetrics {
   step: number[];
   metrics: Columns;
+  /** More steps follow: the next page starts there (the server pages by step). */
+  next_start_step?: number | null;
 }
+
+/** Pages of a run's metrics the sparkline reads at most (the server's page is 10 000 steps). */
+const MAX_SPARK_PAGES = 20;
 
 interface MetricUpdate {
   run: string;
@@ -86,10 +91,18 @@ export function runDuration(run: RunSummary, now: number): number | null {
   return finite(run.end) && finite(run.start) ? run.end - run.start : null;
 }
 
-/** Logged metrics first: the `proc.*` process-tree rows only when nothing else was logged. */
+/** Prefix of a run's process-tree series (`tree.cpu_pct`, ...; docs/RUNS.md). */
+export const PROCESS_PREFIX = "tree.";
+
+/** Whether a name is a process-tree series rather than a metric the user logged. */
+export function isProcessMetric(name: string): boolean {
+  return name.startsWith(PROCESS_PREFIX);
+}
+
+/** Logged metrics first: the process-tree series only when nothing else was logged. */
 export function userMetricNames(summary: Record<string, unknown> | undefined): string[] {
   const names = Object.keys(summary ?? {});
-  const user = names.filter((n) => !n.startsWith("proc."));
+  const user = names.filter((n) => !isProcessMetric(n));
   return user.length ? user : names;
 }
 
@@ -394,7 +407,7 @@ export class RunsSection {
     const run = this.#runs.get(id);
     if (!row || !run) return;
     const epoch = ++this.#epoch;
-    this.#detail = { id, run: null, metric: userMetricNames(run.summary).find((n) => !n.startsWith("proc.")) ?? "", steps: [], values: [], epoch };
+    this.#detail = { id, run: null, metric: userMetricNames(run.summary).find((n) => !isProcessMetric(n)) ?? "", steps: [], values: [], epoch };
     row.el.classList.add("tl-run-open");
     row.head.setAttribute("aria-expanded", "true");
     row.detail.hidden = false;
@@ -433,19 +446,25 @@ export class RunsSection {
   async #loadSeries(epoch: number): Promise<void> {
     const d = this.#detail;
     if (!d || d.epoch !== epoch) return;
-    const params = d.metric ? { metrics: d.metric } : {};
-    const m = await this.#api.get<RunMetrics>(`runs/${encodeURIComponent(d.id)}/metrics`, params);
-    if (this.#detail?.epoch !== epoch) return;
-    d.metric ||= Object.keys(m.metrics ?? {}).find((n) => !n.startsWith("proc.")) ?? "";
-    const col = m.metrics?.[d.metric] ?? [];
     d.steps = [];
     d.values = [];
-    (m.step ?? []).forEach((s, i) => {
-      if (col[i] !== undefined) {
-        d.steps.push(s);
-        d.values.push(col[i]);
-      }
-    });
+    let start: number | null | undefined = undefined;
+    for (let page = 0; page < MAX_SPARK_PAGES; page++) {
+      const params: Record<string, string> = d.metric ? { metrics: d.metric } : {};
+      if (start !== undefined && start !== null) params.start_step = String(start);
+      const m = await this.#api.get<RunMetrics>(`runs/${encodeURIComponent(d.id)}/metrics`, params);
+      if (this.#detail?.epoch !== epoch) return;
+      d.metric ||= Object.keys(m.metrics ?? {}).find((n) => !isProcessMetric(n)) ?? "";
+      const col = m.metrics?.[d.metric] ?? [];
+      (m.step ?? []).forEach((s, i) => {
+        if (col[i] !== undefined) {
+          d.steps.push(s);
+          d.values.push(col[i]);
+        }
+      });
+      start = m.next_start_step;
+      if (start === undefined || start === null || !d.metric) break;
+    }
   }
 
   /** New values of the open run's sparkline metric (steps it already has are skipped). */
@@ -454,7 +473,7 @@ export class RunsSection {
     if (!d || d.id !== u.run || !d.run) return;
     if (!d.metric) {
       // the first values of a run opened before it logged anything
-      d.metric = Object.keys(u.metrics ?? {}).find((n) => !n.startsWith("proc.")) ?? "";
+      d.metric = Object.keys(u.metrics ?? {}).find((n) => !isProcessMetric(n)) ?? "";
       if (d.metric) this.#renderDetail();
     }
     const col = d.metric ? u.metrics?.[d.metric] : undefined;
@@ -532,7 +551,7 @@ export class RunsSection {
       return box;
     }
     const head = h("div", "tl-run-spark-head");
-    const names = userMetricNames(run.summary).filter((n) => !n.startsWith("proc."));
+    const names = userMetricNames(run.summary).filter((n) => !isProcessMetric(n));
     if (names.length > 1) {
       const sel = h("select", "tl-run-spark-select", { "aria-label": "metric" });
       for (const n of names) sel.append(h("option", undefined, { value: n }, n));

@@ -8,26 +8,38 @@ sample writer, which SQLite's WAL mode and busy timeout allow.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import math
+import os
 import re
+import reprlib
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tracklab_jupyter.store.db import connect, open_writer_db
+from tracklab_jupyter.store.db import (
+    check_exists,
+    connect,
+    open_writer_db,
+    unavailable_as_error,
+)
 from tracklab_jupyter.store.paths import DB_NAME, ensure_data_dir, resolve_data_dir
 from tracklab_jupyter.store.schema import SCHEMA_VERSION, check_version
 
 RUNNING, FINISHED, FAILED, CRASHED = "running", "finished", "failed", "crashed"
 RUN_STATES = (RUNNING, FINISHED, FAILED, CRASHED)
 _PROJECT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_PROJECT = 128
 MAX_NAME = 200
 MAX_TAGS = 64
+MAX_TAG = 64
 MAX_NOTES = 100_000
+#: Characters of a caller's input that an error message repeats (servers send it back).
+ECHO_CHARS = 100
 
 #: (run id, step or None, time, metric name, value or None) as stored in ``run_metrics``.
 MetricRow = tuple[str, int | None, float, str, float | None]
@@ -46,21 +58,37 @@ class RunConflictError(RuntimeError):
 
 
 # -- validation -----------------------------------------------------------------------
+# Each check measures its input before doing any work on it, and its error repeats at
+# most ECHO_CHARS characters of it.
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = ECHO_CHARS
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = _REPR.maxdict = 5
+
+
+def echo(value: Any) -> str:
+    """``repr(value)`` cut to about ECHO_CHARS characters, saying how long a long string
+    was; cheap for any size."""
+    if isinstance(value, str) and len(value) > ECHO_CHARS:
+        return f"{value[:ECHO_CHARS]!r}… ({len(value)} characters)"
+    text = _REPR.repr(value)
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…"
+
 
 def check_project(name: Any) -> str:
     """A project name: 1-128 letters, digits, ``.``, ``_`` or ``-``, starting with a
     letter or digit (it appears in URLs)."""
-    if not isinstance(name, str) or not _PROJECT_RE.fullmatch(name):
+    if not isinstance(name, str) or len(name) > MAX_PROJECT or not _PROJECT_RE.fullmatch(name):
         raise ValueError(
-            f"project must be 1-128 letters, digits, '.', '_' or '-' starting with a letter "
-            f"or digit (it is used in URLs), e.g. 'mnist-resnet'; got {name!r}")
+            f"project must be 1-{MAX_PROJECT} letters, digits, '.', '_' or '-' starting with a "
+            f"letter or digit (it is used in URLs), e.g. 'mnist-resnet'; got {echo(name)}")
     return name
 
 
 def check_run_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+    if not isinstance(name, str) or len(name) > MAX_NAME or not name.strip():
         raise ValueError(f"a run name is a non-empty string of at most {MAX_NAME} "
-                         f"characters; got {name!r}")
+                         f"characters; got {echo(name)}")
     return name.strip()
 
 
@@ -70,25 +98,42 @@ def check_tags(tags: Any) -> list[str]:
     if isinstance(tags, str):
         tags = [tags]
     if not isinstance(tags, list | tuple | set | frozenset):
-        raise ValueError(f"tags must be a list of strings, got {tags!r}")
-    out: list[str] = []
+        raise ValueError(f"tags must be a list of strings, got {echo(tags)}")
+    if len(tags) > MAX_TAGS:  # counted as given, before any per-tag work
+        raise ValueError(f"at most {MAX_TAGS} tags, got {len(tags)}")
+    out: dict[str, None] = {}  # an ordered set: first occurrence wins
     for tag in tags:
-        if not isinstance(tag, str) or not tag.strip() or len(tag) > 64:
-            raise ValueError(f"each tag is a non-empty string of at most 64 characters; "
-                             f"got {tag!r}")
-        if tag.strip() not in out:
-            out.append(tag.strip())
-    if len(out) > MAX_TAGS:
-        raise ValueError(f"at most {MAX_TAGS} tags, got {len(out)}")
-    return out
+        if not isinstance(tag, str) or len(tag) > MAX_TAG or not tag.strip():
+            raise ValueError(f"each tag is a non-empty string of at most {MAX_TAG} "
+                             f"characters; got {echo(tag)}")
+        out[tag.strip()] = None
+    return list(out)
 
 
 def check_notes(notes: Any) -> str:
     if notes is None:
         return ""
     if not isinstance(notes, str) or len(notes) > MAX_NOTES:
-        raise ValueError(f"notes must be a string of at most {MAX_NOTES} characters")
+        got = f"{len(notes)} characters" if isinstance(notes, str) else type(notes).__name__
+        raise ValueError(f"notes must be a string of at most {MAX_NOTES} characters; "
+                         f"got {got}")
     return notes
+
+
+def _listing(names: Sequence[str], empty: str, most: int = 20) -> str:
+    """Names for an error message: the first ``most`` of them, then how many in all."""
+    if not names:
+        return empty
+    shown = ", ".join(echo(n) if len(n) > ECHO_CHARS else n for n in names[:most])
+    return shown if len(names) <= most else f"{shown}, … ({len(names)} in all)"
+
+
+def check_limit(limit: Any, what: str = "limit") -> int | None:
+    """A page size: None (no limit) or a whole number, 1 or more."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or limit < 1):
+        raise ValueError(f"{what} must be a whole number, 1 or more; got {echo(limit)}")
+    return limit
 
 
 def finite(value: float | None) -> float | None:
@@ -162,10 +207,16 @@ def open_run_db(data_dir: str | Path | None = None) -> sqlite3.Connection:
     """A writable connection to the store, creating or migrating it when needed (a
     training script may be the first process to use a data dir)."""
     path = ensure_data_dir(data_dir) / DB_NAME
+    if path.is_dir():  # SQLite would only say "unable to open database file"
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     if path.exists():
         conn = connect(path)
-        if check_version(conn, path) >= SCHEMA_VERSION:
-            return conn
+        try:
+            if check_version(conn, path) >= SCHEMA_VERSION:
+                return conn
+        except BaseException:
+            conn.close()
+            raise
         conn.close()
     # New or older file: the writer's opening creates the schema or migrates it (each
     # step in a transaction that rechecks the version, so a racing recorder is harmless).
@@ -174,23 +225,31 @@ def open_run_db(data_dir: str | Path | None = None) -> sqlite3.Connection:
 
 class RunStore:
     """Reads and edits runs. ``writable=False`` never creates or changes anything; a store
-    that does not exist yet reads as empty."""
+    that does not exist yet reads as empty. A store that cannot be used (its path runs
+    through a file, access denied, not a database) raises StoreUnavailableError."""
 
     def __init__(self, data_dir: str | Path | None = None, *, writable: bool = False) -> None:
         self.data_dir = resolve_data_dir(data_dir)
         self.path = self.data_dir / DB_NAME
-        self._conn: sqlite3.Connection | None
-        if writable:
-            self._conn = open_run_db(self.data_dir)
-        elif self.path.exists():
-            self._conn = connect(self.path, readonly=True)
-            version = check_version(self._conn, self.path)
-            self._conn.execute("PRAGMA query_only = ON")
-            if version < 2:  # written by an older recorder: no runs yet
-                self._conn.close()
-                self._conn = None
-        else:
-            self._conn = None
+        self._conn: sqlite3.Connection | None = None
+        with unavailable_as_error(self.data_dir):
+            if writable:
+                self._conn = open_run_db(self.data_dir)
+            elif check_exists(self.path):
+                self._conn = self._open_reader()
+
+    def _open_reader(self) -> sqlite3.Connection | None:
+        conn = connect(self.path, readonly=True)
+        try:
+            version = check_version(conn, self.path)
+            conn.execute("PRAGMA query_only = ON")
+        except BaseException:
+            conn.close()
+            raise
+        if version < 2:  # written by an older recorder: no runs yet
+            conn.close()
+            return None
+        return conn
 
     def close(self) -> None:
         if self._conn is not None:
@@ -235,8 +294,8 @@ class RunStore:
             if p["name"] == name:
                 return p
         known = [p["name"] for p in self.list_projects()]
-        raise ProjectNotFoundError(f"no project {name!r}; projects: "
-                                   f"{', '.join(known) if known else 'none yet'}")
+        raise ProjectNotFoundError(f"no project {echo(name)}; projects: "
+                                   f"{_listing(known, 'none yet')}")
 
     def list_runs(self, project: str | None = None, state: str | None = None,
                   limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
@@ -259,7 +318,7 @@ class RunStore:
     def get_run(self, run_id: str) -> dict[str, Any]:
         rows = self._rows(_FULL_SQL + " WHERE r.id = ?", [run_id])
         if not rows:
-            raise RunNotFoundError(f"no run {run_id!r} in {self.path} (run ids are listed by "
+            raise RunNotFoundError(f"no run {echo(run_id)} in {self.path} (run ids are listed by "
                                    "tracklab.runs() and GET api/runs)")
         return _full(rows[0], time.time())
 
@@ -278,25 +337,42 @@ class RunStore:
             "ORDER BY name", [run_id])]
 
     def metrics(self, run_id: str, names: Sequence[str] | None = None,
-                start_step: int | None = None, end_step: int | None = None) -> dict[str, Any]:
+                start_step: int | None = None, end_step: int | None = None,
+                limit: int | None = None) -> dict[str, Any]:
         """The run's logged metrics as columns (``RunMetrics`` of docs/RUNS.md). ``names``
-        may hold globs; one that matches nothing raises ValueError."""
+        may hold globs; one that matches nothing raises ValueError.
+
+        ``limit``: at most that many steps (rows). ``next_start_step`` is the first step
+        of the next page, to pass as ``start_step`` (same ``end_step``), or None when no
+        step is left."""
+        check_limit(limit)
         self.get_run(run_id)  # 404 before anything else
         chosen = self._choose(run_id, names, process=False)
-        sql = ("SELECT step, time, name, value FROM run_metrics "
-               "WHERE run_id = ? AND step IS NOT NULL")
+        where = "WHERE run_id = ? AND step IS NOT NULL"
         args: list[Any] = [run_id]
         if start_step is not None:
-            sql += " AND step >= ?"
+            where += " AND step >= ?"
             args.append(start_step)
         if end_step is not None:
-            sql += " AND step <= ?"
+            where += " AND step <= ?"
             args.append(end_step)
         if chosen is not None:
-            sql += f" AND name IN ({','.join('?' * len(chosen))})"
+            where += f" AND name IN ({','.join('?' * len(chosen))})"
             args += chosen
-        columns = step_columns(self._rows(sql + " ORDER BY step, id", args), chosen)
-        return {"run": run_id, **columns}
+        next_start: int | None = None
+        if limit is not None:
+            # The page ends before the (limit+1)-th distinct step; both reads walk the
+            # (run_id, step) index in order, so a page costs its own rows, not the run's.
+            cut = self._rows(f"SELECT step FROM run_metrics {where} GROUP BY step "
+                             "ORDER BY step LIMIT 1 OFFSET ?", [*args, limit])
+            if cut:
+                next_start = cut[0][0]
+                where += " AND step < ?"
+                args.append(next_start)
+        columns = step_columns(self._rows(
+            f"SELECT step, time, name, value FROM run_metrics {where} ORDER BY step, id", args),
+            chosen)
+        return {"run": run_id, **columns, "next_start_step": next_start}
 
     def process_metrics(self, run_id: str, names: Sequence[str] | None = None
                         ) -> dict[str, Any]:
@@ -318,8 +394,8 @@ class RunStore:
         for pattern in names:
             found = [n for n in available if fnmatch.fnmatchcase(n, pattern)]
             if not found and strict:
-                raise ValueError(f"run {run_id} has no metric {pattern!r}; it has: "
-                                 f"{', '.join(available) if available else 'none yet'}")
+                raise ValueError(f"run {run_id} has no metric {echo(pattern)}; it has: "
+                                 f"{_listing(available, 'none yet')}")
             chosen += [n for n in found if n not in chosen]
         return chosen
 

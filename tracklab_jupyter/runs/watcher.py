@@ -22,6 +22,7 @@ from typing import Any
 from tracklab_jupyter.runs.lifecycle import find_crashed
 from tracklab_jupyter.runs.store import RunStore, step_columns, time_columns
 from tracklab_jupyter.sampler.hub import RUN, RUN_METRICS, Hub
+from tracklab_jupyter.store.db import StoreUnavailableError
 
 log = logging.getLogger("tracklab_jupyter.runs")
 
@@ -95,7 +96,8 @@ class RunWatcher:
                 if self.reap and time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + REAP_S
                     self._reap()
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, StoreUnavailableError) as exc:
+                # An unusable store is reported by the recorder and the API (503): quiet.
                 log.debug("tracklab: watching runs failed (%s); reopening", exc)
                 if self._store is not None:
                     self._store.close()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tracklab_jupyter.store.config import StoreConfig
-    from tracklab_jupyter.store.db import StoreCorruptError
+    from tracklab_jupyter.store.db import StoreCorruptError, StoreUnavailableError
     from tracklab_jupyter.store.paths import db_path, ensure_data_dir, resolve_data_dir
     from tracklab_jupyter.store.reader import Frame, StoreNotFoundError, StoreReader
     from tracklab_jupyter.store.schema import SCHEMA_VERSION, StoreVersionError
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "StoreConfig": "config",
     "StoreCorruptError": "db",
+    "StoreUnavailableError": "db",
     "db_path": "paths",
     "ensure_data_dir": "paths",
     "resolve_data_dir": "paths",
@@ -42,6 +43,7 @@ __all__ = [
     "StoreCorruptError",
     "StoreNotFoundError",
     "StoreReader",
+    "StoreUnavailableError",
     "StoreVersionError",
     "StoreWriter",
     "db_path",

@@ -5,10 +5,13 @@ Only the writer (the recorder) creates, migrates or moves files; readers open wh
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tracklab_jupyter.store.schema import check_version, migrate
@@ -25,6 +28,12 @@ SQLITE_NOTADB = 26
 
 class StoreCorruptError(sqlite3.DatabaseError):
     """The file is damaged (not a database, truncated, failing its integrity check)."""
+
+
+class StoreUnavailableError(RuntimeError):
+    """The store cannot be used: its path runs through a file, access is denied, the
+    database file is a directory or not a database. The message holds no filesystem path
+    (servers send it to clients); the data dir is in the exception's notes and its cause."""
 
 
 def is_corruption(exc: BaseException) -> bool:
@@ -46,6 +55,68 @@ def is_disk_full(exc: BaseException) -> bool:
     return "full" in str(exc).lower()
 
 
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` makes the store unusable, in words without a path; None for errors that
+    mean something else (a missing store: FileNotFoundError; a newer schema)."""
+    if isinstance(exc, FileNotFoundError):
+        return None
+    if isinstance(exc, NotADirectoryError):
+        return "the data directory cannot be used: a part of its path is a file, not a directory"
+    if isinstance(exc, FileExistsError):  # mkdir of a data dir that is a file
+        return "the data directory cannot be used: it is a file, not a directory"
+    if isinstance(exc, PermissionError):
+        return "the data directory cannot be used: permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return "the database file cannot be used: it is a directory"
+    if isinstance(exc, OSError):
+        # strerror, never str(exc): the latter names the file.
+        detail = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+        return f"the data directory cannot be used: {detail.lower()}"
+    if isinstance(exc, sqlite3.Error):
+        if is_corruption(exc):
+            return "the database file is not an SQLite database, or it is damaged"
+        text = str(exc).lower()
+        if "locked" in text or "busy" in text:
+            return "the database is locked by another process; try again later"
+        if "unable to open" in text:
+            return "the database file cannot be opened (permissions, or a directory in its place)"
+        # SQLite's own messages name no files.
+        return f"the database cannot be used: {exc}"
+    return None
+
+
+@contextmanager
+def unavailable_as_error(data_dir: Path) -> Iterator[None]:
+    """Turn errors that make the store at ``data_dir`` unusable into
+    :class:`StoreUnavailableError` (others, FileNotFoundError included, pass through)."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as exc:
+        reason = unavailable_reason(exc)
+        if reason is None:
+            raise
+        error = StoreUnavailableError(reason)
+        error.add_note(f"data dir: {data_dir}")  # for tracebacks, not for str(error)
+        raise error from exc
+
+
+def check_exists(path: Path) -> bool:
+    """Whether ``path`` exists. Unlike Path.exists(), a parent that is a file raises
+    NotADirectoryError (it is not a store that is missing) and denied access raises."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def sqlite_uri(path: Path, **params: str) -> str:
+    """A ``file:`` URI for ``path`` with every special character (``#``, ``?``, ``%``,
+    spaces) percent-encoded; SQLite decodes them again."""
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return Path(os.path.abspath(path)).as_uri() + (f"?{query}" if query else "")
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (we issue BEGIN/COMMIT ourselves).
 
@@ -53,10 +124,13 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     it to the thread that uses it; each connection is still used by one thread at a time.
     """
     if readonly:
-        if not path.exists():
+        if not check_exists(path):
             raise FileNotFoundError(f"no tracklab store at {path}")
-        uri = f"file:{path}?mode=rw"  # rw, not ro: WAL readers need the -shm file
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        if path.is_dir():  # SQLite would only say "unable to open database file"
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        # rw, not ro: WAL readers need the -shm file. mode=rw never creates the file.
+        conn = sqlite3.connect(sqlite_uri(path, mode="rw"), uri=True, isolation_level=None,
+                               check_same_thread=False)
     else:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")

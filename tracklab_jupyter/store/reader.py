@@ -21,7 +21,7 @@ import numpy as np
 
 from tracklab_jupyter.sampler.sample import Event, Sample
 from tracklab_jupyter.store.config import TIER_SECONDS, StoreConfig
-from tracklab_jupyter.store.db import open_reader_db
+from tracklab_jupyter.store.db import check_exists, open_reader_db
 from tracklab_jupyter.store.paths import DB_NAME, resolve_data_dir
 from tracklab_jupyter.store.plan import Plan, choose_tier
 from tracklab_jupyter.store.query import load_raw, load_rollup
@@ -82,7 +82,9 @@ class StoreReader:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            if not self.path.exists():
+            # A parent that is a file raises NotADirectoryError: the store is unusable,
+            # not missing.
+            if not check_exists(self.path):
                 raise StoreNotFoundError(
                     f"no tracklab history in {self.data_dir}: nothing has been recorded there "
                     "yet. Start a recorder (`python -m tracklab_jupyter record`, or the "
@@ -168,6 +170,24 @@ class StoreReader:
         """Which tier (and step) a query from ``start`` would use."""
         return choose_tier(start, step, self.oldest())
 
+    def raw_rows(self, start: float, end: float, node: str | None = None) -> int:
+        """About how many samples ``[start, end)`` holds, for the node with the most (or for
+        ``node``), from the blocks' counts alone: a raw read's size, known cheaply."""
+        with self._snapshot() as conn:
+            if conn is None:
+                return 0
+            sql = ("SELECT coalesce(max(c), 0) FROM (SELECT sum(n) AS c FROM raw_ticks "
+                   "WHERE t1 >= ? AND t0 < ?{} GROUP BY node_id)")
+            args: list[Any] = [_ms(start), _ms(end)]
+            if node is not None:
+                ids = self._node_ids(conn)
+                if node not in ids:
+                    return 0
+                args.append(ids[node])
+            # Blocks overlapping the range count whole: an upper bound by one block.
+            return int(conn.execute(sql.format(" AND node_id = ?" if node else ""),
+                                    args).fetchone()[0])
+
     # -- data ----------------------------------------------------------------------------
     def _select(self, conn: sqlite3.Connection, names: Iterable[str] | None,
                 node: str | Sequence[str] | None) -> dict[str, list[tuple[str, int]]]:
@@ -242,8 +262,12 @@ class StoreReader:
 
     def events(self, start: float | None = None, end: float | None = None, *,
                node: str | Sequence[str] | None = None,
-               kinds: Iterable[str] | None = None) -> list[Event]:
-        """Events in ``[start, end)``, oldest first."""
+               kinds: Iterable[str] | None = None, limit: int | None = None) -> list[Event]:
+        """Events in ``[start, end)``, oldest first; with ``limit``, only the newest
+        ``limit`` of them (still oldest first)."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            raise ValueError(f"limit must be a whole number, 0 or more; got {limit!r}")
         sql = "SELECT time, node, kind, message, data FROM events WHERE time >= ? AND time < ?"
         args: list[Any] = [start if start is not None else 0.0,
                            end if end is not None else float("inf")]
@@ -258,5 +282,11 @@ class StoreReader:
         with self._snapshot() as conn:
             if conn is None:
                 return []
-            rows = conn.execute(sql + " ORDER BY time, id", args).fetchall()
+            if limit is None:
+                rows = conn.execute(sql + " ORDER BY time, id", args).fetchall()
+            else:
+                # Newest first down the time index: the scan stops at ``limit`` matches.
+                rows = conn.execute(sql + " ORDER BY time DESC, id DESC LIMIT ?",
+                                    [*args, limit]).fetchall()
+                rows.reverse()
         return [Event(t, n, k, m, json.loads(d)) for t, n, k, m, d in rows]

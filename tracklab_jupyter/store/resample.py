@@ -25,6 +25,8 @@ def bin_raw(times_ms: np.ndarray, values: np.ndarray, step_ms: int,
     Returns the bins' start times (ms) and an array ``(series, bins)``; NaN where a series
     has no sample in a bin.
     """
+    if times_ms.size == 0:  # a range with no sample: no bins
+        return times_ms.copy(), np.empty((values.shape[0], 0))
     keys = times_ms // step_ms
     grid = keys[_runs(keys)[0]]  # keys are sorted: their distinct values without a sort
     out = np.full((values.shape[0], grid.size), np.nan)
