@@ -208,7 +208,8 @@ def _events_params(limits: Limits) -> tuple[Param, ...]:
             names_param("kind", "Event kinds, comma separated or repeated", limits),
             node_param("Only this node's events"),
             int_param("limit", f"At most this many, the newest (1 to max_events = "
-                      f"{limits.max_events})", 1, limits.max_events, min(1000, limits.max_events)))
+                      f"{limits.max_events})", 1, limits.max_events, min(1000, limits.max_events),
+                      "max_events"))
 
 
 def events(request: Request) -> Reply:

@@ -16,9 +16,11 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets.config import Configurable
 
 from tracklab_jupyter.monitor import Monitor, MonitorConfig
 from tracklab_jupyter.server.handlers import build_handlers
+from tracklab_jupyter.server.limits import LIMITS_KEY, Limits
 from tracklab_jupyter.server.serving import DISABLED_KEY, MONITOR_KEY
 
 
@@ -33,7 +35,14 @@ def _env_float(name: str, fallback: float) -> float:
         return float("nan")
 
 
-class TrackLab(ExtensionApp):
+# One traitlet per limit (``c.TrackLab.max_body_bytes = ...``), made from Limits itself so
+# the two cannot drift.
+LimitSettings = type("LimitSettings", (Configurable,), {
+    name: Int(getattr(Limits, name), help=Limits.doc(name)).tag(config=True)
+    for name in Limits.names()})
+
+
+class TrackLab(ExtensionApp, LimitSettings):
     """Samples this machine in the background and serves it under ``{base_url}tracklab/``."""
 
     name = "tracklab"
@@ -115,6 +124,8 @@ class TrackLab(ExtensionApp):
                 self.log.warning("tracklab: ignoring unknown log level %r", self.log_level_name)
         try:
             config = self.monitor_config()
+            self.settings[LIMITS_KEY] = Limits.from_settings(
+                **{name: getattr(self, name) for name in Limits.names()})
         except ValueError as exc:
             reason = f"invalid configuration: {exc}"
             self.log.error("tracklab disabled, %s. The Jupyter server goes on without it.",

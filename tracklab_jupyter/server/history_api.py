@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,15 +59,23 @@ def step_text(seconds: float | None) -> str | None:
     return f"{seconds * 1000:g}ms"
 
 
+def hide_paths(message: str, data_dir: Any) -> str:
+    """``message`` without the server's data directory (or its database) in it."""
+    for path in sorted({str(data_dir), str(data_dir) + "/metrics.db"}, key=len, reverse=True):
+        message = message.replace(path, "the data directory")
+    return message
+
+
 def store_error(exc: Exception, data_dir: Any) -> ApiError:
     """A store exception as an API error that never shows the server's paths."""
-    from tracklab_jupyter.store.db import StoreUnavailableError
+    from tracklab_jupyter.store.db import StoreUnavailableError, unavailable_reason
 
-    message = str(exc.args[0] if exc.args else exc)
-    for path in {str(data_dir), str(getattr(data_dir, "parent", ""))} - {""}:
-        message = message.replace(path, "the data directory")
+    message = hide_paths(str(exc.args[0] if exc.args else exc), data_dir)
     if isinstance(exc, StoreUnavailableError):
         return ApiError(503, "store unavailable", message)
+    reason = unavailable_reason(exc) if isinstance(exc, OSError | sqlite3.Error) else None
+    if reason is not None:
+        return ApiError(503, "store unavailable", reason)
     if isinstance(exc, FileNotFoundError):
         return ApiError(503, "no store yet", "nothing has been recorded in the data "
                                              "directory yet")
@@ -126,7 +135,7 @@ def read_history(request: Request, query: Query) -> tuple[Any, Sized]:
     except UnknownMetricError as exc:
         raise ApiError(404, "unknown metric", clip(str(exc).split(" in the history")[0], 160)
                        + "; see api/system/metrics for the names") from None
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, sqlite3.Error) as exc:
         raise store_error(exc, monitor.data_dir) from None
     listed = names if names is not None else sorted(
         {name for f in frames.values() for name in f.names})

@@ -330,32 +330,31 @@ def _paths(limits: Limits) -> dict[str, Any]:
         "operationId": "getOpenapi", "summary": "This document", "parameters": [],
         "responses": {"200": _json({"type": "object"}),
                       **{str(s): _json(_ERROR, _ERROR_TEXT[s]) for s in (401, 403)}}}}
-    paths["/ws"] = {"get": {
-        "operationId": "getWs", "summary": "The live WebSocket stream",
+    return paths
+
+
+def _websocket(limits: Limits) -> dict[str, Any]:
+    """The live stream, outside ``paths``: OpenAPI describes HTTP operations, and a plain
+    HTTP GET of ``/ws`` only ever gets 426 (it is a WebSocket)."""
+    return {
+        "path": "/ws",
+        "summary": "The live WebSocket stream",
         "description": (
-            "Upgrade to a WebSocket. Every message is a `WsEnvelope`; `data` follows "
-            "`WsHello`, `WsSystemMetrics`, `WsHardwareUpdate`, `WsNodeStatus`, "
-            "`WsClusterMetrics`, `WsRunUpdate`, `WsMetricUpdate` or `WsError` by `type`. "
-            "Clients send `WsClientMessage`s (at most "
-            f"{limits.max_patterns} metric patterns per subscription). Default topics: "
-            f"system_metrics and hardware_update. At most {limits.max_ws_connections} "
-            "connections at once (max_ws_connections); more are refused with 503."),
-        "parameters": [],
-        "responses": {
-            "101": {"description": "Switching protocols"},
-            "400": _json(_ERROR, "Not a WebSocket handshake"),
-            **{str(s): _json(_ERROR, _ERROR_TEXT[s]) for s in (401, 403)},
-            "426": _json(_ERROR, "A plain HTTP request: upgrade to a WebSocket"),
-            "503": _json(_ERROR, "Too many connections (max_ws_connections), or tracklab "
-                                 "is disabled")},
-        "x-websocket-messages": {
+            "Upgrade to a WebSocket (authenticated like every path). Every message is a "
+            "`WsEnvelope`; `data` follows `WsHello`, `WsSystemMetrics`, `WsHardwareUpdate`, "
+            "`WsNodeStatus`, `WsClusterMetrics`, `WsRunUpdate`, `WsMetricUpdate` or "
+            "`WsError` by `type`. Clients send `WsClientMessage`s (at most "
+            f"{limits.max_patterns} metric patterns per subscription, max_patterns). "
+            "Default topics: system_metrics and hardware_update. At most "
+            f"{limits.max_ws_connections} connections at once (max_ws_connections); more "
+            "are refused with 503. A plain HTTP request gets 426."),
+        "messages": {
             "server": {k: _ref(v) for k, v in {
                 "hello": "WsHello", "system_metrics": "WsSystemMetrics",
                 "hardware_update": "WsHardwareUpdate", "node_status": "WsNodeStatus",
                 "cluster_metrics": "WsClusterMetrics", "run_update": "WsRunUpdate",
                 "metric_update": "WsMetricUpdate", "error": "WsError"}.items()},
-            "client": _ref("WsClientMessage")}}}
-    return paths
+            "client": _ref("WsClientMessage")}}
 
 
 @cache
@@ -375,6 +374,7 @@ def openapi_dict(server_url: str = "", limits: Limits | None = None) -> dict[str
                                                      "name": "Authorization"}}},
         "security": [{"token": []}],
         "paths": _paths(limits),
+        "x-websocket": _websocket(limits),
     }
 
 

@@ -125,10 +125,12 @@ def _bad(name: str, text: str, accepted: str) -> ParamError:
     return ParamError(f"bad {name} {clip(text)!r}: {accepted}")
 
 
-def integer(name: str, low: int, high: int) -> Callable[[str], int]:
+def integer(name: str, low: int, high: int, limit: str = "") -> Callable[[str], int]:
+    bound = f" (limit {limit})" if limit else ""
+
     def parse(text: str) -> int:
         if not re.fullmatch(r"-?[0-9]{1,19}", text) or not low <= int(text) <= high:
-            raise _bad(name, text, f"{name} is an integer from {low} to {high}")
+            raise _bad(name, text, f"{name} is an integer from {low} to {high}{bound}")
         return int(text)
     return parse
 
@@ -224,13 +226,15 @@ def names_param(name: str, description: str, limits: Limits) -> Param:
 def node_param(description: str = "Node name; this host when omitted. Unknown nodes give "
                                   "404.") -> Param:
     return Param("node", description, {"type": "string", "minLength": 1, "maxLength": 200},
-                 matching("node", r"^.{1,200}$", 200, "a node name of 1 to 200 characters"))
+                 matching("node", r"^[\s\S]{1,200}$", 200, "a node name of 1 to 200 "
+                          "characters"))
 
 
-def int_param(name: str, description: str, low: int, high: int, default: int | None
-              ) -> Param:
+def int_param(name: str, description: str, low: int, high: int, default: int | None,
+              limit: str = "") -> Param:
+    """An integer from ``low`` to ``high``; ``limit`` names the setting that is ``high``."""
     return Param(name, description, {"type": "integer", "minimum": low, "maximum": high},
-                 integer(name, low, high), default=default)
+                 integer(name, low, high, limit), default=default)
 
 
 def enum_param(name: str, description: str, values: tuple[str, ...], default: str | None

@@ -77,7 +77,8 @@ def _store(monitor: Monitor, writable: bool = False) -> Iterator[RunStore]:
     try:
         yield store
     except (RunNotFoundError, ProjectNotFoundError) as exc:
-        raise ApiError(404, "not found", clip(str(exc.args[0]), 300)) from None
+        raise ApiError(404, "not found", clip(history_api.hide_paths(
+            str(exc.args[0]), monitor.data_dir), 300)) from None
     except RunConflictError as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     except ValueError as exc:
@@ -144,7 +145,7 @@ def _metrics_params(limits: Limits) -> tuple[Param, ...]:
                       0, 2**62, None),
             int_param("end_step", "Last step", 0, 2**62, None),
             int_param("limit", f"Steps per page (1 to max_run_metric_steps = {top})",
-                      1, top, top))
+                      1, top, top, "max_run_metric_steps"))
 
 
 def run_metrics(request: Request) -> Reply:
@@ -190,6 +191,9 @@ def _patch_body(body: bytes) -> dict[str, Any]:
         changes = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed body", f"expected a JSON object: {exc}") from None
+    tags = changes.get("tags") if isinstance(changes, dict) else None
+    if isinstance(tags, list) and len(tags) > MAX_TAGS:  # before checking each of them
+        raise ApiError(400, "bad body", f"at most {MAX_TAGS} tags, got {len(tags)}")
     problem = _schema_problem(changes)
     if problem:
         raise ApiError(400, "bad body", problem + '; expected a JSON object with any of '
