@@ -119,7 +119,7 @@ async def test_history_over_the_point_cap_gets_a_coarser_step_or_413(
     assert response.headers["X-TrackLab-Step"] == capped["step"]
     assert len(response.body.decode().splitlines()) == len(capped["time"]) + 1
     # A fixed step that cannot fit: 413, with the limit and a step that would.
-    code, error = await error_of(jp_fetch, "api", "history", start="-1h", step="1s")
+    code, error = await error_of(jp_fetch, "api", "history", start="-1h", step="100ms")
     assert code == 413 and "max_history_points" in error["detail"]
     assert "use step=" in error["detail"]
     await answers_promptly(jp_fetch)
@@ -264,3 +264,44 @@ def test_the_standalone_server_logs_no_token(tmp_path):
     assert any("/api/nope" in line for line in log_lines), output[-2000:]
     assert not [line for line in log_lines if TOKEN in line or "wrong-secret" in line]
 
+
+
+def test_every_limit_is_a_documented_setting():
+    from pathlib import Path
+
+    from tracklab_jupyter.server.extension import TrackLab
+
+    doc = (Path(__file__).parents[1] / "docs" / "LIMITS.md").read_text()
+    app = TrackLab()
+    for name in Limits.names():
+        default = getattr(Limits(), name)
+        assert f"| `{name}` | {default} " in doc, name
+        assert getattr(app, name) == default and app.trait_metadata(name, "config")
+    with pytest.raises(ValueError, match="max_events must be a positive integer"):
+        Limits.from_settings(max_events=0)
+
+
+async def test_heavy_metric_patterns_compile_off_the_event_loop(jp_fetch, monkeypatch):
+    # 256 star-heavy globs of 80 characters take a regex compile of about 0.1 s: a set that
+    # large is compiled on the compile thread, a small one where it is asked for.
+    import threading
+
+    from tracklab_jupyter.server import metric_filter
+
+    compiled_on: list[str] = []
+    real_init = metric_filter.MetricFilter.__init__
+
+    def recording_init(self, globs):
+        compiled_on.append(threading.current_thread().name)
+        real_init(self, globs)
+
+    monkeypatch.setattr(metric_filter.MetricFilter, "__init__", recording_init)
+    await wait_for_sample(jp_fetch)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    heavy = ",".join("*" + "*".join(letters[(i + j) % 26] for j in range(40))
+                     for i in range(256))
+    for metrics in (heavy, "cpu.*"):
+        reply = await get_json(jp_fetch, "api", "system", "metrics", metrics=metrics)
+        assert all(k.startswith("cpu.") for k in reply["metrics"])
+    assert compiled_on[0].startswith("tracklab-glob-compile")
+    assert compiled_on[1] == threading.main_thread().name

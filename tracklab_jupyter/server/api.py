@@ -8,7 +8,6 @@ parameters, responses and errors, which is also what the OpenAPI document says.
 
 from __future__ import annotations
 
-import re
 import time
 import zlib
 from typing import Any
@@ -20,6 +19,7 @@ from tracklab_jupyter.server import history_api
 from tracklab_jupyter.server.endpoint import ApiError, Endpoint, Reply, Request, json_response
 from tracklab_jupyter.server.history_api import AGGREGATES, Query
 from tracklab_jupyter.server.limits import Limits, clip
+from tracklab_jupyter.server.metric_filter import MetricFilter
 from tracklab_jupyter.server.params import (
     Param,
     duration_param,
@@ -44,20 +44,8 @@ def _node_metrics(limits: Limits) -> tuple[Param, ...]:
         "`gpu.*.util_pct`); names that match nothing are left out", limits))
 
 
-def _compile(patterns: list[str] | None) -> re.Pattern[str] | None:
-    """One matcher for a request's globs (``fnmatchcase`` semantics)."""
-    import fnmatch
-
-    if not patterns:
-        return None
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
-
-
 def _select(metrics: dict[str, float], patterns: list[str] | None) -> dict[str, float]:
-    matcher = _compile(patterns)
-    if matcher is None:
-        return metrics
-    return {k: v for k, v in metrics.items() if matcher.match(k)}
+    return MetricFilter(tuple(patterns)).select(metrics) if patterns else metrics
 
 
 def _etag(prefix: str, request: Request) -> str:

@@ -11,19 +11,22 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
 from tornado import web, websocket
 
-from tracklab_jupyter.server.api import ApiError, Endpoint
+from tracklab_jupyter.server.endpoint import ApiError, Endpoint
 from tracklab_jupyter.server.endpoints import routes
+from tracklab_jupyter.server.limits import clip
 from tracklab_jupyter.server.openapi import openapi_document
 from tracklab_jupyter.server.serving import (
     MONITOR_KEY,
     EndpointMixin,
     json_error_page,
+    limits_of,
 )
 from tracklab_jupyter.server.ws_bridge import WsStreamMixin
 
 AUTH_RESOURCE = "tracklab"
 
 
+@web.stream_request_body
 class TrackLabAPIHandler(EndpointMixin, JupyterHandler):
     """One REST endpoint. Subclasses set ``endpoint``.
 
@@ -39,6 +42,10 @@ class TrackLabAPIHandler(EndpointMixin, JupyterHandler):
         await super().prepare()
         if not self.check_origin():
             raise web.HTTPError(404)
+        # Before the body is read: who is asking, then how much they send.
+        if not self.current_user:
+            raise web.HTTPError(403)
+        self.check_body_size()
 
     def get_login_url(self) -> str:
         if not self.current_user:
@@ -75,7 +82,8 @@ class OpenAPIHandler(TrackLabAPIHandler):
     @authorized
     async def get(self, *args: Any) -> None:
         self.set_header("Content-Type", "application/json")
-        self.finish(openapi_document(self.base_url.rstrip("/") + "/tracklab"))
+        self.finish(openapi_document(self.base_url.rstrip("/") + "/tracklab",
+                                     limits_of(self.settings)))
 
 
 class NotFoundHandler(TrackLabAPIHandler):
@@ -86,13 +94,16 @@ class NotFoundHandler(TrackLabAPIHandler):
     async def get(self, *args: Any) -> None:
         spec = url_path_join(self.base_url, "tracklab/api/openapi.json")
         self.write_api_error(ApiError(404, "not found",
-                                      f"no endpoint at {self.request.path}; see {spec}"))
+                                      f"no endpoint at {clip(self.request.path)}; see {spec}"))
+
+    post = put = patch = delete = get  # type: ignore[assignment]
 
 
 class TrackLabWebSocket(WsStreamMixin, WebSocketMixin, JupyterHandler,
                         websocket.WebSocketHandler):
     """The live stream. Origin is checked by JupyterHandler for cookie-authenticated
-    clients; token-authenticated ones (a header or ?token=) may come from anywhere."""
+    clients; token-authenticated ones (a header or ?token=) may come from anywhere.
+    Refusals (403, a plain GET's 426, the connection limit's 503) are JSON: WsStreamMixin."""
 
     auth_resource = AUTH_RESOURCE
 

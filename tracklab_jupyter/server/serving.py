@@ -16,6 +16,7 @@ from tornado.iostream import StreamClosedError
 
 from tracklab_jupyter.server.endpoint import ApiError, Endpoint, Reply, Request
 from tracklab_jupyter.server.limits import LIMITS_KEY, Limits, clip
+from tracklab_jupyter.server.metric_filter import INLINE_PATTERN_CHARS, compiler
 from tracklab_jupyter.server.params import ParamError, read_params
 
 log = logging.getLogger("tracklab_jupyter.server")
@@ -89,9 +90,12 @@ class EndpointMixin:
                 raise ApiError(400, exc.title or f"bad {exc.name}", str(exc)) from None
             call = Request(self._monitor(), args, limits, params,
                            b"".join(getattr(self, "_body", [])))
-            if endpoint.blocking:
+            # Many long globs take a regex compile of up to a second: on the compile thread.
+            heavy = sum(map(len, args.get("metrics") or ())) > INLINE_PATTERN_CHARS
+            if endpoint.blocking or heavy:
                 loop = asyncio.get_running_loop()
-                reply = await loop.run_in_executor(None, _answer, endpoint, call)
+                reply = await loop.run_in_executor(compiler() if heavy else None, _answer,
+                                                   endpoint, call)
             else:
                 reply = endpoint.handler(call)
         except ApiError as exc:

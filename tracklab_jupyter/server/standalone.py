@@ -1,6 +1,7 @@
 """The standalone server: the same endpoints on a plain tornado app, for machines without
 Jupyter. Paths are ``/api/...``, ``/metrics`` and ``/ws``. Every request needs the token,
-as ``Authorization: token T`` (or ``Bearer T``) or ``?token=T``."""
+as ``Authorization: token T`` (or ``Bearer T``) or ``?token=T``: without one the answer is
+401 (``WWW-Authenticate: token``), with a wrong one 403."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from typing import Any
 from tornado import web, websocket
 
 from tracklab_jupyter.monitor import Monitor
-from tracklab_jupyter.server.api import ApiError, Endpoint
+from tracklab_jupyter.server.endpoint import ApiError, Endpoint
 from tracklab_jupyter.server.endpoints import routes
+from tracklab_jupyter.server.limits import LIMITS_KEY, Limits, clip
 from tracklab_jupyter.server.openapi import openapi_document
 from tracklab_jupyter.server.serving import (
     MONITOR_KEY,
     EndpointMixin,
     json_error_page,
+    limits_of,
+    log_request,
 )
 from tracklab_jupyter.server.ws_bridge import WsStreamMixin
 
@@ -45,7 +49,8 @@ def is_loopback(host: str) -> bool:
 
 
 class TokenAuthMixin:
-    """Refuses any request without the server's token (403, JSON)."""
+    """Refuses any request without the server's token: 401 when none is given, 403 when
+    it is wrong (JSON either way)."""
 
     def request_token(self) -> str:
         handler: web.RequestHandler = self  # type: ignore[assignment]
@@ -59,13 +64,18 @@ class TokenAuthMixin:
         handler: web.RequestHandler = self  # type: ignore[assignment]
         expected = handler.settings[TOKEN_KEY]
         given = self.request_token()
-        if not given or not hmac.compare_digest(given.encode(), expected.encode()):
-            raise web.HTTPError(403, "a valid token is required")
+        if not given:
+            raise web.HTTPError(401, "a token is required: Authorization: token T, or ?token=T")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise web.HTTPError(403, "the token is not valid")
 
 
+@web.stream_request_body
 class StandaloneHandler(TokenAuthMixin, EndpointMixin, web.RequestHandler):
     def prepare(self) -> None:
+        # Before the body is read: the token, then the body's size.
         self.check_token()
+        self.check_body_size()
 
     async def get(self, *args: Any, **kwargs: str) -> None:
         await self.serve_endpoint(kwargs)
@@ -82,13 +92,13 @@ class StandaloneHandler(TokenAuthMixin, EndpointMixin, web.RequestHandler):
 class StandaloneOpenAPI(StandaloneHandler):
     async def get(self, *args: Any) -> None:
         self.set_header("Content-Type", "application/json")
-        self.finish(openapi_document(""))
+        self.finish(openapi_document("", limits_of(self.settings)))
 
 
 class StandaloneNotFound(StandaloneHandler):
     async def get(self, *args: Any) -> None:
         self.write_api_error(ApiError(404, "not found",
-                                      f"no endpoint at {self.request.path}; "
+                                      f"no endpoint at {clip(self.request.path)}; "
                                       "see /api/openapi.json"))
 
     post = put = delete = patch = get  # type: ignore[assignment]
@@ -115,12 +125,16 @@ def _endpoint_handler(path: str, endpoints: dict[str, Endpoint]) -> type[Standal
                 {"endpoints": endpoints})
 
 
-def make_app(monitor: Monitor, token: str, **settings: Any) -> web.Application:
+def make_app(monitor: Monitor, token: str, limits: Limits | None = None,
+             **settings: Any) -> web.Application:
     """A tornado Application serving ``monitor`` behind ``token``."""
     table: list[Any] = [(f"/{path}", _endpoint_handler(path, eps)) for path, eps in routes()]
     table += [("/api/openapi.json", StandaloneOpenAPI), ("/ws", StandaloneWebSocket),
                (r"/(.*)", StandaloneNotFound)]
     return web.Application(table, **{MONITOR_KEY: monitor, TOKEN_KEY: token,
+                                      LIMITS_KEY: limits or Limits(),
+                                      "log_function": log_request,
+                                      # timeout <= interval: tornado caps a longer
+                                      # one, with a warning
                                       "websocket_ping_interval": 30,
-                                      "websocket_ping_timeout": 90, **settings})
-
+                                      "websocket_ping_timeout": 30, **settings})
