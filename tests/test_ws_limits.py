@@ -313,6 +313,10 @@ async def test_too_many_patterns_are_refused_and_the_subscription_stays(jp_ws_fe
     error = (await next_of(ws, "error"))["data"]
     assert error["error"] == "too many metric patterns"
     assert f"at most {most} metric patterns per subscription" in error["detail"]
+    ws.write_message(json.dumps({"type": "subscribe",
+                                 "runs": [f"r{i:07d}" for i in range(most + 1)]}))
+    error = (await next_of(ws, "error"))["data"]
+    assert error["error"] == "too many runs" and "max_patterns" in error["detail"]
     ws.write_message(json.dumps({"type": "subscribe"}))
     assert (await next_of(ws, "subscribed"))["data"]["metrics"] == ["mem.*"]
     assert await timed(jp_fetch, "tracklab", "api", "health") < PROMPT_S

@@ -357,6 +357,10 @@ class WsSession:
         if not isinstance(runs, list) or not all(isinstance(r, str) for r in runs):
             self.error("bad runs", 'runs must be a list of run ids, e.g. ["k3x9q2ab"]')
             return
+        if len(runs) > self.limits.max_patterns:
+            self.error("too many runs", f"at most {self.limits.max_patterns} runs per "
+                                        "subscription (max_patterns)")
+            return
         change = (topics, globs, set(runs), float(interval))
         if (globs in _FILTERS or self._offload is None
                 or sum(map(len, globs)) <= INLINE_PATTERN_CHARS):
