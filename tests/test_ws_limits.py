@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from test_server_ws import receive
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
@@ -284,14 +285,7 @@ def test_the_shared_frame_cache_keeps_a_bounded_number_of_filters():
 
 # -- the Jupyter extension -----------------------------------------------------------------
 async def next_of(ws, kind: str, timeout: float = 10.0) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        raw = await asyncio.wait_for(ws.read_message(), deadline - loop.time())
-        assert raw is not None, "server closed the socket"
-        message = json.loads(raw)
-        if message["type"] == kind:
-            return message
+    return await receive(ws, kind, timeout)
 
 
 async def timed(fetch: Any, *path: str) -> float:
