@@ -133,8 +133,8 @@ def read_history(request: Request, query: Query) -> tuple[Any, Sized]:
         finally:
             reader.close()
     except UnknownMetricError as exc:
-        raise ApiError(404, "unknown metric", clip(str(exc).split(" in the history")[0], 160)
-                       + "; see api/system/metrics for the names") from None
+        raise ApiError(404, "unknown metric",
+                       clip(hide_paths(str(exc), monitor.data_dir), 400)) from None
     except (OSError, ValueError, RuntimeError, sqlite3.Error) as exc:
         raise store_error(exc, monitor.data_dir) from None
     listed = names if names is not None else sorted(

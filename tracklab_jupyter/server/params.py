@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,7 +60,6 @@ class Param:
     #: Repeated (``?m=a&m=b``) and comma separated values, read into a list.
     array: bool = False
     max_items: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def openapi(self) -> dict[str, Any]:
         schema = dict(self.schema)
@@ -72,7 +71,7 @@ class Param:
             schema["default"] = self.default
         out: dict[str, Any] = {"name": self.name, "in": self.location,
                                "required": self.location == "path",
-                               "description": self.description, "schema": schema, **self.extra}
+                               "description": self.description, "schema": schema}
         if self.array:
             out["style"] = "form"
             out["explode"] = True
