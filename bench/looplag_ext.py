@@ -2,7 +2,9 @@
 
 A callback asks to run every 10 ms; how late it runs is the loop's lag (time spent in other
 callbacks). ``GET {base_url}looplag`` returns percentiles since the last reset and
-``?reset=1`` starts afresh. Loaded by bench/server.py with ``PYTHONPATH=bench``.
+``?reset=1`` starts afresh; ``?samples=1`` adds every lag (``lags_ms``), so a long run can
+drain them every few seconds and keep this process's memory flat (bench/soak.py). Loaded by
+bench/server.py with ``PYTHONPATH=bench``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ class LoopLagHandler(JupyterHandler):
     @web.authenticated
     def get(self) -> None:
         body = {"n": len(_lags), "p50_ms": _percentile(_lags, 0.5) * 1e3,
-                "p99_ms": _percentile(_lags, 0.99) * 1e3, "max_ms": max(_lags, default=0) * 1e3}
+                "p99_ms": _percentile(_lags, 0.99) * 1e3, "max_ms": max(_lags, default=0) * 1e3,
+                "sum_ms": sum(_lags) * 1e3}  # one long stall is one sample: see the sum
+        if self.get_argument("samples", None):
+            body["lags_ms"] = [round(lag * 1e3, 4) for lag in _lags]
         if self.get_argument("reset", None):
             _lags.clear()
         self.finish(json.dumps(body))

@@ -7,18 +7,25 @@ measures event-loop lag) and prints:
   - the server process's CPU share with 100 clients;
   - p99 latency from sample time to a client's receipt;
   - requests per second of tracklab/api/system/metrics beside jupyter-resource-usage's
-    /api/metrics/v1 on the same server (if jupyter-resource-usage is installed).
+    /api/metrics/v1 on the same server (if jupyter-resource-usage is installed);
+  - the largest history reply: a store holding a day of 100 series at 1 Hz (written
+    through the real StoreWriter before the server starts), pulled again and again as
+    JSON and as CSV (tracklab/api/history?start=-24h) with the 100 clients connected:
+    reply size, time per pull, and event-loop lag during the pulls.
 
 Targets (issue 4): added p99 loop lag <= 2 ms; 100 clients <= 5 % of one core;
-sample-to-client p99 <= 50 ms.
+sample-to-client p99 <= 50 ms; loop lag p99 <= 5 ms while the largest history reply is
+pulled.
 
-    python bench/server.py [--seconds 15] [--clients 100]
+    python bench/server.py [--seconds 15] [--clients 100] [--skip-history]
+                           [--history-hours 24] [--history-seconds 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -28,15 +35,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from tornado.websocket import websocket_connect
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+if str(ROOT) not in sys.path:  # the package from this checkout, installed or not
+    sys.path.insert(1, str(ROOT))
 TOKEN = "bench-token"
 HEADERS = {"Authorization": f"token {TOKEN}"}
+HISTORY_LAG_TARGET_MS = 5.0
 
 
 def free_port() -> int:
@@ -46,6 +58,8 @@ def free_port() -> int:
 
 
 class JupyterServer:
+    """A `jupyter server` subprocess on a free port; its log goes to ``log_path``."""
+
     def __init__(self, extensions: dict[str, bool], data_dir: Path) -> None:
         self.port = free_port()
         config = {"ServerApp": {"jpserver_extensions": extensions, "open_browser": False,
@@ -56,11 +70,13 @@ class JupyterServer:
         self.config_file = data_dir / f"config-{self.port}.json"
         self.config_file.write_text(json.dumps(config))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(BENCH), os.environ.get("PYTHONPATH", "")]),
+            [str(BENCH), str(ROOT), os.environ.get("PYTHONPATH", "")]),
             "JUPYTER_CONFIG_DIR": str(data_dir / "jupyter-config")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", f"--config={self.config_file}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        self.log_path = data_dir / f"server-{self.port}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jupyter_server", f"--config={self.config_file}"],
+                stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=ROOT)
         self.ps = psutil.Process(self.proc.pid)
 
     def url(self, path: str) -> str:
@@ -71,14 +87,17 @@ class JupyterServer:
         return json.loads(response.body)
 
     async def wait_ready(self, path: str = "looplag") -> None:
+        """Wait until ``path`` answers 200; on failure say why, with the server's log."""
         deadline = time.monotonic() + 60
         while True:
             try:
                 await self.get(path)
                 return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
+            except Exception as exc:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    tail = self.log_path.read_text(errors="replace").splitlines()[-15:]
+                    raise RuntimeError(f"server on port {self.port} not ready at {path} "
+                                       f"({exc}); its log ends:\n" + "\n".join(tail)) from exc
                 await asyncio.sleep(0.2)
 
     def stop(self) -> None:
@@ -87,6 +106,84 @@ class JupyterServer:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_problems(self, since: int = 0, limit: int = 5) -> tuple[int, list[str]]:
+        """Lines of the server's log (from byte ``since`` on) that report an error or a
+        traceback: how many, and the first ``limit`` of them."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(since)
+                lines = log.read().decode(errors="replace").splitlines()
+        except OSError:
+            return 0, []
+        bad = [line for line in lines
+               if "Traceback" in line or "[E " in line or " ERROR " in line]
+        return len(bad), bad[:limit]
+
+
+class WsClients:
+    """``n`` clients of ``tracklab/ws``. The first ``n - silent`` read every frame (counted
+    per client, with sample-to-receipt latencies); the last ``silent`` connect and then
+    never call read_message. ``compress`` asks for permessage-deflate, as browsers do."""
+
+    def __init__(self, server: JupyterServer, n: int, silent: int = 0,
+                 compress: bool = False) -> None:
+        self.server = server
+        self.n = n
+        self.silent = silent
+        self.compress = compress
+        self.sockets: list[WebSocketClientConnection] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.frames: list[int] = []  # per reading client, every message
+        self.latencies: list[float] = []
+        self.connect_errors: list[str] = []
+        self.dropped = 0  # reading clients whose connection the server closed
+        self._closing = False
+
+    @property
+    def readers(self) -> int:
+        return len(self.frames)
+
+    async def connect(self) -> None:
+        request = HTTPRequest(f"ws://127.0.0.1:{self.server.port}/tracklab/ws",
+                              headers=HEADERS)
+        for i in range(self.n):
+            try:
+                ws = await websocket_connect(
+                    request, compression_options={} if self.compress else None)
+            except Exception as exc:
+                self.connect_errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            self.sockets.append(ws)
+            if i < self.n - self.silent:
+                self.frames.append(0)
+                self.tasks.append(asyncio.create_task(self._read(len(self.frames) - 1, ws)))
+
+    async def _read(self, index: int, ws: WebSocketClientConnection) -> None:
+        while True:
+            raw = await ws.read_message()
+            if raw is None:
+                if not self._closing:
+                    self.dropped += 1
+                return
+            self.frames[index] += 1
+            message = json.loads(raw)
+            if message["type"] == "system_metrics":
+                self.latencies.append(time.time() - message["time"])
+
+    def close(self) -> None:
+        self._closing = True
+        for ws in self.sockets:
+            ws.close()
+        for task in self.tasks:
+            task.cancel()
 
 
 async def loop_lag(server: JupyterServer, seconds: float) -> dict:
@@ -97,34 +194,19 @@ async def loop_lag(server: JupyterServer, seconds: float) -> dict:
 
 async def run_clients(server: JupyterServer, n: int, seconds: float) -> tuple[dict, float, list]:
     """Connect n WebSocket clients; measure loop lag, server CPU and sample latency."""
-    latencies: list[float] = []
-    sockets = []
-    for _ in range(n):
-        ws = await websocket_connect(HTTPRequest(
-            f"ws://127.0.0.1:{server.port}/tracklab/ws", headers=HEADERS))
-        sockets.append(ws)
-
-    async def reader(ws) -> None:
-        while True:
-            raw = await ws.read_message()
-            if raw is None:
-                return
-            message = json.loads(raw)
-            if message["type"] == "system_metrics":
-                latencies.append(time.time() - message["time"])
-
-    tasks = [asyncio.create_task(reader(ws)) for ws in sockets]
+    clients = WsClients(server, n)
+    await clients.connect()
+    if clients.connect_errors:
+        raise RuntimeError(f"{len(clients.connect_errors)} of {n} WebSocket clients failed "
+                           f"to connect: {clients.connect_errors[0]}")
     await asyncio.sleep(2)  # connection bursts settle
-    latencies.clear()
+    clients.latencies.clear()
     cpu0 = sum(server.ps.cpu_times()[:2])
     t0 = time.monotonic()
     lag = await loop_lag(server, seconds)
     share = (sum(server.ps.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0) * 100
-    for ws in sockets:
-        ws.close()
-    for task in tasks:
-        task.cancel()
-    return lag, share, latencies
+    clients.close()
+    return lag, share, clients.latencies
 
 
 async def requests_per_second(server: JupyterServer, path: str, seconds: float,
@@ -148,6 +230,184 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 2 else float("nan")
 
 
+# -- the largest history reply -------------------------------------------------------------
+STEP_HEAD_BYTES = 16 << 20  # the JSON's step_s follows its time axis: keep this much to find it
+
+
+def fill_history(data_dir: Path, hours: float, node: str) -> int:
+    """Write ``hours`` of 1 Hz samples of 100 series for ``node`` (bench/store.py's
+    shapes, replaying the H200 trace) through the real StoreWriter, then run the
+    maintenance pass a server runs in the background. Returns the number of points."""
+    import numpy as np
+    from store import generate  # bench/store.py
+
+    from tracklab_jupyter.sampler.sample import Sample
+    from tracklab_jupyter.store import StoreWriter
+    from tracklab_jupyter.store.maintenance import Maintenance
+
+    times, names, values = generate(int(hours * 3600))
+    writer = StoreWriter(data_dir)
+    for t, row in zip(times.tolist(), values.tolist(), strict=True):
+        writer.write(Sample(t, node, dict(zip(names, row, strict=True))), block=True)
+    writer.close()
+    upkeep = Maintenance(writer.path, writer.config)
+    upkeep.run_once(now=float(times[-1]) + 1)
+    upkeep.close()
+    return int(np.count_nonzero(~np.isnan(values)))
+
+
+@dataclass
+class Pull:
+    """One history request: status (0: no answer), bytes, seconds to the first and the
+    last byte, and the step the server chose (its header, else the JSON's ``step_s``)."""
+
+    status: int = 0
+    size: int = 0
+    seconds: float = 0.0
+    first_byte_s: float = 0.0
+    step: str = "?"
+    error: str = ""
+
+
+async def pull(client: AsyncHTTPClient, url: str) -> Pull:
+    """GET ``url`` streaming: the body is counted, only its head is kept."""
+    out = Pull()
+    head = bytearray()
+    t0 = time.perf_counter()
+
+    def chunk(data: bytes) -> None:
+        if not out.size:
+            out.first_byte_s = time.perf_counter() - t0
+        out.size += len(data)
+        if len(head) < STEP_HEAD_BYTES:
+            head.extend(data[:STEP_HEAD_BYTES - len(head)])
+
+    try:
+        response = await client.fetch(
+            HTTPRequest(url, headers=HEADERS, streaming_callback=chunk, request_timeout=600),
+            raise_error=False)
+    except HTTPClientError as exc:
+        out.status, out.error = exc.code, str(exc)
+        return out
+    except Exception as exc:
+        out.error = f"{type(exc).__name__}: {exc}"
+        return out
+    out.seconds = time.perf_counter() - t0
+    out.status = response.code
+    step = response.headers.get("X-TrackLab-Step")
+    if step is None:
+        at = head.find(b'"step_s":')
+        if at >= 0:
+            step = head[at + 9:at + 40].split(b",")[0].split(b"}")[0].strip().decode()
+    out.step = step if step is not None else "?"
+    return out
+
+
+@dataclass
+class HistoryResult:
+    """What the history phase measured, per format."""
+
+    points: int
+    fill_s: float
+    lag_clients: dict
+    pulls: dict[str, list[Pull]] = field(default_factory=dict)
+    lag: dict[str, dict] = field(default_factory=dict)
+    rss_peak: dict[str, int] = field(default_factory=dict)
+    busy: dict[str, float] = field(default_factory=dict)  # % of all CPUs, every process
+    rss_before: int = 0
+    dropped: int = 0
+
+
+async def rss_peak(server: JupyterServer, stop: asyncio.Event) -> int:
+    peak = 0
+    while not stop.is_set():
+        peak = max(peak, server.ps.memory_info().rss)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.25)
+    return peak
+
+
+async def history_phase(args: argparse.Namespace, tmp: Path) -> HistoryResult:
+    """A day of history in the store, 100 clients on the socket, and one client pulling
+    ``api/history?start=-24h`` (JSON, then CSV) back to back while the loop lag is taken."""
+    data = tmp / "history"
+    data.mkdir()
+    print(f"\nwriting {args.history_hours:g} h × 100 series at 1 Hz through StoreWriter ...",
+          flush=True)
+    t0 = time.perf_counter()
+    points = fill_history(data / "tracklab", args.history_hours, socket.gethostname())
+    fill_s = time.perf_counter() - t0
+    server = JupyterServer({"looplag_ext": True, "tracklab_jupyter": True}, data)
+    clients = WsClients(server, args.clients)
+    client = AsyncHTTPClient(force_instance=True, max_body_size=1 << 40)
+    try:
+        await server.wait_ready("tracklab/api/system/metrics")
+        await clients.connect()
+        await asyncio.sleep(2)  # connection bursts settle
+        result = HistoryResult(points, fill_s, await loop_lag(server, 5))
+        result.rss_before = server.ps.memory_info().rss
+        for fmt, query in (("json", ""), ("csv", "&format=csv")):
+            path = f"tracklab/api/history?start=-{args.history_hours:g}h{query}"
+            print(f"pulling {path} for {args.history_seconds:g} s ...", flush=True)
+            url = server.url(path)
+            await server.get("looplag?reset=1")
+            stop = asyncio.Event()
+            peak = asyncio.create_task(rss_peak(server, stop))
+            psutil.cpu_percent()  # starts the machine-wide count
+            pulls: list[Pull] = []
+            deadline = time.monotonic() + args.history_seconds
+            while not pulls or time.monotonic() < deadline:
+                pulls.append(await pull(client, url))
+                if pulls[-1].status == 0:
+                    break  # no answer at all: the next would fail alike
+            result.lag[fmt] = await server.get("looplag?reset=1")
+            result.busy[fmt] = psutil.cpu_percent()
+            stop.set()
+            result.rss_peak[fmt] = await peak
+            result.pulls[fmt] = pulls
+        result.dropped = clients.dropped
+    finally:
+        clients.close()
+        client.close()
+        server.stop()
+    return result
+
+
+def print_history(args: argparse.Namespace, h: HistoryResult) -> list[tuple]:
+    """The history phase's figures; returns its rows for the targets table."""
+    print(f"\nLargest history reply: {args.history_hours:g} h × 100 series at 1 Hz "
+          f"({h.points:,} points, written in {h.fill_s:.0f} s), {args.clients} clients "
+          "connected")
+    lag = h.lag_clients
+    print(f"  loop lag, clients only (5 s)    p50 {lag['p50_ms']:6.3f} ms   p99 "
+          f"{lag['p99_ms']:6.3f} ms   max {lag['max_ms']:7.2f} ms")
+    print(f"  server RSS before pulls         {h.rss_before / 2**20:8.0f} MB")
+    rows = []
+    for fmt, pulls in h.pulls.items():
+        ok = [p for p in pulls if p.status == 200]
+        codes = sorted({p.status for p in pulls})
+        lag = h.lag[fmt]
+        window = sum(p.seconds for p in pulls) or float("nan")
+        print(f"  {fmt.upper()}: {len(pulls)} pull(s), status {codes}, step {pulls[-1].step}")
+        for p in pulls:
+            if p.error:
+                print(f"    error: {p.error}")
+        if ok:
+            print(f"    reply {statistics.mean(p.size for p in ok) / 1e6:9.1f} MB   "
+                  f"per pull {statistics.mean(p.seconds for p in ok):6.2f} s "
+                  f"(first byte after {statistics.mean(p.first_byte_s for p in ok):.2f} s)")
+        print(f"    loop lag p50 {lag['p50_ms']:6.3f} ms   p99 {lag['p99_ms']:7.2f} ms   "
+              f"max {lag['max_ms']:7.1f} ms   behind schedule {lag.get('sum_ms', 0) / 1e3:.2f} s"
+              f" of {window:.1f} s")
+        print(f"    server RSS peak {h.rss_peak[fmt] / 2**20:8.0f} MB;  machine "
+              f"{h.busy[fmt]:.0f} % of {psutil.cpu_count()} CPUs busy (every process)")
+        rows.append((f"loop lag p99, pulling history {fmt.upper()}", lag["p99_ms"],
+                     HISTORY_LAG_TARGET_MS, "ms"))
+    if h.dropped:
+        print(f"  {h.dropped} WebSocket client(s) were disconnected by the server")
+    return rows
+
+
 async def main(args: argparse.Namespace) -> None:
     have_jru = importlib.util.find_spec("jupyter_resource_usage") is not None
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,7 +418,8 @@ async def main(args: argparse.Namespace) -> None:
             await base.wait_ready()
             await ours.wait_ready("tracklab/api/system/metrics")
             print(f"servers up: baseline pid {base.proc.pid}, with tracklab pid "
-                  f"{ours.proc.pid}; {psutil.cpu_count()} CPUs")
+                  f"{ours.proc.pid}; {psutil.cpu_count()} CPUs, load average "
+                  f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
             lag_base, lag_idle = await asyncio.gather(loop_lag(base, args.seconds),
                                                       loop_lag(ours, args.seconds))
             lag_clients, share, latencies = await run_clients(ours, args.clients, args.seconds)
@@ -167,6 +428,7 @@ async def main(args: argparse.Namespace) -> None:
         finally:
             base.stop()
             ours.stop()
+        history = None if args.skip_history else await history_phase(args, Path(tmp))
 
     print(f"\nEvent-loop lag over {args.seconds:g} s (10 ms probe):")
     for label, lag in (("server without tracklab", lag_base),
@@ -187,11 +449,13 @@ async def main(args: argparse.Namespace) -> None:
               f"(ratio {rps_ours / rps_jru:.1f}x)")
     else:
         print("  jupyter-resource-usage not installed: pip install jupyter-resource-usage")
-    print("\nResults against targets:")
     rows = [("added p99 loop lag, 0 clients", added_idle, 2.0, "ms"),
             (f"added p99 loop lag, {args.clients} clients", added_clients, 2.0, "ms"),
             (f"server CPU, {args.clients} clients", share, 5.0, "% of a core"),
             ("sample-to-client p99", p99_latency, 50.0, "ms")]
+    if history is not None:
+        rows += print_history(args, history)
+    print("\nResults against targets:")
     for name, value, target, unit in rows:
         print(f"  {name:<36} {value:8.2f} {unit:<12} target <= {target:g}   "
               f"{'met' if value <= target else 'NOT met'}")
@@ -201,4 +465,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--skip-history", action="store_true",
+                        help="skip the largest-history-reply phase")
+    parser.add_argument("--history-hours", type=float, default=24.0,
+                        help="hours of 1 Hz history in its store (default: %(default)s)")
+    parser.add_argument("--history-seconds", type=float, default=20.0,
+                        help="seconds of back-to-back pulls per format, at least one pull "
+                             "(default: %(default)s)")
     asyncio.run(main(parser.parse_args()))
