@@ -68,9 +68,10 @@ def hide_paths(message: str, data_dir: Any) -> str:
 def store_error(exc: Exception, data_dir: Any) -> ApiError:
     """A store exception as an API error that never shows the server's paths."""
     from tracklab_jupyter.store.db import StoreUnavailableError, unavailable_reason
+    from tracklab_jupyter.store.schema import StoreVersionError
 
     message = hide_paths(str(exc.args[0] if exc.args else exc), data_dir)
-    if isinstance(exc, StoreUnavailableError):
+    if isinstance(exc, StoreUnavailableError | StoreVersionError):
         return ApiError(503, "store unavailable", message)
     reason = unavailable_reason(exc) if isinstance(exc, OSError | sqlite3.Error) else None
     if reason is not None:
