@@ -50,7 +50,8 @@ async def raw_request(port: int, head: str) -> tuple[int, dict, bytes]:
     writer.close()
     status_line, _, rest = data.partition(b"\r\n")
     headers_blob, _, body = rest.partition(b"\r\n\r\n")
-    headers = dict(line.split(": ", 1) for line in headers_blob.decode().split("\r\n") if line)
+    headers = dict(line.lower().split(": ", 1)
+                   for line in headers_blob.decode().split("\r\n") if line)
     return int(status_line.split()[1]), headers, body
 
 
@@ -62,7 +63,7 @@ async def test_a_body_over_the_limit_is_refused_from_its_length_unread(
     status, headers, body = await raw_request(jp_http_port, (
         f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: token {token}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {95 << 20}\r\n\r\n"))
-    assert status == 413 and headers["Content-Type"].startswith("application/json")
+    assert status == 413 and headers["content-type"].startswith("application/json")
     assert "max_body_bytes" in json.loads(body)["detail"]
     # Strangers are refused before their body too (403, as Jupyter answers them).
     status, _, _ = await raw_request(jp_http_port, (
@@ -232,10 +233,16 @@ async def test_an_unusable_store_is_503_with_the_reason_and_no_path(jp_fetch,
         assert str(file_in_the_way.parent) not in json.dumps(error)
 
 
-async def test_the_token_is_never_logged(jp_fetch, jp_serverapp, caplog):
+async def test_the_token_is_never_logged(jp_fetch, jp_serverapp, caplog, jp_http_port,
+                                         jp_base_url):
     await wait_for_sample(jp_fetch)
     token = jp_serverapp.identity_provider.token
     caplog.set_level(logging.DEBUG)
+    # A refusal tornado logs with the request line (a 413 from prepare), token in the query.
+    status, _, _ = await raw_request(jp_http_port, (
+        f"PATCH {jp_base_url}tracklab/api/runs/abcd1234?token={token} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1\r\nContent-Length: {95 << 20}\r\n\r\n"))
+    assert status == 413
     for given in (token, "wrong-secret-xyz"):
         with pytest.raises(HTTPClientError):
             await jp_fetch("tracklab", "api", "nothing", params={"token": given, "x": "1"},
@@ -305,3 +312,20 @@ async def test_heavy_metric_patterns_compile_off_the_event_loop(jp_fetch, monkey
         assert all(k.startswith("cpu.") for k in reply["metrics"])
     assert compiled_on[0].startswith("tracklab-glob-compile")
     assert compiled_on[1] == threading.main_thread().name
+
+
+async def test_the_standalone_server_refuses_big_bodies_unread(tmp_path):
+    from test_standalone import TOKEN, start_server, stop_server, wait_metrics
+
+    server = start_server(tmp_path / "data", "--token", TOKEN)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, wait_metrics, server)
+        head = (f"PATCH /api/runs/abcd1234 HTTP/1.1\r\nHost: 127.0.0.1\r\n{{auth}}"
+                f"Content-Length: {95 << 20}\r\n\r\n")
+        status, headers, _ = await raw_request(server.port, head.format(auth=""))
+        assert status == 401 and headers["www-authenticate"] == "token"
+        status, _, body = await raw_request(
+            server.port, head.format(auth=f"Authorization: token {TOKEN}\r\n"))
+        assert status == 413 and "max_body_bytes" in json.loads(body)["detail"]
+    finally:
+        stop_server(server)

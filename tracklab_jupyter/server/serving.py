@@ -60,7 +60,7 @@ class EndpointMixin:
         limit = limits_of(handler.settings).max_body_bytes
         length = handler.request.headers.get("Content-Length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            handler.set_header("Connection", "close")  # the body is never read
+            # Answered at once; tornado closes the connection, the body is never read.
             raise web.HTTPError(413, "request bodies are at most %d bytes (limit "
                                 "max_body_bytes); this one says %s", limit, clip(length, 20))
         handler.request.connection.set_max_body_size(limit)  # type: ignore[union-attr]
