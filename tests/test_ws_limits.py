@@ -424,6 +424,19 @@ async def test_plain_get_and_refused_socket_answer_json(jp_fetch, jp_ws_fetch):
     json_error(info.value)
 
 
+@pytest.mark.usefixtures("tracklab_server")
+async def test_a_refused_origin_answers_json(jp_ws_fetch, monkeypatch):
+    # Token-authenticated clients skip Jupyter's origin check; a cookie-authenticated page
+    # from a foreign origin is refused: stand in for that with a failing check.
+    from tracklab_jupyter.server.handlers import TrackLabWebSocket
+
+    monkeypatch.setattr(TrackLabWebSocket, "check_origin", lambda self, origin=None: False)
+    with pytest.raises(HTTPClientError) as info:
+        await jp_ws_fetch("tracklab", "ws", headers={"Origin": "http://elsewhere.example"})
+    assert info.value.code == 403
+    assert json_error(info.value)["error"] == "cross-origin WebSocket refused"
+
+
 # -- the standalone server, in-process -----------------------------------------------------
 class Standalone:
     def __init__(self, port: int, app: Any) -> None:

@@ -278,7 +278,11 @@ SCHEMAS: dict[str, Any] = {
         "allOf": [_ref("RunMetrics"),
                   {"type": "object", "required": ["project"],
                    "properties": {"project": {"type": "string"},
-                                  "process": _ref("ProcessSeries")}}]},
+                                  "process": _ref("ProcessSeries"),
+                                  "dropped": {"type": "integer", "description": (
+                                      "Rows left out for a client too slow to take them "
+                                      "all: reload api/runs/{id}/metrics for every "
+                                      "value")}}}]},
     "WsError": _ref("Error"),
     "WsClientMessage": {"oneOf": [
         {"type": "object", "required": ["type"],
@@ -347,7 +351,10 @@ def _websocket(limits: Limits) -> dict[str, Any]:
             f"{limits.max_patterns} metric patterns per subscription, max_patterns). "
             "Default topics: system_metrics and hardware_update. At most "
             f"{limits.max_ws_connections} connections at once (max_ws_connections); more "
-            "are refused with 503. A plain HTTP request gets 426."),
+            "are refused with 503. A plain HTTP request gets 426. Frames waiting for a "
+            "slow client are coalesced (newest sample, cluster frame and hardware state; "
+            "each run's and node's latest; a run's logged values merged); a client that "
+            "falls further behind is closed with code 1013 and reconnects."),
         "messages": {
             "server": {k: _ref(v) for k, v in {
                 "hello": "WsHello", "system_metrics": "WsSystemMetrics",

@@ -136,6 +136,14 @@ class WsStreamMixin:
             handler.set_header("Sec-WebSocket-Version", "13")
             self.refuse(status, error, detail)
             return
+        # The origin check tornado makes next, answered in JSON rather than its text.
+        headers = handler.request.headers
+        origin = headers.get("Origin", headers.get("Sec-Websocket-Origin"))
+        if origin is not None and not handler.check_origin(origin):
+            self.refuse(403, "cross-origin WebSocket refused",
+                        "this origin may not open the stream; connect from the server's own "
+                        "pages, or send the token in the Authorization header")
+            return
         most = limits_of(handler.settings).max_ws_connections
         count: WsConnections = handler.settings.setdefault(WS_CONNECTIONS_KEY, WsConnections())
         if count.open >= most:
