@@ -147,12 +147,14 @@ async def test_run_metrics_come_in_pages_by_step(jp_fetch, jp_serverapp, tmp_pat
     assert steps == whole["step"] and starts == [10, 20, None]
     code, error = await error_of(jp_fetch, "api", "runs", run_id, "metrics", limit="11")
     assert code == 400 and "from 1 to 10 (limit max_run_metric_steps)" in error["detail"]
+    await answers_promptly(jp_fetch)
 
 
 async def test_events_and_limits_out_of_range_are_400(jp_fetch):
     await wait_for_sample(jp_fetch)
     code, error = await error_of(jp_fetch, "api", "events", limit=str(10**6))
     assert code == 400 and "max_events" in error["detail"]
+    await answers_promptly(jp_fetch)
 
 
 @pytest.mark.parametrize("params", [
