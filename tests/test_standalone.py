@@ -15,9 +15,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
+
+from tracklab_jupyter.server.openapi import openapi_dict
 
 TOKEN = "s3cret-test-token"
 
@@ -161,8 +164,11 @@ def test_second_server_on_the_same_data_dir_reads_instead_of_sampling(tmp_path):
     second = start_server(tmp_path / "shared", "--token", TOKEN)
     try:
         wait_metrics(first)
-        roles = {json.loads(s.get("/api/health")[2])["role"] for s in (first, second)}
-        assert roles == {"recorder", "reader"}
+        healths = [json.loads(s.get("/api/health")[2]) for s in (first, second)]
+        assert {h["role"] for h in healths} == {"recorder", "reader"}
+        for health in healths:  # a reader has no sampler of its own: the document says so
+            jsonschema.Draft202012Validator({"$ref": "#/components/schemas/Health",
+                                             **openapi_dict("")}).validate(health)
         # the reader still serves live samples, from the recorder's store
         sample = wait_metrics(second)
         assert time.time() - sample["time"] < 5

@@ -25,7 +25,9 @@ class Limits:
     """The limits of one server. Defaults suit a single user's Jupyter server and a
     dashboard of a few dozen viewers."""
 
-    max_body_bytes: int = _limit(1 << 20,
+    # The largest valid PATCH (100 000 characters of notes, each escaped as a surrogate
+    # pair: 12 bytes) is about 1.25 MB: every valid body fits.
+    max_body_bytes: int = _limit(2 << 20,
         "Bytes in one request body (a JSON PATCH); refused from Content-Length, unread.")
 
     max_history_points: int = _limit(1_000_000,

@@ -181,7 +181,10 @@ SCHEMAS: dict[str, Any] = {
                               "role": {"type": "string"},
                               "sampler_alive": {"type": "boolean"},
                               "last_sample_age_s": {"type": ["number", "null"]},
-                              "store": {"type": "object"}, "sampler": {"type": "object"},
+                              "store": {"type": "object"},
+                              "sampler": {"type": ["object", "null"],
+                                          "description": "null in a reader (another "
+                                                         "process records)"},
                               "versions": {"type": "object",
                                            "additionalProperties": {"type": ["string", "null"]}}}},
     # Runs (docs/RUNS.md)
