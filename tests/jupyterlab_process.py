@@ -64,6 +64,28 @@ def jupyterlab(tmp_path: Path, token: str, base_url: str = "/", extra_args: Sequ
                 proc.kill()
 
 
+def open_side_panel(page, panel_id: str, ready: str, timeout_s: float = 30.0) -> None:
+    """Open the left-sidebar panel ``panel_id`` and wait until ``ready`` (a selector) shows.
+
+    JupyterLab restores the last layout while the page loads: the panel can look closed at
+    first and then open by itself, so a single click could close it again. Click only
+    while it is closed, and look again until it is ready."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    tab = page.locator(f'.jp-SideBar.jp-mod-left [data-id="{panel_id}"]')
+    tab.wait_for(timeout=60_000)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if page.locator(f"#{panel_id}").is_hidden():
+            tab.click()
+        try:
+            page.locator(ready).wait_for(timeout=3_000)
+            return
+        except PlaywrightTimeout:
+            if time.monotonic() > deadline:
+                raise
+
+
 def widen_sidebar(page, px: int) -> None:
     """Drags the left area's split handle, so a screenshot shows the sidebar's rows at a
     usable width."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from jupyterlab_process import jupyterlab
+from jupyterlab_process import jupyterlab, open_side_panel
 
 ROOT = Path(__file__).parent.parent
 TOKEN = "sidebar-test-token"
@@ -127,10 +127,7 @@ def test_sidebar_shows_live_data_under_a_base_url(lab_under_prefix, browser):
     page.route_web_socket(re.compile(r".*/tracklab/ws.*"), lambda ws: ws.close())
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{base}lab?token={TOKEN}")
-    tab = page.locator('.jp-SideBar.jp-mod-left [data-id="tracklab-monitor"]')
-    tab.wait_for(timeout=60_000)
-    if page.locator("#tracklab-monitor").is_hidden():  # the layout may restore it open
-        tab.click()
+    open_side_panel(page, "tracklab-monitor", "#tracklab-monitor .tl-sideroot")
     root = page.locator("#tracklab-monitor .tl-sideroot")
     page.locator('#tracklab-monitor .tl-sideroot[data-transport="polling"]').wait_for(
         timeout=30_000)

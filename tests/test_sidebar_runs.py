@@ -21,7 +21,7 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-from jupyterlab_process import jupyterlab, widen_sidebar
+from jupyterlab_process import jupyterlab, open_side_panel, widen_sidebar
 
 ROOT = Path(__file__).parent.parent
 TOKEN = "sidebar-runs-token"
@@ -91,11 +91,7 @@ def api_status(base: str, path: str) -> int:
 
 def open_sidebar(page, base: str):
     page.goto(f"{base}lab?token={TOKEN}")
-    tab = page.locator(f'.jp-SideBar.jp-mod-left [data-id="{SIDE[1:]}"]')
-    tab.wait_for(timeout=60_000)
-    if page.locator(SIDE).is_hidden():  # the layout may restore it open
-        tab.click()
-    page.locator(f"{SIDE} .tl-runs").wait_for(timeout=30_000)
+    open_side_panel(page, SIDE[1:], f"{SIDE} .tl-runs")
 
 
 

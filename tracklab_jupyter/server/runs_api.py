@@ -70,7 +70,8 @@ def _store(monitor: Monitor, writable: bool = False) -> Iterator[RunStore]:
     try:
         store = RunStore(monitor.data_dir, writable=writable)
     except FileNotFoundError:
-        raise ApiError(503, "no store yet", "nothing has been recorded in the data "
+        # 404, not 503: no run exists yet (the sidebar shows "No runs yet" on it).
+        raise ApiError(404, "no store yet", "no run has been recorded in the data "
                                             "directory yet") from None
     except (OSError, RuntimeError) as exc:
         raise history_api.store_error(exc, monitor.data_dir) from None
