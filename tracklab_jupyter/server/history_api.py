@@ -20,13 +20,13 @@ from typing import Any
 
 from tracklab_jupyter.server.endpoint import ApiError, Request
 from tracklab_jupyter.server.limits import Limits, clip
+from tracklab_jupyter.store.plan import choose_tier
 
 AGGREGATES = ("mean", "min", "max", "last")
 #: Steps chosen for a request that did not fix one: the finest that fits the cap.
 NICE_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
                 43200, 86400, 604800)
 _VALUES_PER_PIECE = 4096  # json.dumps holds the GIL: encode a few thousand values at a time
-_CSV_ROWS_PER_CHUNK = 2000
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,10 @@ class Query:
 
 @dataclass
 class Sized:
-    """How a query will be answered: the step used (None: raw samples) and the size."""
+    """How a query will be answered: the step used (None: raw samples), whether the
+    server chose it to fit the cap, and why the data is coarser than asked, if it is."""
 
     step_s: float | None
-    points: int
     auto: bool
     note: str | None = None
 
@@ -82,22 +82,23 @@ def store_error(exc: Exception, data_dir: Any) -> ApiError:
     return ApiError(400, "bad history query", message)
 
 
-def size_query(reader: Any, query: Query, names: list[str] | None, limits: Limits
-               ) -> Sized:
-    """The step and size of the reply, before reading it; ApiError 413 when it cannot fit."""
-    series = len([1 for node, name in reader.series(query.node)
-                  if names is None or name in names])
-    oldest = [t for t in reader.oldest().values() if t is not None]
-    start = max(query.start, min(oldest)) if oldest else query.end
+def size_query(reader: Any, query: Query, names: list[str] | None,
+               oldest: dict[str, float | None], limits: Limits) -> Sized:
+    """The step of the reply, sized before reading it (``oldest``: each tier's oldest
+    data); ApiError 413 when it cannot fit."""
+    wanted = None if names is None else set(names)
+    series = sum(1 for _, name in reader.series(query.node) if wanted is None or name in wanted)
+    known = [t for t in oldest.values() if t is not None]
+    start = max(query.start, min(known)) if known else query.end
     span = max(query.end - start, 0.0)
-    plan = reader.plan(query.start, query.step_s)
+    plan = choose_tier(query.start, query.step_s, oldest)
     step = plan.step if plan.tier != "raw" else query.step_s
     rows = (reader.raw_rows(start, query.end, query.node) if step is None
             else math.ceil(span / step))
     points = series * rows
     cap = limits.max_history_points
     if points <= cap:
-        return Sized(step, points, auto=False, note=plan.note)
+        return Sized(step, auto=False, note=plan.note)
     fits = next((s for s in NICE_STEPS_S if series * math.ceil(span / s) <= cap), None)
     if query.step_s is not None or fits is None:
         hint = (f"use step={step_text(fits)} or coarser, fewer metrics, or a shorter range"
@@ -105,7 +106,7 @@ def size_query(reader: Any, query: Query, names: list[str] | None, limits: Limit
         raise ApiError(413, "reply too large",
                        f"{points} values ({series} series x {rows} rows) exceed "
                        f"max_history_points ({cap}): {hint}")
-    return Sized(float(fits), series * math.ceil(span / fits), auto=True,
+    return Sized(float(fits), auto=True,
                  note=f"step {step_text(fits)} chosen: a finer one would exceed "
                       f"max_history_points ({cap})")
 
@@ -123,10 +124,11 @@ def read_history(request: Request, query: Query) -> tuple[Any, Sized]:
             if query.end <= query.start:
                 return History({}, metrics=names or [], tier="raw", step=query.step_s,
                                agg=query.agg, start=query.start, end=query.end,
-                               events=[]), Sized(query.step_s, 0, auto=False)
-            sized = size_query(reader, query, names, request.limits)
+                               events=[]), Sized(query.step_s, auto=False)
+            oldest = reader.oldest()
+            sized = size_query(reader, query, names, oldest, request.limits)
             step = sized.step_s if sized.auto else query.step_s
-            plan = reader.plan(query.start, step)
+            plan = choose_tier(query.start, step, oldest)
             used = plan.step if plan.tier != "raw" else step
             frames = reader.read(names, query.start, query.end, node=query.node,
                                  tier=plan.tier, step=used, agg=query.agg)
