@@ -21,6 +21,9 @@ and of ``read_slow()`` (its own thread). Target: <= 0.1 ms per device per sample
 path; anything slower (a subprocess, a gRPC call) on the slow thread.
 
     python bench/sampler.py [--samples 300] [--seconds 30] [--only-backends]
+
+``--naive-loop [SECONDS]`` only runs the naive baseline once a second, for SECONDS or until
+killed: bench/recorder.py starts it as a process beside the real recorder.
 """
 
 from __future__ import annotations
@@ -67,6 +70,16 @@ def naive_sample() -> dict[str, float]:
     with contextlib.suppress(psutil.AccessDenied):
         out["net.connections"] = len(psutil.net_connections())
     return out
+
+
+def naive_loop(seconds: float = 0.0) -> None:
+    """naive_sample() at 1 Hz for ``seconds`` (0: until killed), as its own process."""
+    deadline = time.monotonic() + seconds if seconds > 0 else float("inf")
+    next_tick = time.monotonic()
+    while time.monotonic() < deadline:
+        naive_sample()
+        next_tick += 1.0  # a fixed phase, as a 1 Hz collector keeps it
+        time.sleep(max(0.0, next_tick - time.monotonic()))
 
 
 def cpu_times_per_call(fn, n: int) -> list[float]:
@@ -274,7 +287,13 @@ def main() -> None:
                         help="also time a sample with this machine's real NVIDIA GPUs")
     parser.add_argument("--only-backends", action="store_true",
                         help="measure only the vendor backends (issue 12)")
+    parser.add_argument("--naive-loop", type=float, nargs="?", const=0.0, metavar="SECONDS",
+                        help="only run the naive baseline at 1 Hz, for SECONDS or until "
+                             "killed (the baseline process of bench/recorder.py)")
     args = parser.parse_args()
+    if args.naive_loop is not None:
+        naive_loop(args.naive_loop)
+        return
     if args.only_backends:
         backends_table(args.samples)
         return

@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tracklab_jupyter.collectors import cgroup, disk, system_info
+from tracklab_jupyter.collectors import cgroup, disk, network, system_info
 from tracklab_jupyter.collectors.base import Reading
 from tracklab_jupyter.collectors.cpu import CpuCollector, cpu_temperature, cpu_util
 from tracklab_jupyter.collectors.disk import DiskCollector, Mount, keep_mount, select_mounts
@@ -437,13 +437,25 @@ def test_loopback_transfer_raises_net_rates() -> None:
 
 def test_net_connections_counts_a_listening_socket() -> None:
     collector = NetworkCollector()
-    with socket.create_server(("127.0.0.1", 0)):
+    before = collector.read_slow().gauges.get("net.connections")
+    with socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0)):
         gauges = collector.read_slow().gauges
-    if "net.connections" in gauges:
+    if LINUX:  # from /proc/net/sockstat: two more sockets in use than just before
+        assert before is not None and gauges["net.connections"] - before >= 2
+    elif "net.connections" in gauges:
         assert gauges["net.connections"] >= 1
     names = [i["name"] for i in collector.info()["interfaces"]]
     if LINUX:
         assert "lo" in names
+
+
+def test_sockstat_counts_tcp_and_udp_over_both_families() -> None:
+    """The kernel's format (the 2-core machine's file, with counts changed so each line
+    matters): RAW/FRAG lines and the ``sockets: used`` total of every family do not count."""
+    data = (b"sockets: used 9\nTCP: inuse 2 orphan 0 tw 3 alloc 2 mem 412\nUDP: inuse 1 mem 0\n"
+            b"UDPLITE: inuse 0\nRAW: inuse 4\nFRAG: inuse 0 memory 0\n"
+            b"TCP6: inuse 1\nUDP6: inuse 0\nUDPLITE6: inuse 0\nRAW6: inuse 0\n")
+    assert network.parse_sockstat(data) == 4
 
 
 def test_net_connections_access_denied_is_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -455,6 +467,7 @@ def test_net_connections_access_denied_is_remembered(monkeypatch: pytest.MonkeyP
         raise psutil.AccessDenied()
 
     monkeypatch.setattr(psutil, "net_connections", denied)
+    monkeypatch.setattr(network, "_sockstat_reader", lambda: None)  # as on macOS
     collector = NetworkCollector()
     for _ in range(3):
         reading = collector.read_slow()

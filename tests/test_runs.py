@@ -23,6 +23,7 @@ import pytest
 
 import tracklab
 from tracklab_jupyter.runs.store import RunNotFoundError, RunStore
+from tracklab_jupyter.store.schema import SCHEMA_VERSION
 
 SHIM = Path(__file__).parent / "shim"
 FIXTURE = Path(__file__).parent / "fixtures" / "nvidia-h200"
@@ -292,7 +293,7 @@ def test_a_version_1_store_is_migrated_for_runs(tmp_path):
     run = tracklab.init(project="p", system_monitor=False, data_dir=data)
     run.finish()
     conn = sqlite3.connect(data / "metrics.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("SELECT name FROM nodes").fetchall() == [("old-host",)]
     assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
 
@@ -379,3 +380,31 @@ def test_run_metrics_are_paged_by_step(tmp_path):
         for bad in (0, -1, 2.5, True, "10"):
             with pytest.raises(ValueError, match="limit must be"):
                 store.metrics(run.id, limit=bad)
+
+
+def _voluntary_switches(tid: int) -> int:
+    with open(f"/proc/self/task/{tid}/status") as fh:
+        for line in fh:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in /proc status")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_the_run_writer_sleeps_without_a_run(tmp_path):
+    """After a run ends the writer's thread lives on for the process: it must sleep, not
+    poll (it woke four times a second), and still answer a flush at once."""
+    from tracklab_jupyter.runs.writer import RunWriter
+
+    writer = RunWriter(tmp_path)
+    try:
+        assert writer.flush(5)
+        tid = writer._thread.native_id
+        before = _voluntary_switches(tid)
+        time.sleep(2)
+        assert _voluntary_switches(tid) - before <= 1
+        started = time.monotonic()
+        assert writer.flush(5)
+        assert time.monotonic() - started < 2
+    finally:
+        writer.close()

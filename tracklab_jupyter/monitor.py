@@ -26,6 +26,7 @@ from tracklab_jupyter.sampler.hub import EVENT, SAMPLE, Hub
 from tracklab_jupyter.sampler.sample import Event, Sample
 from tracklab_jupyter.store.config import DAY, StoreConfig
 from tracklab_jupyter.store.paths import resolve_data_dir
+from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.monitor")
 
@@ -227,13 +228,18 @@ class Monitor:
 
     # -- reader role: poll the store ----------------------------------------------------
     def _tail(self) -> None:
+        name_os_thread()
         since = time.time() - 10 * self.interval
         events_since = time.time()
         period = max(0.2, min(self.interval, 1.0))
         while not self._stop.wait(period):
             recorder = self._recorder
-            if recorder is None or recorder.role != "reader":
+            if recorder is None:
                 continue
+            if recorder.role != "reader":
+                # This process records: its samples reach the hub first-hand, and a
+                # recorder never goes back to reading, so this thread has nothing to do.
+                return
             try:
                 samples = recorder.reader.tail(since, node=self.node)
                 for sample in samples:

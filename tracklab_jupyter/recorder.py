@@ -32,6 +32,7 @@ from tracklab_jupyter.store.config import StoreConfig
 from tracklab_jupyter.store.paths import LOCK_NAME, ensure_data_dir
 from tracklab_jupyter.store.reader import StoreReader
 from tracklab_jupyter.store.writer import StoreWriter
+from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.recorder")
 
@@ -191,6 +192,7 @@ class Recorder:
             return True
 
     def _watch(self) -> None:
+        name_os_thread()
         while not self._stop.wait(self.config.takeover_interval):
             try:
                 if self._try_record():

@@ -28,6 +28,7 @@ from tracklab_jupyter.accelerators.registry import BACKEND_NAMES, devices_in
 from tracklab_jupyter.cluster.providers import ClusterProvider, NodeTarget
 from tracklab_jupyter.sampler.hub import CLUSTER, NODE, Hub
 from tracklab_jupyter.sampler.sample import Event, Sample
+from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.cluster")
 
@@ -101,7 +102,9 @@ class ClusterMonitor:
         self._write = write
         self._write_info = write_info
         self._write_event = write_event
-        self._pool = cf.ThreadPoolExecutor(max_parallel, thread_name_prefix="tracklab-node")
+        # Workers would otherwise inherit their creator's OS name ("tl-cluster").
+        self._pool = cf.ThreadPoolExecutor(max_parallel, thread_name_prefix="tracklab-node",
+                                           initializer=name_os_thread)
         self._targets: dict[str, NodeTarget] = {}
         self._names: dict[str, str] = {}  # target key -> node name (known after an answer)
         self._nodes: dict[str, NodeState] = {}
@@ -126,6 +129,7 @@ class ClusterMonitor:
 
     # -- the tick ------------------------------------------------------------------------
     def _run(self) -> None:
+        name_os_thread()
         next_tick = time.monotonic()
         while not self._stop.is_set():
             started = time.monotonic()

@@ -7,14 +7,19 @@ the file cost more than reading it), elsewhere from psutil. The cumulative value
 ``Reading.counters``; the sampler turns them into rates. Both paths hide per-interface
 counter wraps and resets as psutil's ``nowrap`` does.
 
-Slow path (every :attr:`NetworkCollector.slow_interval` s): ``net_connections("inet")``
-(~10 ms, it walks every process's file descriptors). Where it needs privileges (macOS
-without root) it raises AccessDenied once and is never asked again.
+Slow path (every :attr:`NetworkCollector.slow_interval` s): the open inet sockets (TCP and
+UDP over IPv4 and IPv6). On Linux they are the ``inuse`` counts of /proc/net/sockstat and
+sockstat6, which the kernel keeps as counters: 0.03 ms, where ``psutil.net_connections``
+spends 8 ms (it reads /proc/net/tcp, whose cost grows with the hash table, 3 ms on the
+2-core machine, and walks every process's file descriptors); it also counted TIME_WAIT
+entries, which sockstat does not. Elsewhere ``net_connections("inet")``, which where it needs
+privileges (macOS without root) raises AccessDenied once and is never asked again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -48,18 +53,49 @@ def _connections() -> float:
     return float(len(psutil.net_connections("inet")))
 
 
+_SOCKSTAT_KINDS = (b"TCP:", b"UDP:", b"TCP6:", b"UDP6:")
+
+
+def parse_sockstat(data: bytes) -> int:
+    """Inet sockets in use from /proc/net/sockstat(6) text (lines like ``TCP: inuse 5 ...``)."""
+    total = 0
+    for line in data.splitlines():
+        fields = line.split()
+        if fields and fields[0] in _SOCKSTAT_KINDS and fields[1:2] == [b"inuse"]:
+            total += int(fields[2])
+    return total
+
+
+def _sockstat_reader() -> Callable[[], float] | None:
+    """Counting from /proc/net/sockstat and sockstat6 (None where they are missing)."""
+    base = f"{procfs.procfs_path()}/net"
+    paths = [p for p in (f"{base}/sockstat", f"{base}/sockstat6") if os.path.exists(p)]
+    if not paths:
+        return None
+
+    def count() -> float:
+        data = b""
+        for path in paths:
+            with open(path, "rb") as fh:
+                data += fh.read() + b"\n"
+        return float(parse_sockstat(data))
+
+    return count
+
+
 class NetworkCollector(Collector):
     """``net.*`` counters (turned into rates by the sampler) and ``net.connections``."""
 
     name = "network"
-    # net_connections walks every socket of every process (4-10 ms): twice a minute is
-    # plenty for a count.
+    # A count that changes slowly; where sockstat is missing, net_connections walks every
+    # socket of every process (4-10 ms): twice a minute is plenty.
     slow_interval = 30.0
 
     def __init__(self) -> None:
         self._guard = FieldGuard(self.name, host_permanent)
         self._procfs = procfs.NetDevReader.open()
         self._io: Callable[[], Any] = self._procfs or _psutil_io
+        self._connections: Callable[[], float] = _sockstat_reader() or _connections
 
     def info(self) -> dict[str, Any]:
         """Interfaces with their state, speed (Mbit/s, 0 if unknown) and MTU."""
@@ -80,7 +116,7 @@ class NetworkCollector(Collector):
     def read_slow(self) -> Reading:
         """Open inet connections, where this process may list them."""
         out = Reading()
-        count = self._guard.get("connections", _connections)
+        count = self._guard.get("connections", self._connections)
         if count is not None:
             out.gauges["net.connections"] = count
         return out

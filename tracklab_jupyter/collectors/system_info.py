@@ -28,6 +28,7 @@ from typing import Any, TypedDict
 import psutil
 
 from tracklab_jupyter.collectors import cgroup
+from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.collectors.system_info")
 
@@ -277,6 +278,7 @@ class CpuDetails:
             _call(fn, self._result)
 
     def _run(self) -> None:
+        name_os_thread()
         try:
             result = self._loader()
             if not result:

@@ -75,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
                   "(Ctrl+C to give up)", file=sys.stderr, flush=True)
         else:
             _announce(recorder)
-        while not stop.wait(0.5):
-            pass
+        # No timeout: the wait is interrupted by SIGINT/SIGTERM, whose handlers set stop, so
+        # the main thread sleeps until then instead of waking twice a second.
+        stop.wait()
         return 0
     finally:
         writer = recorder.writer

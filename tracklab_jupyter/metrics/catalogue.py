@@ -121,7 +121,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _m("net.sent_packets_per_s", "1/s", "rate", "Packets sent", counter=True),
     _m("net.errors_per_s", "1/s", "rate", "Receive and send errors", counter=True),
     _m("net.drops_per_s", "1/s", "rate", "Dropped incoming and outgoing packets", counter=True),
-    _m("net.connections", "", "gauge", "Open inet connections (slow cadence)"),
+    _m("net.connections", "", "gauge", "Open inet sockets, TCP and UDP (slow cadence)"),
     # GPUs of every vendor. ``vendors`` says who reports each; a note says where a vendor's
     # number means something else than NVIDIA's.
     _g("util_pct", "%", "Share of time a kernel ran on the GPU. AMD: GFX engine activity "

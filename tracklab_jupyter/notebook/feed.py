@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tracklab_jupyter.monitor import Monitor
 from tracklab_jupyter.notebook.columns import to_columns
 from tracklab_jupyter.sampler.hub import CLUSTER, EVENT, NODE, RUN, RUN_METRICS, SAMPLE
+from tracklab_jupyter.threads import name_os_thread
 
 if TYPE_CHECKING:
     from tracklab_jupyter.notebook.widget import MonitorWidget
@@ -88,6 +89,7 @@ class WidgetFeed:
             thread.join(2)
 
     def _run(self, stop: threading.Event, sub: Any) -> None:
+        name_os_thread()
         dropped = 0
         try:
             while not stop.wait(FLUSH_PERIOD_S):

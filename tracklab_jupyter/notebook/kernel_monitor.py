@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tracklab_jupyter.monitor import Monitor, MonitorConfig
 from tracklab_jupyter.store.paths import resolve_data_dir
+from tracklab_jupyter.threads import name_os_thread
 
 _lock = threading.Lock()
 _monitor: Monitor | None = None
@@ -36,7 +37,7 @@ def kernel_monitor(data_dir: str | os.PathLike[str] | None = None) -> Monitor:
                 data_dir=str(wanted) if wanted else os.environ.get("TRACKLAB_DATA_DIR") or None,
                 source="TRACKLAB_* environment")
             _monitor = Monitor(config)
-            threading.Thread(target=_monitor.start, name="tracklab-kernel-start",
+            threading.Thread(target=_start, args=(_monitor,), name="tracklab-kernel-start",
                              daemon=True).start()
             if not _exit_hook:
                 _exit_hook = True
@@ -45,6 +46,12 @@ def kernel_monitor(data_dir: str | os.PathLike[str] | None = None) -> Monitor:
             raise ValueError(f"this process already monitors {_monitor.data_dir}; it cannot "
                              f"also monitor {wanted} (use one data dir per process)")
         return _monitor
+
+
+def _start(monitor: Monitor) -> None:
+    # Monitor.start also runs on callers' own threads: name only this one.
+    name_os_thread()
+    monitor.start()
 
 
 def stop_kernel_monitor() -> None:

@@ -3,9 +3,11 @@ live readers through the hub.
 
 One thread checks ``PRAGMA data_version`` on an idle read connection every
 :data:`POLL_S` seconds: SQLite changes that number whenever another connection commits,
-so an unchanged store costs one cheap statement and no query. When it changes, two indexed
-queries fetch what is new: runs whose ``change_seq`` grew (and deletion tombstones), and
-``run_metrics`` rows past the last id seen. Every second the thread also looks for runs
+so an unchanged store costs one cheap statement and no query. The recorder commits samples
+every second, so a changed number mostly means new samples: one query of three indexed
+maxima tells whether runs changed, and only then do two indexed queries fetch what is new:
+runs whose ``change_seq`` grew (and deletion tombstones), and ``run_metrics`` rows past the
+last id seen. Every second the thread also looks for runs
 whose process died (:mod:`~tracklab_jupyter.runs.lifecycle`) and marks them crashed.
 """
 
@@ -23,10 +25,15 @@ from tracklab_jupyter.runs.lifecycle import find_crashed
 from tracklab_jupyter.runs.store import RunStore, step_columns, time_columns
 from tracklab_jupyter.sampler.hub import RUN, RUN_METRICS, Hub
 from tracklab_jupyter.store.db import StoreUnavailableError
+from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.runs")
 
+# While a run view listens (a widget, a WebSocket client), changes are looked for four times
+# a second, so a run's end reaches it before the host samples that follow the end; with no
+# listener, once a second (crashed runs are still marked within REAP_S).
 POLL_S = 0.25
+IDLE_POLL_S = 1.0
 REAP_S = 1.0
 BATCH_ROWS = 50_000
 
@@ -82,8 +89,10 @@ class RunWatcher:
         return store
 
     def _run(self) -> None:
+        name_os_thread()
         next_reap = 0.0
-        while not self._stop.wait(POLL_S):
+        while not self._stop.wait(POLL_S if self.hub.listened(RUN, RUN_METRICS)
+                                  else IDLE_POLL_S):
             try:
                 if self._store is None:
                     self._store = self._open(existing_is_old=False)
@@ -92,7 +101,8 @@ class RunWatcher:
                 version = self._store.conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != self._data_version:
                     self._data_version = version
-                    self.poll()
+                    if self._store.last_change() != (self._seq, self._metric_id):
+                        self.poll()
                 if self.reap and time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + REAP_S
                     self._reap()

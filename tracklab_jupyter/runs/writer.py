@@ -21,6 +21,7 @@ from pathlib import Path
 from tracklab_jupyter.runs.lifecycle import HEARTBEAT_S
 from tracklab_jupyter.runs.process_tree import ProcessTree, gpu_memory_by_pid
 from tracklab_jupyter.runs.store import MetricRow, RunStore, finite
+from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.runs")
 
@@ -68,9 +69,12 @@ class RunWriter:
     def add(self, run: ActiveRun) -> None:
         with self._cond:
             self._active[run.run_id] = run
+            self._cond.notify_all()  # its first heartbeat and tick are due now
 
     def log(self, run_id: str, rows: list[MetricRow], values: dict[str, float | None]) -> None:
         with self._cond:
+            if not self._rows:
+                self._cond.notify_all()  # a batch starts: the thread may be asleep
             self._rows.extend(rows)
             if len(self._rows) > MAX_PENDING_ROWS:
                 del self._rows[:len(self._rows) - MAX_PENDING_ROWS]
@@ -93,11 +97,14 @@ class RunWriter:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything handed over so far is committed; False on timeout."""
         with self._cond:
-            self._wanted += 1
+            self._wanted += 1  # waiters: the thread keeps committing while there are any
             target = self._flushed + 2  # the batch in progress may predate this call
             self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._flushed >= target or self._stop,
-                                       timeout)
+            try:
+                return self._cond.wait_for(lambda: self._flushed >= target or self._stop,
+                                           timeout)
+            finally:
+                self._wanted -= 1
 
     def close(self, timeout: float = 10.0) -> None:
         self.flush(timeout)
@@ -110,13 +117,17 @@ class RunWriter:
 
     # -- the thread -----------------------------------------------------------------------
     def _run(self) -> None:
-        next_tick = next_beat = time.monotonic()
+        name_os_thread()
+        next_tick = next_beat = last_commit = time.monotonic()
         while True:
             with self._cond:
                 if self._stop:
                     return
-                self._cond.wait(FLUSH_S)
+                timeout = self._timeout(last_commit, next_tick, next_beat)
+                if timeout is None or timeout > 0:
+                    self._cond.wait(timeout)
                 active = list(self._active.values())
+            last_commit = time.monotonic()
             now_mono, now = time.monotonic(), time.time()
             tick = now_mono >= next_tick
             beat = now_mono >= next_beat
@@ -127,6 +138,20 @@ class RunWriter:
             if beat:
                 next_beat = now_mono + HEARTBEAT_S
             self._commit(active, now, beat)
+
+    def _timeout(self, last_commit: float, next_tick: float, next_beat: float) -> float | None:
+        """How long the thread may sleep (None: until notified). Logged rows are batched
+        for FLUSH_S; otherwise it wakes for the next heartbeat or process-tree tick of a
+        running run, and not at all without one."""
+        now = time.monotonic()
+        if self._rows or self._ends or self._wanted:
+            return last_commit + FLUSH_S - now
+        if not self._active:
+            return None
+        due = next_beat
+        if any(r.system_monitor for r in self._active.values()):
+            due = min(due, next_tick)
+        return due - now
 
     def _sample_trees(self, runs: list[ActiveRun], now: float) -> None:
         if not runs:

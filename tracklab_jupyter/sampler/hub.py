@@ -121,3 +121,8 @@ class Hub:
     @property
     def subscriber_count(self) -> int:
         return len(self._subs)
+
+    def listened(self, *topics: str) -> bool:
+        """Whether any subscriber takes one of ``topics`` (a publisher may then skip work
+        nobody would see)."""
+        return any(topic in sub.topics for sub in self._subs for topic in topics)

@@ -21,6 +21,7 @@ from tracklab_jupyter.sampler.events import HardwareWatcher
 from tracklab_jupyter.sampler.hub import EVENT, SAMPLE, Hub
 from tracklab_jupyter.sampler.rates import RateTracker
 from tracklab_jupyter.sampler.sample import Event, Sample
+from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.sampler")
 
@@ -153,6 +154,7 @@ class Sampler:
 
     # -- the ticks -----------------------------------------------------------------------
     def _run(self) -> None:
+        name_os_thread()
         next_tick = time.monotonic()
         while not self._stop.is_set():
             self.sample_once()
@@ -199,6 +201,7 @@ class Sampler:
         return sample
 
     def _run_slow(self, collector: Collector) -> None:
+        name_os_thread()
         while not self._stop.is_set():
             due = time.monotonic() + collector.slow_interval
             self.read_slow(collector)

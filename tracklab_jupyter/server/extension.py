@@ -22,6 +22,7 @@ from tracklab_jupyter.monitor import Monitor, MonitorConfig
 from tracklab_jupyter.server.handlers import build_handlers
 from tracklab_jupyter.server.limits import LIMITS_KEY, Limits
 from tracklab_jupyter.server.serving import DISABLED_KEY, MONITOR_KEY
+from tracklab_jupyter.threads import name_os_thread
 
 
 def _env_float(name: str, fallback: float) -> float:
@@ -139,6 +140,7 @@ class TrackLab(ExtensionApp, LimitSettings):
         threading.Thread(target=self._start_monitor, name="tracklab-start", daemon=True).start()
 
     def _start_monitor(self) -> None:
+        name_os_thread()
         assert self.monitor is not None
         try:
             # First: runs created while the sampler starts up are announced too.

@@ -7,6 +7,8 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from tracklab_jupyter.threads import name_os_thread
+
 #: Match decisions a metric filter remembers (metric names repeat every sample).
 MAX_REMEMBERED_NAMES = 4096
 #: Glob characters compiled on the event loop; a larger set is compiled off it.
@@ -47,5 +49,6 @@ def compiler() -> ThreadPoolExecutor:
     starve the event loop as surely as compiling on it."""
     global _COMPILER
     if _COMPILER is None:
-        _COMPILER = ThreadPoolExecutor(1, thread_name_prefix="tracklab-glob-compile")
+        _COMPILER = ThreadPoolExecutor(1, thread_name_prefix="tracklab-glob-compile",
+                                       initializer=name_os_thread)
     return _COMPILER

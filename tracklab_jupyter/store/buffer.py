@@ -1,34 +1,23 @@
 """The writer's in-memory blocks: samples of one node in one minute, as they arrive.
 
-A block is written on every flush while its minute is open (replacing the previous partial
-version, so readers in other processes see new samples within a flush interval) and once
-more, final, when the minute closes; then it leaves memory.
+While its minute is open, each flush stores what a block got since the previous flush as a
+tail row (:meth:`Block.tail`), so readers in other processes see new samples within a flush
+interval and a flush costs the same at second 59 as at second 1. When the minute closes the
+block is encoded once (:meth:`Block.encode`), replaces its tail rows, and leaves memory.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from tracklab_jupyter.sampler.sample import Sample
-from tracklab_jupyter.store.codec import encode_ints, encode_mask, encode_values
-
-
-@dataclass
-class EncodedSeries:
-    name: str
-    n: int
-    mask: bytes | None
-    data: bytes
-    # The rollup of this block: min, max, sum, count, last.
-    vmin: float
-    vmax: float
-    vsum: float
-    last: float
+from tracklab_jupyter.store.codec import encode_samples
 
 
 @dataclass
@@ -37,28 +26,24 @@ class EncodedBlock:
     t1: int
     n: int
     ticks: bytes
-    series: list[EncodedSeries]
+    #: (metric name, presence mask or None when present in every sample, values)
+    series: list[tuple[str, bytes | None, bytes]]
 
 
 class Block:
     """Samples of one node within one minute."""
 
-    __slots__ = ("cols", "dirty", "last_add", "late", "merge", "minute", "node", "times",
-                 "written_t0")
+    __slots__ = ("cols", "flushed", "last_add", "late", "minute", "node", "slots", "times")
 
     def __init__(self, node: str, minute: int, *, late: bool = False) -> None:
         self.node = node
         self.minute = minute  # epoch seconds of the minute's start
-        self.times: list[int] = []  # epoch ms
-        # name -> (tick indices, values), both in arrival order
+        self.times: list[int] = []  # epoch ms, in arrival order
+        # name -> (sample indices, values), both in arrival order
         self.cols: dict[str, tuple[list[int], list[float]]] = {}
-        self.dirty = False
-        self.late = late  # samples for a minute already written and gone from memory
-        # Other blocks of this minute may exist in the database (written before a restart,
-        # or late samples): then rollups are rebuilt from everything stored. None: not
-        # checked yet.
-        self.merge: bool | None = True if late else None
-        self.written_t0: int | None = None
+        self.flushed = 0  # samples already stored as tail rows
+        self.slots: list[int] = []  # the writer's tail slots holding them
+        self.late = late  # samples for a minute already sealed and gone from memory
         self.last_add = time.monotonic()
 
     def add(self, t_ms: int, metrics: dict[str, float]) -> int:
@@ -82,7 +67,6 @@ class Block:
             col[0].append(index)
             col[1].append(value)
             kept += 1
-        self.dirty = True
         self.last_add = time.monotonic()
         return kept
 
@@ -90,53 +74,74 @@ class Block:
     def points(self) -> int:
         return sum(len(c[1]) for c in self.cols.values())
 
-    def encode(self) -> EncodedBlock:
-        times = np.asarray(self.times, dtype=np.int64)
-        n = times.size
-        remap: np.ndarray | None = None
-        if n > 1 and np.any(times[1:] < times[:-1]):
-            order = np.argsort(times, kind="stable")
-            times = times[order]
-            remap = np.empty(n, dtype=np.int64)
-            remap[order] = np.arange(n)
-        series = []
+    @property
+    def unflushed(self) -> int:
+        return len(self.times) - self.flushed
+
+    def tail(self) -> tuple[list[int], list[str], list[float]]:
+        """The samples added since the last flush: their times (n), the names with a value
+        in them (k), and the values, series after series (k * n), NaN where a sample lacks
+        the metric. Plain lists: this runs on every flush, mostly for one sample, where
+        numpy's per-call cost would dominate."""
+        first = self.flushed
+        n = len(self.times) - first
+        names: list[str] = []
+        flat: list[float] = []
+        nan = math.nan
         for name, (idx, vals) in self.cols.items():
-            values = np.asarray(vals, dtype=np.float64)
-            mask = None
-            if remap is not None:
-                positions = remap[np.asarray(idx, dtype=np.int64)]
-                order = np.argsort(positions, kind="stable")
-                positions, values = positions[order], values[order]
-            else:
-                positions = None
-            if len(idx) != n:
-                present = np.zeros(n, dtype=bool)
-                present[positions if positions is not None else idx] = True
-                mask = encode_mask(present)
-            series.append(EncodedSeries(
-                name, values.size, mask, encode_values(values), float(values.min()),
-                float(values.max()), float(values.sum()), float(values[-1])))
-        return EncodedBlock(int(times[0]), int(times[-1]), n, encode_ints(times), series)
+            if not idx or idx[-1] < first:
+                continue
+            at = bisect_left(idx, first)
+            names.append(name)
+            if len(idx) - at == n:  # present in every new sample: the common case
+                flat.extend(vals[at:])
+                continue
+            row = [nan] * n
+            for i, value in zip(idx[at:], vals[at:], strict=True):
+                row[i - first] = value
+            flat.extend(row)
+        return self.times[first:], names, flat
+
+    def encode(self) -> EncodedBlock:
+        """The whole block, sorted by time, through the store's codecs."""
+        times = np.asarray(self.times, dtype=np.int64)
+        names = list(self.cols)
+        values = np.full((len(names), times.size), np.nan)
+        for row, (idx, vals) in zip(values, self.cols.values(), strict=True):
+            row[idx] = vals
+        if times.size > 1 and np.any(times[1:] < times[:-1]):
+            order = np.argsort(times, kind="stable")
+            times, values = times[order], values[:, order]
+        ticks, series = encode_samples(times, values)
+        return EncodedBlock(int(times[0]), int(times[-1]), int(times.size), ticks,
+                            [(name, *enc) for name, enc in zip(names, series, strict=True)
+                             if enc is not None])
 
 
 class NodeBuffer:
-    """One node's open block, closed blocks waiting to be written, and late blocks."""
+    """One node's open block, closed blocks waiting to be sealed, and late blocks."""
 
     def __init__(self, node: str) -> None:
         self.node = node
         self.open: Block | None = None
         self.closed: deque[Block] = deque()
         self.late: dict[int, Block] = {}
+        # The newest minute ever opened: a sample for it or an earlier one after its block
+        # closed is late, never a reopened block (whose tail rows the sealed minute, which
+        # names the same writer, node and minute, would hide).
+        self.newest: int | None = None
 
     def add(self, t_ms: int, metrics: dict[str, float]) -> int:
         minute = t_ms // 60_000 * 60
         block = self.open
-        if block is None or minute > block.minute:
-            if block is not None:
-                self.closed.append(block)
-            block = self.open = Block(self.node, minute)
-        elif minute < block.minute:
-            block = self._late_block(minute)
+        if block is None or minute != block.minute:
+            if self.newest is None or minute > self.newest:
+                if block is not None:
+                    self.closed.append(block)
+                block = self.open = Block(self.node, minute)
+                self.newest = minute
+            else:
+                block = self._late_block(minute)
         return block.add(t_ms, metrics)
 
     def _late_block(self, minute: int) -> Block:
@@ -153,14 +158,19 @@ class NodeBuffer:
             self.closed.append(self.open)
             self.open = None
 
-    def trim(self, max_blocks: int) -> int:
-        """Drop the oldest closed blocks beyond ``max_blocks``; returns samples dropped."""
+    def trim(self, max_blocks: int) -> tuple[int, bool]:
+        """Drop the oldest closed blocks beyond ``max_blocks``; returns the samples dropped
+        and whether any of them left tail rows in the store (which only maintenance can
+        seal now)."""
         dropped = 0
+        kept_tail = False
         while len(self.closed) > max_blocks:
-            dropped += len(self.closed.popleft().times)
+            block = self.closed.popleft()
+            dropped += len(block.times)
+            kept_tail = kept_tail or bool(block.slots)
         while len(self.late) > max_blocks:
             dropped += len(self.late.pop(min(self.late)).times)
-        return dropped
+        return dropped, kept_tail
 
     @property
     def pending_samples(self) -> int:
@@ -195,8 +205,9 @@ class SampleBuffer:
         for buf in self.nodes.values():
             buf.close_open()
 
-    def trim(self, max_blocks: int) -> int:
-        return sum(buf.trim(max_blocks) for buf in self.nodes.values())
+    def trim(self, max_blocks: int) -> tuple[int, bool]:
+        results = [buf.trim(max_blocks) for buf in self.nodes.values()]
+        return sum(r[0] for r in results), any(r[1] for r in results)
 
     @property
     def pending_samples(self) -> int:

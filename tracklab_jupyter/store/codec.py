@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 import zlib
+from array import array
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -232,3 +235,91 @@ def decode_rollup(blob: bytes,
         else:
             out.append(decode_values(parts[i]))
     return tuple(out)
+
+
+# -- recent rows: one node's samples, every series in one row ---------------------------------
+#
+# A tail row holds the samples one flush added to a minute that is still open, plain (no
+# compression: it lives for under a minute, and encoding it would cost the 1 Hz path). A
+# sealed row holds a whole minute, encoded once when the minute closes: the sample times
+# and each series' presence mask and values, through the codecs above.
+
+_TAIL_HEAD = struct.Struct("<II")  # samples, series
+_SEALED_HEAD = struct.Struct("<II")  # series, length of the encoded times
+_SEALED_SERIES = struct.Struct("<III")  # series id, mask length (0: none), values length
+
+
+def encode_tail(times: Sequence[int], series_ids: Sequence[int],
+                values: Sequence[float]) -> bytes:
+    """Samples as taken: times (n, epoch ms), series ids (k) and values series after series
+    (k * n), NaN where a series has no value in a sample."""
+    n, k = len(times), len(series_ids)
+    if len(values) != n * k:
+        raise ValueError(f"a tail row needs {n * k} values, got {len(values)}")
+    parts = [array("q", times), array("I", series_ids), array("d", values)]
+    if sys.byteorder != "little":
+        for part in parts:
+            part.byteswap()
+    return _TAIL_HEAD.pack(n, k) + b"".join(part.tobytes() for part in parts)
+
+
+def decode_tail(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_tail`: (times, series ids, values)."""
+    n, k = _TAIL_HEAD.unpack_from(blob)
+    offset = _TAIL_HEAD.size
+    times = np.frombuffer(blob, dtype="<i8", count=n, offset=offset).astype(np.int64)
+    offset += 8 * n
+    sids = np.frombuffer(blob, dtype="<u4", count=k, offset=offset).astype(np.int64)
+    offset += 4 * k
+    values = np.frombuffer(blob, dtype="<f8", count=k * n, offset=offset).reshape(k, n)
+    return times, sids, values
+
+
+def encode_sealed(ticks: bytes, series: list[tuple[int, bytes | None, bytes]]) -> bytes:
+    """A closed minute: the encoded times (:func:`encode_ints`) and, per series, its id,
+    its presence mask (:func:`encode_mask`, None when present in every sample) and its
+    values (:func:`encode_values`)."""
+    head = [_SEALED_HEAD.pack(len(series), len(ticks))]
+    body = [ticks]
+    for sid, mask, data in series:
+        head.append(_SEALED_SERIES.pack(sid, len(mask) if mask else 0, len(data)))
+        if mask:
+            body.append(mask)
+        body.append(data)
+    return b"".join(head + body)
+
+
+def decode_sealed(blob: bytes) -> tuple[np.ndarray, dict[int, tuple[bytes | None, memoryview]]]:
+    """Inverse of :func:`encode_sealed`: the times, and per series id its (mask, values)
+    still encoded, so a reader decodes only the series it wants."""
+    view = memoryview(blob)
+    count, ticks_len = _SEALED_HEAD.unpack_from(view)
+    offset = _SEALED_HEAD.size + count * _SEALED_SERIES.size
+    times = decode_ints(view[offset:offset + ticks_len])
+    offset += ticks_len
+    series: dict[int, tuple[bytes | None, memoryview]] = {}
+    for i in range(count):
+        sid, mask_len, data_len = _SEALED_SERIES.unpack_from(
+            view, _SEALED_HEAD.size + i * _SEALED_SERIES.size)
+        mask = bytes(view[offset:offset + mask_len]) if mask_len else None
+        offset += mask_len
+        series[sid] = (mask, view[offset:offset + data_len])
+        offset += data_len
+    return times, series
+
+
+def encode_samples(times: np.ndarray,
+                   values: np.ndarray) -> tuple[bytes, list[tuple[bytes | None, bytes] | None]]:
+    """Samples sorted by time (``times``, n) with one row of values per series (k, n; NaN
+    where absent): the encoded times, and per row its presence mask (None when present in
+    every sample) and values, or None for a row without any value."""
+    series: list[tuple[bytes | None, bytes] | None] = []
+    for row in values:
+        present = ~np.isnan(row)
+        count = int(present.sum())
+        if not count:
+            series.append(None)
+            continue
+        mask = None if count == row.size else encode_mask(present)
+        series.append((mask, encode_values(row[present])))
+    return encode_ints(times), series

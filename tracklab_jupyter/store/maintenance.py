@@ -1,12 +1,18 @@
 """Background upkeep of the store: compaction, retention and the size cap.
 
-Runs on its own thread and connection. Heavy work (decoding, re-encoding) happens outside
-write transactions, and each write transaction covers one small unit (one node-hour, one
-series-day), so the writer never waits more than a few milliseconds for it.
+Runs on its own thread and connection, once a minute: nothing of it is on the 1 Hz path, and
+a pass with nothing due only reads a few small indexes (no write transaction). Heavy work
+(decoding, re-encoding) happens outside write transactions, and each write transaction
+covers one small unit (one node-hour, one series-day), so the writer never waits more than
+a few milliseconds for it.
 
-* **Compaction**: the minute blocks of each finished hour are merged into one block per
-  series (fewer, larger blocks read much faster); 1-min rollup rows of finished days and
-  1-h rows of finished weeks are packed into compressed blocks.
+* **Orphaned tails**: tail rows whose writer died (a kernel killed mid-minute, a recorder
+  killed with ``kill -9``) are sealed into minutes, as their writer would have done.
+* **Compaction**: the minute rows of each finished node-hour (and the minute blocks of
+  stores written before them) are merged into one block per series (fewer, larger blocks
+  read much faster), and the hour's 1-min and 1-h rollup rows are written in the same
+  transaction; 1-min rollup rows of finished days and 1-h rows of finished weeks are packed
+  into compressed blocks.
 * **Retention**: raw blocks older than the raw retention go (whole blocks, so up to an hour
   more is kept), and rollups older than their tier's retention (packed blocks as a whole:
   up to a day more of 1-min rollups, a week more of 1-h ones).
@@ -19,6 +25,7 @@ series-day), so the writer never waits more than a few milliseconds for it.
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 import threading
 import time
@@ -27,21 +34,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from tracklab_jupyter.store.codec import (
     decode_rollup,
-    encode_ints,
-    encode_mask,
+    decode_tail,
     encode_rollup,
-    encode_values,
+    encode_samples,
+    encode_sealed,
 )
 from tracklab_jupyter.store.config import StoreConfig
-from tracklab_jupyter.store.db import connect
-from tracklab_jupyter.store.query import PACK_SPAN_S, load_raw
+from tracklab_jupyter.store.db import configure_checkpoints, connect
+from tracklab_jupyter.store.query import PACK_SPAN_S, live_tail, load_raw
+from tracklab_jupyter.store.rollups import HOUR, MINUTE, replace_rows, rows_of
+from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.store")
 
 HOUR_MS = 3_600_000
+# An hour is merged once the node's data has moved past it, or this long after its end for
+# a node that stopped sending.
+_HOUR_GRACE_MS = 120_000
+# Live tail rows this old are sealed whoever wrote them: a live writer seals its minutes within
+# seconds, and one that cannot write keeps at most an hour of them in memory
+# (StoreConfig.max_pending_minutes), so nothing still in a writer's memory is this old.
+_ORPHAN_AGE_MS = 2 * HOUR_MS
 # Rollup rows are packed (merged into their day or week block) once the node's data is this
 # far past them: minutes are final once closed, an hour row once its last minute is folded
 # in. Rows newer than that stay rows, so a reader decodes at most ~2 h of them per tier.
@@ -74,6 +91,7 @@ class Maintenance:
     def __init__(self, path: Path, config: StoreConfig) -> None:
         self.config = config
         self._conn = connect(path)
+        configure_checkpoints(self._conn)
         if config.max_page_count is not None:
             self._conn.execute(f"PRAGMA max_page_count = {int(config.max_page_count)}")
         self._lock = threading.Lock()
@@ -103,6 +121,7 @@ class Maintenance:
             self._conn.close()
 
     def _run(self) -> None:
+        name_os_thread()
         interval = float(self.config.maintenance_interval)
         # A first pass soon after start: data left from a previous run may be due.
         self._wake.wait(min(interval, 5.0))
@@ -126,8 +145,9 @@ class Maintenance:
             if self._stop.is_set() and self._thread is not None and not self._thread.is_alive():
                 return {}
             stats: dict[str, Any] = {}
+            stats["sealed_orphans"] = self.seal_orphans(now)
+            stats["compacted_hours"] = self.compact_raw(now)
             stats.update(self.apply_retention(now))
-            stats["compacted_hours"] = self.compact_raw()
             stats["packed_blocks"] = self.pack_rollups(now)
             stats.update(self.apply_size_cap(now))
             self.last = stats
@@ -181,12 +201,18 @@ class Maintenance:
         expired = 0
         for tier, retention in ((60, cfg.minute_retention), (3600, cfg.hour_retention)):
             cut = int(now - float(retention))
-            expired += self._write(lambda tier=tier, cut=cut: conn.execute(
-                "DELETE FROM rollup WHERE tier = ? AND t < ?", (tier, cut)).rowcount)
+            # Read before writing: a pass with nothing due opens no write transaction.
+            if conn.execute("SELECT 1 FROM rollup WHERE tier = ? AND t < ? LIMIT 1",
+                            (tier, cut)).fetchone():
+                expired += self._write(lambda tier=tier, cut=cut: conn.execute(
+                    "DELETE FROM rollup WHERE tier = ? AND t < ?", (tier, cut)).rowcount)
             expired += self._expire_blocks(tier, cut)
         longest = max(float(cfg.raw_retention), float(cfg.minute_retention),
                       float(cfg.hour_retention))
-        self._write(lambda: conn.execute("DELETE FROM events WHERE time < ?", (now - longest,)))
+        if conn.execute("SELECT 1 FROM events WHERE time < ? LIMIT 1",
+                        (now - longest,)).fetchone():
+            self._write(lambda: conn.execute("DELETE FROM events WHERE time < ?",
+                                             (now - longest,)))
         stats["rollups_expired"] = expired
         return stats
 
@@ -195,9 +221,12 @@ class Maintenance:
         once it holds an hour or more of expired entries (so it is rewritten hourly, not on
         every pass)."""
         conn = self._conn
-        dropped = self._write(lambda: conn.execute(
-            "DELETE FROM rollup_block WHERE tier = ? AND t0 < ? AND t1 < ?",
-            (tier, cut, cut)).rowcount)
+        dropped = 0
+        if conn.execute("SELECT 1 FROM rollup_block WHERE tier = ? AND t0 < ? AND t1 < ? "
+                        "LIMIT 1", (tier, cut, cut)).fetchone():
+            dropped = self._write(lambda: conn.execute(
+                "DELETE FROM rollup_block WHERE tier = ? AND t0 < ? AND t1 < ?",
+                (tier, cut, cut)).rowcount)
         stale = conn.execute("SELECT series_id, t0 FROM rollup_block WHERE tier = ? AND t0 < ?",
                              (tier, cut - 3600)).fetchall()
         for sid, t0 in stale:
@@ -218,62 +247,181 @@ class Maintenance:
             _insert_block(conn, tier, sid, [c[keep] for c in cols])
         return int((~keep).sum())
 
-    # -- raw compaction ------------------------------------------------------------------
-    def compact_raw(self) -> int:
-        """Merge the blocks of every finished node-hour into one; returns hours merged."""
+    # -- orphaned tails ------------------------------------------------------------------
+    def seal_orphans(self, now: float) -> int:
+        """Seal the live tail rows of writers that died (and any live tail row too old to
+        belong to a live writer's memory); returns minutes sealed."""
         conn = self._conn
+        writers = conn.execute("SELECT id, pid, started, host FROM writers").fetchall()
+        dead = [wid for wid, pid, started, host in writers if not _alive(pid, started, host)]
+        cut = int(now * 1000) - _ORPHAN_AGE_MS
+        old = {r[0] for r in conn.execute("SELECT DISTINCT writer FROM tail WHERE t1 < ?",
+                                          (cut,))}
+        sealed = 0
+        for wid in dead:
+            sealed += self._write(self._seal_writer, wid, None)
+        for wid in old - set(dead):
+            sealed += self._write(self._seal_writer, wid, cut)
+        return sealed
+
+    def _seal_writer(self, writer: int, before_ms: int | None) -> int:
+        """Seal ``writer``'s live tail rows (only minutes whose rows are all older than
+        ``before_ms`` when given; otherwise all, and then its rows and its entry in the
+        writers table go)."""
+        conn = self._conn
+        done = set(conn.execute("SELECT node_id, minute FROM minutes WHERE writer = ?",
+                                (writer,)).fetchall())
+        groups: dict[tuple[int, int], list[bytes]] = defaultdict(list)
+        newest: dict[tuple[int, int], int] = {}
+        for node_id, minute, t1, data in conn.execute(
+                "SELECT node_id, minute, t1, data FROM tail WHERE writer = ? ORDER BY t0",
+                (writer,)):
+            if (node_id, minute) not in done:
+                groups[(node_id, minute)].append(data)
+                newest[(node_id, minute)] = max(newest.get((node_id, minute), t1), t1)
+        if before_ms is not None:  # whole minutes only: sealing hides all its tail rows
+            groups = {key: rows for key, rows in groups.items() if newest[key] < before_ms}
+        for (node_id, minute), rows in groups.items():
+            self._seal_minute(writer, node_id, minute, [decode_tail(data) for data in rows])
+        if before_ms is None:
+            conn.execute("DELETE FROM tail WHERE writer = ?", (writer,))
+            conn.execute("DELETE FROM writers WHERE id = ?", (writer,))
+        return len(groups)
+
+    def _seal_minute(self, writer: int, node_id: int, minute: int,
+                     tails: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        """One minute row from tail rows' (times, series ids, values), as their writer
+        would have sealed the minute."""
+        sids = sorted({int(s) for _, ids, _ in tails for s in ids.tolist()})
+        row_of = {sid: i for i, sid in enumerate(sids)}
+        times = np.concatenate([t for t, _, _ in tails])
+        values = np.full((len(sids), times.size), np.nan)
+        offset = 0
+        for t, ids, plain in tails:
+            for j, sid in enumerate(ids.tolist()):
+                values[row_of[sid], offset:offset + t.size] = plain[j]
+            offset += t.size
+        order = np.argsort(times, kind="stable")
+        times, values = times[order], values[:, order]
+        ticks, encoded = encode_samples(times, values)
+        series = [(sid, *enc) for sid, enc in zip(sids, encoded, strict=True)
+                  if enc is not None]
+        self._conn.execute(
+            "INSERT INTO minutes (node_id, minute, writer, t0, t1, n, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (node_id, minute, writer, int(times[0]),
+                                             int(times[-1]), int(times.size),
+                                             encode_sealed(ticks, series)))
+
+    # -- raw compaction ------------------------------------------------------------------
+    def compact_raw(self, now: float | None = None) -> int:
+        """Merge every finished node-hour's minutes (and the minute blocks of stores written
+        before them) into one block per series, writing the hour's rollups; returns hours
+        merged."""
+        conn = self._conn
+        now_ms = int((time.time() if now is None else now) * 1000)
+        raw_cut = now_ms - int(float(self.config.raw_retention) * 1000)
+        newest: dict[int, int] = dict(conn.execute(
+            "SELECT node_id, max(t1) FROM raw_ticks GROUP BY node_id").fetchall())
+        todo: set[tuple[int, int]] = set()
+        sealed: set[tuple[int | None, int, int]] = set()
+        for writer, node_id, minute, t1 in conn.execute(
+                "SELECT writer, node_id, minute, t1 FROM minutes"):
+            todo.add((node_id, minute * 1000 // HOUR_MS))
+            sealed.add((writer, node_id, minute))
+            newest[node_id] = max(newest.get(node_id, t1), t1)
+        open_hours: set[tuple[int, int]] = set()
+        for writer, node_id, minute, t1 in conn.execute(
+                "SELECT writer, node_id, minute, t1 FROM tail"):
+            if (writer, node_id, minute) not in sealed:
+                open_hours.add((node_id, minute * 1000 // HOUR_MS))
+                newest[node_id] = max(newest.get(node_id, t1), t1)
+        # Stores written before the tail have minute blocks in raw_ticks.
+        todo.update(conn.execute(
+            f"SELECT node_id, t0 / {HOUR_MS} AS h FROM raw_ticks GROUP BY node_id, h "
+            "HAVING count(*) > 1").fetchall())
         merged = 0
-        node_ids = [r[0] for r in conn.execute("SELECT id FROM nodes")]
-        for node_id in node_ids:
-            keys = conn.execute("SELECT t0, t1, n FROM raw_ticks WHERE node_id = ? "
-                                "ORDER BY t0", (node_id,)).fetchall()
-            if not keys:
+        for node_id, hour in sorted(todo):
+            end = (hour + 1) * HOUR_MS
+            finished = end <= newest.get(node_id, 0) or now_ms >= end + _HOUR_GRACE_MS
+            if not finished or (node_id, hour) in open_hours:
+                continue  # a writer may still add to it (a live tail row is in it)
+            if end <= raw_cut and self._has_hour_rollup(node_id, hour * HOUR_MS // 1000):
+                # Late samples for an hour whose raw data has expired: its rollups cannot be
+                # recomputed whole, so they stay as they are and the samples go.
+                self._write(self._drop_hour_minutes, node_id, hour * HOUR_MS)
                 continue
-            newest = keys[-1][0]
-            by_hour: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-            for key in keys:
-                by_hour[key[0] // HOUR_MS].append(key)
-            for hour, blocks in sorted(by_hour.items()):
-                # Finished: the writer has moved to a later hour (so no block of this hour
-                # is still being rewritten).
-                if len(blocks) > 1 and (hour + 1) * HOUR_MS <= newest:
-                    merged += self._compact_hour(node_id, hour * HOUR_MS, blocks)
+            merged += self._compact_hour(node_id, hour * HOUR_MS, keep_raw=end > raw_cut)
         return merged
 
-    def _compact_hour(self, node_id: int, start: int, blocks: list[tuple[int, int, int]]) -> int:
+    def _has_hour_rollup(self, node_id: int, hour: int) -> bool:
+        conn = self._conn
+        sids = "SELECT id FROM series WHERE node_id = ?"
+        return bool(conn.execute(
+            f"SELECT 1 FROM rollup WHERE tier = {HOUR} AND t = ? AND series_id IN ({sids}) "
+            f"UNION ALL SELECT 1 FROM rollup_block WHERE tier = {HOUR} AND t0 <= ? "
+            f"AND t1 >= ? AND series_id IN ({sids}) LIMIT 1",
+            (hour, node_id, hour, hour, node_id)).fetchone())
+
+    def _drop_hour_minutes(self, node_id: int, start: int) -> None:
+        """Delete a node-hour's minute rows and the stale tail rows they sealed."""
+        span = (node_id, start // 1000, (start + HOUR_MS) // 1000)
+        # Stale rows only, decided in this transaction: a live row, or a slot the writer
+        # has reused meanwhile, stays.
+        self._conn.execute(
+            "DELETE FROM tail WHERE node_id = ? AND minute >= ? AND minute < ? AND EXISTS ("
+            "SELECT 1 FROM minutes m WHERE m.writer = tail.writer AND m.node_id = tail.node_id "
+            "AND m.minute = tail.minute)", span)
+        self._conn.execute("DELETE FROM minutes WHERE node_id = ? AND minute >= ? "
+                           "AND minute < ?", span)
+
+    def _hour_keys(self, node_id: int, start: int) -> tuple[list[tuple[int, int, int]],
+                                                            list[int]]:
+        """What the hour is stored as: its raw blocks' keys and its minute rows."""
+        conn = self._conn
+        blocks = conn.execute(
+            "SELECT t0, t1, n FROM raw_ticks WHERE node_id = ? AND t0 >= ? AND t0 < ? "
+            "ORDER BY t0", (node_id, start, start + HOUR_MS)).fetchall()
+        minutes = [r[0] for r in conn.execute(
+            "SELECT id FROM minutes WHERE node_id = ? AND minute >= ? AND minute < ? "
+            "ORDER BY id", (node_id, start // 1000, (start + HOUR_MS) // 1000))]
+        return blocks, minutes
+
+    def _compact_hour(self, node_id: int, start: int, keep_raw: bool = True) -> int:
+        """Merge one node-hour into one raw block (none when ``keep_raw`` is False: the hour
+        is past the raw retention) and write its rollup rows, in one transaction."""
         conn = self._conn
         end = start + HOUR_MS
         sids = [r[0] for r in conn.execute("SELECT id FROM series WHERE node_id = ?",
                                            (node_id,))]
         conn.execute("BEGIN")  # one snapshot for the reads
         try:
-            times, values = load_raw(conn, node_id, sids, start, end)
+            keys = self._hour_keys(node_id, start)
+            times, values = load_raw(conn, node_id, sids, start, end, tails=False)
         finally:
             conn.execute("COMMIT")
         if times.size == 0:
             return 0
         t0, t1 = int(times[0]), int(times[-1])
-        ticks = encode_ints(times)
-        rows = []
-        for sid, row in zip(sids, values, strict=True):
-            present = ~np.isnan(row)
-            count = int(present.sum())
-            if count == 0:
-                continue
-            mask = None if count == row.size else encode_mask(present)
-            rows.append((sid, t0, t1, count, mask, encode_values(row[present])))
+        ticks, encoded = encode_samples(times, values)
+        rows = [(sid, t0, t1, int(np.count_nonzero(~np.isnan(row))), *enc)
+                for sid, row, enc in zip(sids, values, encoded, strict=True) if enc is not None]
+        minutes = rows_of(MINUTE, sids, times, values)
+        hours = rows_of(HOUR, sids, times, values)
 
         def swap() -> int:
-            current = conn.execute(
-                "SELECT t0, t1, n FROM raw_ticks WHERE node_id = ? AND t0 >= ? AND t0 < ? "
-                "ORDER BY t0", (node_id, start, end)).fetchall()
-            if current != blocks:
-                return 0  # the writer added a (late) block meanwhile: try again next pass
-            self._delete_raw_batch([(node_id, b[0]) for b in blocks], {node_id: sids})
-            conn.execute("INSERT INTO raw_ticks (node_id, t0, t1, n, data) "
-                         "VALUES (?, ?, ?, ?, ?)", (node_id, t0, t1, int(times.size), ticks))
-            conn.executemany("INSERT INTO raw (series_id, t0, t1, n, mask, data) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            if (self._hour_keys(node_id, start) != keys
+                    or live_tail(conn, node_id, start, end)):
+                return 0  # a writer added to the hour meanwhile: try again next pass
+            self._delete_raw_batch([(node_id, b[0]) for b in keys[0]], {node_id: sids})
+            self._drop_hour_minutes(node_id, start)
+            if keep_raw:
+                conn.execute("INSERT INTO raw_ticks (node_id, t0, t1, n, data) "
+                             "VALUES (?, ?, ?, ?, ?)", (node_id, t0, t1, int(times.size), ticks))
+                conn.executemany("INSERT INTO raw (series_id, t0, t1, n, mask, data) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            # Every sample of the hour is here, so its rollups are replaced, not added to.
+            replace_rows(conn, MINUTE, minutes)
+            replace_rows(conn, HOUR, hours)
             return 1
 
         return self._write(swap)
@@ -284,8 +432,10 @@ class Maintenance:
         packed = 0
         series = self._node_series()
         for node_id, sids in series.items():
-            newest = conn.execute("SELECT max(t1) FROM raw_ticks WHERE node_id = ?",
-                                  (node_id,)).fetchone()[0]
+            newest = conn.execute(
+                "SELECT max(t) FROM (SELECT max(t1) AS t FROM raw_ticks WHERE node_id = ? "
+                "UNION ALL SELECT max(t1) FROM minutes WHERE node_id = ?)",
+                (node_id, node_id)).fetchone()[0]
             frontier = min(now, newest / 1000) if newest is not None else now
             for tier, span in PACK_SPAN_S.items():
                 # Whole hours only, so each block is rewritten at most once an hour.
@@ -414,3 +564,19 @@ class Maintenance:
             free = left
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         return total
+
+
+def _alive(pid: int, started: float, host: str) -> bool:
+    """Whether the writer process ``pid`` started at ``started`` still runs (a writer on
+    another host counts as alive: only the age rule seals its rows)."""
+    if host != socket.gethostname():
+        return True
+    try:
+        process = psutil.Process(pid)
+        if started and abs(process.create_time() - started) >= 1.0:
+            return False  # the pid now belongs to another process
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True

@@ -1,4 +1,4 @@
-"""Reading blocks back into arrays (used by readers, the writer's rebuilds and compaction).
+"""Reading blocks back into arrays (used by readers and by compaction).
 
 Everything here takes an open connection and plain ids; name lookup is the caller's job.
 """
@@ -17,6 +17,8 @@ from tracklab_jupyter.store.codec import (
     decode_ints,
     decode_mask,
     decode_rollup,
+    decode_sealed,
+    decode_tail,
     decode_values,
 )
 
@@ -60,13 +62,9 @@ def load_ticks(conn: sqlite3.Connection, node_id: int, start_ms: int,
     return [RawBlock(t0, t1, decode_ints(data)) for t0, t1, data in rows]
 
 
-def load_raw(conn: sqlite3.Connection, node_id: int, series_ids: Sequence[int],
-             start_ms: int, end_ms: int) -> tuple[np.ndarray, np.ndarray]:
-    """Samples of one node in ``[start_ms, end_ms)``.
-
-    Returns ``(times, values)``: int64 epoch ms sorted ascending, and a float64 array of shape
-    ``(len(series_ids), len(times))`` with NaN where a series has no value.
-    """
+def _load_blocks(conn: sqlite3.Connection, node_id: int, series_ids: Sequence[int],
+                 start_ms: int, end_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of the raw blocks overlapping the range, in block order (not clipped)."""
     blocks = load_ticks(conn, node_id, start_ms, end_ms)
     offsets: dict[int, tuple[int, int]] = {}
     total = 0
@@ -89,15 +87,83 @@ def load_raw(conn: sqlite3.Connection, node_id: int, series_ids: Sequence[int],
                 if place is None:
                     continue
                 offset, length = place
-                row = values[row_of[sid]]
-                if mask is None:
-                    with contextlib.suppress(ValueError):  # a mismatch: skip, never crash
-                        decode_values(data, out=row[offset:offset + length])
-                else:
-                    decoded = decode_values(data)
-                    where = np.flatnonzero(decode_mask(mask, length))
-                    if where.size == decoded.size:
-                        row[offset + where] = decoded
+                _put(values[row_of[sid]], offset, length, mask, data)
+    return times, values
+
+
+def _put(row: np.ndarray, offset: int, length: int, mask: bytes | None,
+         data: bytes | memoryview) -> None:
+    """Decode one series' stored values into ``row[offset:offset + length]``; a block that
+    does not match its times is skipped, never a crash."""
+    if mask is None:
+        with contextlib.suppress(ValueError):
+            decode_values(data, out=row[offset:offset + length])
+        return
+    decoded = decode_values(data)
+    where = np.flatnonzero(decode_mask(mask, length))
+    if where.size == decoded.size:
+        row[offset + where] = decoded
+
+
+def live_tail(conn: sqlite3.Connection, node_id: int, start_ms: int,
+              end_ms: int) -> list[tuple[int, int, bytes]]:
+    """The node's tail rows overlapping the range that no minute row has sealed yet, as
+    ``(writer, minute, data)`` in time order."""
+    rows = conn.execute("SELECT writer, minute, data FROM tail WHERE node_id = ? AND t1 >= ? "
+                        "AND t0 < ? ORDER BY t0", (node_id, start_ms, end_ms)).fetchall()
+    if not rows:
+        return rows
+    sealed = set(conn.execute("SELECT writer, minute FROM minutes WHERE node_id = ? AND "
+                              "writer IS NOT NULL", (node_id,)).fetchall())
+    return [row for row in rows if (row[0], row[1]) not in sealed]
+
+
+def load_recent(conn: sqlite3.Connection, node_id: int, series_ids: Sequence[int],
+                start_ms: int, end_ms: int, *,
+                tails: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of the sealed minutes, and of the live tail unless ``tails`` is False,
+    overlapping the range (not sorted, not clipped)."""
+    row_of = {sid: i for i, sid in enumerate(series_ids)}
+    times_parts: list[np.ndarray] = []
+    value_parts: list[np.ndarray] = []
+    for (data,) in conn.execute("SELECT data FROM minutes WHERE node_id = ? AND t1 >= ? "
+                                "AND t0 < ? ORDER BY t0", (node_id, start_ms, end_ms)):
+        times, stored = decode_sealed(data)
+        values = np.full((len(series_ids), times.size), np.nan)
+        for sid in stored.keys() & row_of.keys():
+            mask, blob = stored[sid]
+            _put(values[row_of[sid]], 0, times.size, mask, blob)
+        times_parts.append(times)
+        value_parts.append(values)
+    for _, _, data in live_tail(conn, node_id, start_ms, end_ms) if tails else ():
+        times, sids, plain = decode_tail(data)
+        values = np.full((len(series_ids), times.size), np.nan)
+        for j, sid in enumerate(sids.tolist()):
+            i = row_of.get(sid)
+            if i is not None:
+                values[i] = plain[j]
+        times_parts.append(times)
+        value_parts.append(values)
+    if not times_parts:
+        return np.empty(0, dtype=np.int64), np.full((len(series_ids), 0), np.nan)
+    return np.concatenate(times_parts), np.concatenate(value_parts, axis=1)
+
+
+def load_raw(conn: sqlite3.Connection, node_id: int, series_ids: Sequence[int],
+             start_ms: int, end_ms: int, *, tails: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of one node in ``[start_ms, end_ms)``: raw blocks merged with the sealed
+    minutes and the live tail (unless ``tails`` is False). Every sample is stored in exactly
+    one of them, so the merge is a concatenation.
+
+    Returns ``(times, values)``: int64 epoch ms sorted ascending, and a float64 array of shape
+    ``(len(series_ids), len(times))`` with NaN where a series has no value.
+    """
+    times, values = _load_blocks(conn, node_id, series_ids, start_ms, end_ms)
+    more_times, more_values = load_recent(conn, node_id, series_ids, start_ms, end_ms,
+                                          tails=tails)
+    if more_times.size:
+        times = np.concatenate([times, more_times])
+        values = np.concatenate([values, more_values], axis=1)
     if times.size > 1 and np.any(times[1:] < times[:-1]):
         # Blocks overlap (late samples): order by time, keeping write order among equals.
         order = np.argsort(times, kind="stable")

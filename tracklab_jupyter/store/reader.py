@@ -26,12 +26,17 @@ from tracklab_jupyter.store.paths import DB_NAME, resolve_data_dir
 from tracklab_jupyter.store.plan import Plan, choose_tier
 from tracklab_jupyter.store.query import load_raw, load_rollup
 from tracklab_jupyter.store.resample import bin_raw, bin_rollups
+from tracklab_jupyter.store.rollups import concat, recent_rollups
 from tracklab_jupyter.store.schema import SCHEMA_VERSION, read_version
 
 
 def _ms(t: float) -> int:
     """Epoch seconds to whole milliseconds, the way the writer stores sample times."""
     return round(t * 1000)
+
+
+def _least(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 class StoreNotFoundError(FileNotFoundError):
@@ -154,7 +159,10 @@ class StoreReader:
         with self._snapshot() as conn:
             if conn is None:
                 return dict.fromkeys(TIER_SECONDS)
-            raw = conn.execute("SELECT min(t0) FROM raw_ticks").fetchone()[0]
+            # Minutes and tail count for every tier: readers roll them up on the fly.
+            recent = conn.execute("SELECT min(t) FROM (SELECT min(t0) AS t FROM minutes "
+                                  "UNION ALL SELECT min(t0) FROM tail)").fetchone()[0]
+            raw = _least(conn.execute("SELECT min(t0) FROM raw_ticks").fetchone()[0], recent)
             out: dict[str, float | None] = {"raw": raw / 1000 if raw is not None else None}
             for name, tier in (("1min", 60), ("1h", 3600)):
                 # Packed blocks are always older than rows, so rows only matter without them.
@@ -163,6 +171,8 @@ class StoreReader:
                 if value is None:
                     value = conn.execute("SELECT min(t) FROM rollup WHERE tier = ?",
                                          (tier,)).fetchone()[0]
+                if recent is not None:
+                    value = _least(value, recent // 1000 // tier * tier)
                 out[name] = float(value) if value is not None else None
             return out
 
@@ -176,17 +186,20 @@ class StoreReader:
         with self._snapshot() as conn:
             if conn is None:
                 return 0
-            sql = ("SELECT coalesce(max(c), 0) FROM (SELECT sum(n) AS c FROM raw_ticks "
-                   "WHERE t1 >= ? AND t0 < ?{} GROUP BY node_id)")
+            where = "WHERE t1 >= ? AND t0 < ?" + (" AND node_id = ?" if node else "")
+            sql = (f"SELECT coalesce(max(c), 0) FROM (SELECT node_id, sum(n) AS c FROM ("
+                   f"SELECT node_id, n FROM raw_ticks {where} UNION ALL "
+                   f"SELECT node_id, n FROM minutes {where} UNION ALL "
+                   f"SELECT node_id, n FROM tail {where}) GROUP BY node_id)")
             args: list[Any] = [_ms(start), _ms(end)]
             if node is not None:
                 ids = self._node_ids(conn)
                 if node not in ids:
                     return 0
                 args.append(ids[node])
-            # Blocks overlapping the range count whole: an upper bound by one block.
-            return int(conn.execute(sql.format(" AND node_id = ?" if node else ""),
-                                    args).fetchone()[0])
+            # Blocks overlapping the range count whole, and stale tail rows count: an upper
+            # bound by about a block.
+            return int(conn.execute(sql, args * 3).fetchone()[0])
 
     # -- data ----------------------------------------------------------------------------
     def _select(self, conn: sqlite3.Connection, names: Iterable[str] | None,
@@ -232,9 +245,11 @@ class StoreReader:
                         times, values = bin_raw(times, values, max(1, int(step * 1000)), agg)
                 else:
                     resolution = TIER_SECONDS[tier]
-                    rollups = load_rollup(conn, resolution, sids, start, end, agg)
+                    stored = load_rollup(conn, resolution, sids, start, end, agg)
+                    recent = recent_rollups(conn, node_ids[n], sids, resolution, start, end)
                     bucket = max(resolution, int(step or resolution))
-                    times, values = bin_rollups([rollups[s] for s in sids], bucket, agg)
+                    times, values = bin_rollups([concat(stored[s], recent[s]) for s in sids],
+                                                bucket, agg)
                 frames[n] = Frame(n, times, labels, values)
         return frames
 

@@ -1,20 +1,19 @@
-"""Maintaining the 1-min and 1-h rollup tiers as raw blocks are written.
+"""The 1-min and 1-h rollup tiers: computing buckets from samples, and merging sources.
 
-Normal path: when a minute closes, its block's min/max/sum/count/last become the minute's
-row and are folded into the hour's row (an additive upsert). While the minute is open its
-row is rewritten on each flush, so readers of the 1-min tier are never more than a flush
-behind. When a minute's samples are spread over several stored blocks (late samples, a
-restart within the minute) the minute is recomputed from raw and its hour from the minutes.
+Rollup rows are written once per finished hour, by the maintenance thread, in the same
+transaction that merges the hour's recent rows into raw blocks (see ``maintenance``). For
+the newest data, still in sealed minutes and the tail, readers compute the buckets here on
+the fly and add them to the stored ones: every sample is counted in exactly one of the two.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from tracklab_jupyter.store.query import load_raw, load_rollup
+from tracklab_jupyter.store.query import RollupArrays, load_recent
 
 MINUTE = 60
 HOUR = 3600
@@ -23,40 +22,72 @@ RollupRow = tuple[int, int, float, float, float, int, float]  # sid, t, min, max
 
 _REPLACE = ("INSERT OR REPLACE INTO rollup (tier, series_id, t, min, max, sum, count, last) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-_ADD = ("INSERT INTO rollup (tier, series_id, t, min, max, sum, count, last) "
-        "VALUES (3600, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tier, series_id, t) DO UPDATE SET "
-        "min = min(min, excluded.min), max = max(max, excluded.max), "
-        "sum = sum + excluded.sum, count = count + excluded.count, last = excluded.last")
+
+_EMPTY = RollupArrays(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64),
+                      np.empty(0), np.empty(0), np.empty(0), np.empty(0))
 
 
-def replace_rows(conn: sqlite3.Connection, tier: int, rows: Iterable[RollupRow]) -> None:
+def bucket(times_ms: np.ndarray, row: np.ndarray, tier: int) -> RollupArrays:
+    """The ``tier``-second buckets of one series: ``times_ms`` ascending, ``row`` its values
+    with NaN where absent."""
+    present = ~np.isnan(row)
+    values = row[present]
+    if not values.size:
+        return _EMPTY
+    k = times_ms[present] // (tier * 1000)
+    starts = np.flatnonzero(np.diff(k, prepend=k[0] - 1))
+    ends = np.append(starts[1:], k.size)
+    return RollupArrays(k[starts] * tier, (ends - starts).astype(np.int64),
+                        np.minimum.reduceat(values, starts),
+                        np.maximum.reduceat(values, starts),
+                        np.add.reduceat(values, starts), values[ends - 1])
+
+
+def rows_of(tier: int, series_ids: Sequence[int], times_ms: np.ndarray,
+            values: np.ndarray) -> list[RollupRow]:
+    """Rollup rows of ``tier`` for samples (times ascending, one row of values per series)."""
+    rows: list[RollupRow] = []
+    for sid, row in zip(series_ids, values, strict=True):
+        arr = bucket(times_ms, row, tier)
+        rows.extend(zip([sid] * arr.t.size, arr.t.tolist(), arr.min.tolist(),
+                        arr.max.tolist(), arr.sum.tolist(), arr.count.tolist(),
+                        arr.last.tolist(), strict=True))
+    return rows
+
+
+def replace_rows(conn: sqlite3.Connection, tier: int, rows: Sequence[RollupRow]) -> None:
     conn.executemany(_REPLACE, ((tier, *row) for row in rows))
 
 
-def add_to_hours(conn: sqlite3.Connection, minute_rows: Iterable[RollupRow]) -> None:
-    """Fold closed minutes into their hours' rows."""
-    conn.executemany(_ADD, ((sid, t // HOUR * HOUR, *rest) for sid, t, *rest in minute_rows))
-
-
-def rebuild_minute(conn: sqlite3.Connection, node_id: int, series_ids: Sequence[int],
-                   minute: int) -> None:
-    """Recompute one minute's rows of a node from every raw block stored for it."""
-    _, values = load_raw(conn, node_id, series_ids, minute * 1000, (minute + MINUTE) * 1000)
-    rows = []
+def recent_rollups(conn: sqlite3.Connection, node_id: int, series_ids: Sequence[int],
+                   tier: int, start_s: float, end_s: float) -> dict[int, RollupArrays]:
+    """Buckets of ``tier`` starting in ``[start_s, end_s)`` computed from the sealed minutes
+    and the live tail, whose samples no stored rollup counts yet."""
+    lo = int(start_s // tier * tier)
+    hi = int(end_s)
+    stop = -(-hi // tier) * tier  # whole buckets: a bucket starting before end_s counts whole
+    times, values = load_recent(conn, node_id, series_ids, lo * 1000, stop * 1000)
+    if times.size > 1 and np.any(times[1:] < times[:-1]):
+        order = np.argsort(times, kind="stable")
+        times, values = times[order], values[:, order]
+    inside = (times >= lo * 1000) & (times < stop * 1000)
+    if not inside.all():
+        times, values = times[inside], values[:, inside]
+    out: dict[int, RollupArrays] = {}
     for sid, row in zip(series_ids, values, strict=True):
-        present = row[~np.isnan(row)]
-        if present.size:
-            rows.append((sid, minute, float(present.min()), float(present.max()),
-                         float(present.sum()), int(present.size), float(present[-1])))
-    replace_rows(conn, MINUTE, rows)
+        arr = bucket(times, row, tier)
+        keep = arr.t < hi
+        out[sid] = arr if keep.all() else RollupArrays(*(field[keep] for field in arr))
+    return out
 
 
-def rebuild_hour(conn: sqlite3.Connection, series_ids: Sequence[int], hour: int) -> None:
-    """Recompute one hour's rows from its minutes."""
-    minutes = load_rollup(conn, MINUTE, series_ids, hour, hour + HOUR)
-    rows = []
-    for sid, arr in minutes.items():
-        if arr.t.size:
-            rows.append((sid, hour, float(arr.min.min()), float(arr.max.max()),
-                         float(arr.sum.sum()), int(arr.count.sum()), float(arr.last[-1])))
-    replace_rows(conn, HOUR, rows)
+def concat(stored: RollupArrays, recent: RollupArrays) -> RollupArrays:
+    """Stored buckets followed by recent ones, sorted by time; a bucket in both appears
+    twice, which the binning combines (and the recent one's ``last`` wins)."""
+    if not recent.t.size:
+        return stored
+    if not stored.t.size:
+        return recent
+    fields = [np.concatenate([a, b]) for a, b in zip(stored, recent, strict=True)]
+    order = np.argsort(fields[0], kind="stable")
+    return RollupArrays(*(f[order] for f in fields))

@@ -25,6 +25,27 @@ Version 2 adds runs (docs/RUNS.md):
   since N" with one indexed query; heartbeats and summaries do not bump it.
 * ``run_metrics``: one row per logged value. Process-tree rows (``tree.*``) have no step.
 * ``run_deleted``: tombstones, so watchers in other processes hear of deletions.
+
+Version 3 adds the tail and sealed minutes, so a flush writes one small row instead of
+rewriting the minute in progress (issue 14):
+
+* ``tail``: what one flush added to a node's open minute, one row per flush, plain. Rows
+  live in slots (the rowid) that their writer reuses once the minute is sealed, so a flush
+  overwrites one row of a page that already exists: one page written, no page allocated or
+  freed. A tail row is stale, and ignored by readers, once ``minutes`` holds a row with its
+  writer, node and minute.
+* ``minutes``: one row per node and closed minute, every series in it, encoded once when
+  the minute closes, in the transaction that makes its tail rows stale (``writer`` names
+  whose tail rows it replaces; NULL for late samples, which never had tail rows).
+* ``writers``: the processes writing tail rows (pid, process start time, host), so the tail
+  rows of one that died can be sealed by the recorder's maintenance.
+
+The maintenance thread merges each finished node-hour's minutes into ``raw``/``raw_ticks``
+blocks and writes that hour's 1-min and 1-h ``rollup`` rows in the same transaction (and
+deletes the hour's stale tail rows), so every sample is counted in exactly one place:
+readers take raw blocks and rollups as stored, and add ``minutes`` and the live ``tail``.
+Neither table has a secondary index: they hold about an hour per node, and an index would
+cost a second page written on every flush.
 """
 
 from __future__ import annotations
@@ -32,7 +53,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StoreVersionError(RuntimeError):
@@ -152,6 +173,32 @@ CREATE TABLE run_deleted (change_seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL,
 """
 
 
+_V3 = """
+CREATE TABLE tail (
+    slot INTEGER PRIMARY KEY,
+    writer INTEGER NOT NULL,
+    node_id INTEGER NOT NULL,
+    minute INTEGER NOT NULL,
+    t0 INTEGER NOT NULL,
+    t1 INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE minutes (
+    id INTEGER PRIMARY KEY,
+    node_id INTEGER NOT NULL,
+    minute INTEGER NOT NULL,
+    writer INTEGER,
+    t0 INTEGER NOT NULL,
+    t1 INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE writers (id INTEGER PRIMARY KEY, pid INTEGER NOT NULL, started REAL NOT NULL,
+                      host TEXT NOT NULL);
+"""
+
+
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
     _run_script(conn, _V1)
 
@@ -160,9 +207,14 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
     _run_script(conn, _V2)
 
 
+def _migrate_to_3(conn: sqlite3.Connection) -> None:
+    _run_script(conn, _V3)
+
+
 #: MIGRATIONS[v] turns a version v-1 database into version v. Append, never edit.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_1,
-                                                               2: _migrate_to_2}
+                                                               2: _migrate_to_2,
+                                                               3: _migrate_to_3}
 
 
 def read_version(conn: sqlite3.Connection) -> int:

@@ -2,10 +2,16 @@
 
 The sampler's sink only enqueues (:meth:`StoreWriter.write` never blocks by default). The
 writer thread turns samples into per-minute blocks and commits every ``flush_interval``
-seconds or ``batch_size`` samples, whichever comes first; the minute still being filled is
-written too (and replaced on the next flush), so other processes see samples within one
-flush interval. A clean :meth:`StoreWriter.close` flushes everything; a crash loses at most
-what arrived since the last commit.
+seconds or ``batch_size`` samples, whichever comes first. A commit stores what each open
+minute got since the previous one as one small tail row per node, in a slot (rowid) freed
+by a minute sealed earlier, so the commit overwrites one existing page: other processes
+see samples within one flush interval, at a cost that does not grow with the minute. Each
+minute that closed is sealed in the same commit: its block is encoded once into a
+``minutes`` row, which makes its tail rows stale. Rollups are not written here: the
+maintenance thread writes them when it merges a finished hour into raw blocks, and readers
+compute the newest ones from the minutes and the tail. A clean :meth:`StoreWriter.close`
+seals and flushes everything; a crash loses at most what arrived since the last commit, and
+the recorder's maintenance seals the tail rows the crashed writer left.
 
 When the database cannot be written (a full disk, most often), sampling goes on: the writer
 warns once, keeps the newest ``max_pending_minutes`` of samples per node in memory, asks the
@@ -28,25 +34,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from tracklab_jupyter.sampler.sample import Event, Sample
 from tracklab_jupyter.store.buffer import Block, SampleBuffer
+from tracklab_jupyter.store.codec import encode_sealed, encode_tail
 from tracklab_jupyter.store.config import StoreConfig
 from tracklab_jupyter.store.db import is_disk_full, open_writer_db
 from tracklab_jupyter.store.ids import IdCache
 from tracklab_jupyter.store.maintenance import Maintenance
 from tracklab_jupyter.store.paths import DB_NAME, ensure_data_dir
-from tracklab_jupyter.store.query import MAX_RAW_SPAN_MS
-from tracklab_jupyter.store.rollups import (
-    MINUTE,
-    add_to_hours,
-    rebuild_hour,
-    rebuild_minute,
-    replace_rows,
-)
+from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.store")
 
 _MAX_EVENTS_PENDING = 1000
+# A tail row's rowid is its writer's id shifted by this many bits, plus the writer's own
+# slot number, so writers never collide.
+_SLOT_BITS = 24
 
 
 @dataclass
@@ -89,7 +94,14 @@ class StoreWriter:
         self._ids = IdCache()
         self._events: deque[Event] = deque(maxlen=_MAX_EVENTS_PENDING)
         self._infos: dict[str, _Info] = {}
-        self._checked_nodes: set[str] = set()
+        # This writer's row in the writers table, made by the first commit (so a store that
+        # cannot be written yet does not stop the writer from starting).
+        self._writer_id: int | None = None
+        # Tail slots: numbers handed out so far, and those whose rows are stale (reusable).
+        self._slot_count = 0
+        self._free_slots: list[int] = []
+        self._new_slots: list[tuple[Block, int]] = []  # taken by the flush in progress
+        self._kept_tail = False  # a dropped block left live tail rows (maintenance seals them)
         self._retry_delay = 0.0
         self._retry_at = 0.0
         self._failing: str | None = None
@@ -162,6 +174,8 @@ class StoreWriter:
                 log.warning("store writer queue stuck; closing without a final flush")
             self._thread.join(timeout)
         if not self._thread.is_alive():
+            if self._buffer.pending_samples == 0 and not self._kept_tail:
+                self._unregister()
             if not self.side:
                 self._write_meta(clean=True)
             self._conn.close()
@@ -181,13 +195,14 @@ class StoreWriter:
 
     # -- the thread ----------------------------------------------------------------------
     def _run(self) -> None:
+        name_os_thread()
         interval = float(self.config.flush_interval)
         batch = self.config.batch_size
-        next_flush = time.monotonic() + interval
+        last_flush = time.monotonic()
         since = 0
         while True:
             try:
-                item = self._queue.get(timeout=max(0.0, next_flush - time.monotonic()))
+                item = self._queue.get(timeout=self._wait(last_flush + interval))
             except queue.Empty:
                 item = None
             if item is _STOP:
@@ -208,45 +223,80 @@ class StoreWriter:
                 item.ok = self._flush()
                 item.done.set()
                 since = 0
-                next_flush = time.monotonic() + interval
+                last_flush = time.monotonic()
                 continue
             now = time.monotonic()
-            if since >= batch or now >= next_flush:
-                if now >= self._retry_at:
-                    self._flush()
-                    since = 0
-                next_flush = now + interval
+            # A flush falls due a tenth of an interval early rather than in a wake-up of its
+            # own: with samples as often as flushes, a sample's arrival is the only wake-up.
+            due = item is None or since >= batch or now >= last_flush + 0.9 * interval
+            if due and now >= self._retry_at:
+                self._flush()
+                since = 0
+                last_flush = now
+
+    def _wait(self, flush_at: float) -> float | None:
+        """Seconds until the writer has something to do without a new item: the next flush
+        while anything waits to be written, else the moment an open minute of a node that
+        went quiet must be sealed; None (sleep until an item comes) when idle."""
+        now = time.monotonic()
+        if self._events or self._infos or any(
+                buf.closed or buf.late or (buf.open is not None and buf.open.unflushed)
+                for buf in self._buffer.nodes.values()):
+            return max(0.0, max(flush_at, self._retry_at) - now)
+        idle = self._idle_seconds()
+        wall = time.time()
+        waits = [max(block.minute + 60 + idle - wall, block.last_add + idle - now)
+                 for buf in self._buffer.nodes.values()
+                 if (block := buf.open) is not None]
+        return max(0.0, min(waits)) + 0.01 if waits else None
+
+    def _idle_seconds(self) -> float:
+        """How long an open minute waits for more samples after its end before it is
+        sealed anyway (a node that stopped sending)."""
+        return max(5.0, 2 * float(self.config.flush_interval))
 
     def _flush(self) -> bool:
-        self._buffer.close_idle(time.time(), max(5.0, 2 * float(self.config.flush_interval)))
+        self._buffer.close_idle(time.time(), self._idle_seconds())
         conn = self._conn
+        registered = self._writer_id is not None
         try:
             conn.execute("BEGIN IMMEDIATE")
-            written = self._write_all(conn)
+            tailed, sealed = self._write_all(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             self._ids.rollback()
+            if not registered:
+                self._writer_id = None
+            for block, slot in self._new_slots:  # their rows were rolled back
+                block.slots.remove(slot)
+                self._free_slots.append(slot)
+            self._new_slots.clear()
             self._on_failure(exc)
             return False
         self._ids.commit()
-        self._after_commit(written)
+        self._new_slots.clear()
+        self._after_commit(tailed, sealed)
         return True
 
     # -- writing -------------------------------------------------------------------------
-    def _write_all(self, conn: sqlite3.Connection) -> list[tuple[Block, int]]:
-        written: list[tuple[Block, int]] = []
+    def _write_all(self, conn: sqlite3.Connection) -> tuple[list[Block], list[Block]]:
+        """Seal closed minutes, store the open ones' new samples; returns the blocks that
+        got a tail row and the blocks sealed."""
+        tailed: list[Block] = []
+        sealed: list[Block] = []
         for node, buf in self._buffer.nodes.items():
+            if not (buf.closed or buf.late or (buf.open is not None and buf.open.unflushed)):
+                continue
             node_id = self._ids.node(conn, node)
-            for block in buf.closed:
-                written.append((block, self._write_block(conn, node_id, block, final=True)))
-            for block in buf.late.values():
-                written.append((block, self._write_late(conn, node_id, block)))
-            if buf.open is not None and buf.open.dirty:
-                written.append((buf.open, self._write_block(conn, node_id, buf.open,
-                                                            final=False)))
+            for block in (*buf.closed, *buf.late.values()):
+                self._seal(conn, node_id, block)
+                sealed.append(block)
+            if buf.open is not None and buf.open.unflushed:
+                self._append_tail(conn, node_id, buf.open)
+                tailed.append(buf.open)
         if self._events:
             conn.executemany(
                 "INSERT INTO events (time, node, kind, message, data) VALUES (?, ?, ?, ?, ?)",
@@ -255,79 +305,49 @@ class StoreWriter:
         for info in self._infos.values():
             conn.execute("INSERT OR REPLACE INTO node_info (node, time, info) VALUES (?, ?, ?)",
                          (info.node, info.time, json.dumps(info.info, default=str)))
-        return written
+        return tailed, sealed
 
-    def _others_in_minute(self, conn: sqlite3.Connection, node_id: int, block: Block,
-                          t0: int) -> bool:
-        start = block.minute * 1000
-        row = conn.execute(
-            "SELECT 1 FROM raw_ticks WHERE node_id = ? AND t0 >= ? AND t0 < ? AND t1 >= ? "
-            "AND t0 != ? AND t0 != ? LIMIT 1",
-            (node_id, start - MAX_RAW_SPAN_MS, start + MINUTE * 1000, start, t0,
-             block.written_t0 if block.written_t0 is not None else t0)).fetchone()
-        return row is not None
+    def _writer(self, conn: sqlite3.Connection) -> int:
+        if self._writer_id is None:
+            self._writer_id = conn.execute(
+                "INSERT INTO writers (pid, started, host) VALUES (?, ?, ?)",
+                (os.getpid(), _process_started(), socket.gethostname())).lastrowid
+        return self._writer_id
 
-    def _write_block(self, conn: sqlite3.Connection, node_id: int, block: Block,
-                     final: bool) -> int:
-        encoded = block.encode()
-        sids = [self._ids.series(conn, node_id, s.name) for s in encoded.series]
-        if block.written_t0 is not None and block.written_t0 != encoded.t0:
-            # A late sample moved the block's start: drop the version stored under the old key.
-            conn.execute("DELETE FROM raw_ticks WHERE node_id = ? AND t0 = ?",
-                         (node_id, block.written_t0))
-            conn.executemany("DELETE FROM raw WHERE series_id = ? AND t0 = ?",
-                             [(sid, block.written_t0) for sid in sids])
-        if block.merge is None:
-            block.merge = (block.node not in self._checked_nodes
-                           and self._others_in_minute(conn, node_id, block, encoded.t0))
-        conn.execute("INSERT OR REPLACE INTO raw_ticks (node_id, t0, t1, n, data) "
-                     "VALUES (?, ?, ?, ?, ?)",
-                     (node_id, encoded.t0, encoded.t1, encoded.n, encoded.ticks))
-        conn.executemany(
-            "INSERT OR REPLACE INTO raw (series_id, t0, t1, n, mask, data) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(sid, encoded.t0, encoded.t1, s.n, s.mask, s.data)
-             for sid, s in zip(sids, encoded.series, strict=True)])
-        if block.merge:
-            every = self._ids.node_series(conn, node_id)
-            rebuild_minute(conn, node_id, every, block.minute)
-            if final:
-                rebuild_hour(conn, every, block.minute // 3600 * 3600)
+    def _append_tail(self, conn: sqlite3.Connection, node_id: int, block: Block) -> None:
+        """One row with what ``block`` got since the last flush, in a reused slot: the
+        commit overwrites one page and allocates none."""
+        times, names, values = block.tail()
+        sids = [self._ids.series(conn, node_id, name) for name in names]
+        writer = self._writer(conn)
+        if self._free_slots:
+            local = self._free_slots.pop()
         else:
-            rows = [(sid, block.minute, s.vmin, s.vmax, s.vsum, s.n, s.last)
-                    for sid, s in zip(sids, encoded.series, strict=True)]
-            replace_rows(conn, MINUTE, rows)
-            if final:
-                add_to_hours(conn, rows)
-        return encoded.t0
+            local = self._slot_count
+            self._slot_count += 1
+        block.slots.append(local)
+        self._new_slots.append((block, local))
+        conn.execute("INSERT OR REPLACE INTO tail (slot, writer, node_id, minute, t0, t1, n, "
+                     "data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (writer << _SLOT_BITS | local, writer, node_id, block.minute, min(times),
+                      max(times), len(times), encode_tail(times, sids, values)))
 
-    def _write_late(self, conn: sqlite3.Connection, node_id: int, block: Block) -> int:
-        """Samples for a minute already written and gone from memory: a block of their own,
-        then that minute and its hour are recomputed from everything stored."""
+    def _seal(self, conn: sqlite3.Connection, node_id: int, block: Block) -> None:
+        """Store a closed minute whole, encoded once; its tail rows are stale from then on
+        (a row naming this writer, node and minute exists)."""
         encoded = block.encode()
-        inserted = conn.execute(
-            "INSERT OR IGNORE INTO raw_ticks (node_id, t0, t1, n, data) VALUES (?, ?, ?, ?, ?)",
-            (node_id, encoded.t0, encoded.t1, encoded.n, encoded.ticks)).rowcount
-        if not inserted:
-            log.debug("dropped %d late samples of %s: a block with the same first time exists",
-                      encoded.n, block.node)
-            return encoded.t0
-        sids = [self._ids.series(conn, node_id, s.name) for s in encoded.series]
-        conn.executemany(
-            "INSERT OR IGNORE INTO raw (series_id, t0, t1, n, mask, data) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(sid, encoded.t0, encoded.t1, s.n, s.mask, s.data)
-             for sid, s in zip(sids, encoded.series, strict=True)])
-        every = self._ids.node_series(conn, node_id)
-        rebuild_minute(conn, node_id, every, block.minute)
-        rebuild_hour(conn, every, block.minute // 3600 * 3600)
-        return encoded.t0
+        series = [(self._ids.series(conn, node_id, name), mask, data)
+                  for name, mask, data in encoded.series]
+        conn.execute("INSERT INTO minutes (node_id, minute, writer, t0, t1, n, data) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (node_id, block.minute, self._writer(conn) if block.slots else None,
+                      encoded.t0, encoded.t1, encoded.n, encode_sealed(encoded.ticks, series)))
 
-    def _after_commit(self, written: list[tuple[Block, int]]) -> None:
-        for block, t0 in written:
-            block.written_t0 = t0
-            block.dirty = False
-            self._checked_nodes.add(block.node)
+    def _after_commit(self, tailed: list[Block], sealed: list[Block]) -> None:
+        for block in tailed:
+            block.flushed = len(block.times)
+        for block in sealed:
+            self._free_slots.extend(block.slots)
         for buf in self._buffer.nodes.values():
             buf.closed.clear()
             buf.late.clear()
@@ -341,6 +361,21 @@ class StoreWriter:
             log.warning("store is writable again (%s); pending samples written",
                         self.path)
             self._failing = None
+
+    def _unregister(self) -> None:
+        """Every tail row of this writer is stale: drop them and leave the writers table."""
+        if self._writer_id is None:
+            return
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("DELETE FROM tail WHERE writer = ?", (self._writer_id,))
+            self._conn.execute("DELETE FROM writers WHERE id = ?", (self._writer_id,))
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # the recorder's maintenance tidies it later
+            if self._conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+            log.debug("could not unregister store writer %d: %s", self._writer_id, exc)
 
     def _on_failure(self, exc: sqlite3.Error) -> None:
         self.counters["failed_flushes"] += 1
@@ -361,8 +396,9 @@ class StoreWriter:
         self._retry_delay = min(float(self.config.max_retry_interval),
                                 self._retry_delay * 2 if self._retry_delay else interval)
         self._retry_at = time.monotonic() + self._retry_delay
-        self.counters["dropped_unwritable"] += self._buffer.trim(
-            self.config.max_pending_minutes)
+        dropped, kept_tail = self._buffer.trim(self.config.max_pending_minutes)
+        self.counters["dropped_unwritable"] += dropped
+        self._kept_tail = self._kept_tail or kept_tail
 
     def _write_meta(self, clean: bool) -> None:
         cfg = self.config
@@ -385,3 +421,12 @@ class StoreWriter:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             log.warning("could not record store settings in %s: %s", self.path, exc)
+
+
+def _process_started() -> float:
+    """This process's start time, which with its pid tells it apart from a later process
+    that reuses the pid."""
+    try:
+        return psutil.Process().create_time()
+    except psutil.Error:
+        return 0.0
