@@ -306,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     print("writing through StoreWriter ...", flush=True)
     ours_write = write_tracklab(work / "tracklab", times, names, values)
     sizes = table_bytes(work / "tracklab" / "metrics.db")
-    raw_bytes = sum(v for k, v in sizes.items() if k in ("raw", "raw_ticks")
+    # The raw tier: hour blocks, and the newest hour still in minutes and the tail.
+    raw_bytes = sum(v for k, v in sizes.items() if k in ("raw", "raw_ticks", "minutes", "tail")
                     or k.startswith(("sqlite_autoindex_raw_", "sqlite_autoindex_raw_ticks_")))
     ours_total = (work / "tracklab" / "metrics.db").stat().st_size
     print("writing the baseline ...", flush=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from wakeups import wake_ups_over
 
 from tracklab_jupyter.sampler.sample import Sample
 from tracklab_jupyter.store import StoreConfig, StoreReader, StoreWriter
@@ -569,20 +570,6 @@ def test_a_version_2_store_upgrades_and_reads_the_same(tmp_path):
 
 
 # -- an idle writer sleeps -------------------------------------------------------------------
-def _switches(tid: int) -> int:
-    with open(f"/proc/self/task/{tid}/status") as fh:
-        for line in fh:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    raise AssertionError("no voluntary_ctxt_switches in /proc status")
-
-
-def _wake_ups_over(tid: int, seconds: float) -> int:
-    before = _switches(tid)
-    time.sleep(seconds)
-    return _switches(tid) - before
-
-
 def test_idle_writer_sleeps(tmp_path):
     data = tmp_path / "data"
     writer = StoreWriter(data, StoreConfig(flush_interval=1.0), maintenance=False)
@@ -607,7 +594,7 @@ def test_idle_writer_sleeps(tmp_path):
         assert writer._wait(time.monotonic() + 1.0) is None
 
         if has_proc:
-            assert _wake_ups_over(writer._thread.native_id, 2.0) <= 1
+            assert wake_ups_over(writer._thread.native_id, 2.0) <= 1
 
         # A sample of the current minute: the writer sleeps until that minute is over.
         now = time.time()
@@ -616,7 +603,7 @@ def test_idle_writer_sleeps(tmp_path):
         delay = writer._wait(time.monotonic() + 1.0)
         assert delay is not None and time.time() + delay >= now // 60 * 60 + 60
         if has_proc:
-            assert _wake_ups_over(writer._thread.native_id, 2.0) <= 1
+            assert wake_ups_over(writer._thread.native_id, 2.0) <= 1
     finally:
         writer.close()
     if not has_proc:  # only the wake-up count needs /proc; the rest ran
@@ -647,8 +634,9 @@ def test_a_sample_for_a_minute_sealed_after_the_node_went_quiet_stays_visible(tm
 
 
 def test_sealing_old_tail_rows_by_age_takes_whole_minutes(tmp_path):
-    """A writer whose liveness cannot be told (another host) has its tail rows sealed by age
-    only; a cut inside a minute must leave the whole minute live for a later pass."""
+    """A writer whose liveness cannot be told (another host) has its tail rows sealed by the
+    age of their writing only; a cut inside a minute must leave the whole minute live for a
+    later pass."""
     data = tmp_path / "data"
     minute = hour_ago(3) + 600
     child = run_child(f"""
@@ -670,16 +658,70 @@ def test_sealing_old_tail_rows_by_age_takes_whole_minutes(tmp_path):
         child.wait()
     conn = db(data)
     conn.execute("UPDATE writers SET host = 'another-host'")
+    # Six flushes written 5 s apart (as at a sample every 5 s), from `base` on.
+    base = time.time()
+    rows = [r[0] for r in conn.execute("SELECT slot FROM tail ORDER BY t0")]
+    conn.executemany("UPDATE tail SET written = ? WHERE slot = ?",
+                     [(base + 5 * i, slot) for i, slot in enumerate(rows)])
     conn.commit()
     conn.close()
     reader = StoreReader(data)
-    upkeep = Maintenance(data / "metrics.db", StoreConfig())
+    config = StoreConfig()
+    age = 60 * config.max_pending_minutes + 3600  # what maintenance waits for
+    upkeep = Maintenance(data / "metrics.db", config)
     try:
-        # The cut (now - 2 h) falls 15 s into the minute: nothing of it is sealed yet.
-        assert upkeep.run_once(now=minute + 15 + 2 * HOUR)["sealed_orphans"] == 0
+        # The cut falls after the third flush: nothing of the minute is sealed yet.
+        assert upkeep.run_once(now=base + age + 12)["sealed_orphans"] == 0
         assert reader.read(["x"], minute, minute + 60)["n1"].times_ms.size == 30
-        assert upkeep.run_once(now=minute + 3 * HOUR)["sealed_orphans"] == 1
+        assert upkeep.run_once(now=base + age + 60)["sealed_orphans"] == 1
         assert reader.read(["x"], minute, minute + 60)["n1"].values[0].tolist() == [
             float(i) for i in range(30)]
     finally:
         upkeep.close()
+
+
+def test_a_live_writer_of_past_samples_keeps_its_tail(tmp_path):
+    """Sample times say nothing about a row's age: a live writer backfilling samples of
+    hours ago still holds its open minute, which maintenance must leave to it (sealing it
+    too counted those samples twice)."""
+    data = tmp_path / "data"
+    minute = hour_ago(5) + 600
+    writer = StoreWriter(data, StoreConfig(flush_interval=3600), maintenance=False)
+    upkeep = Maintenance(data / "metrics.db", StoreConfig())
+    try:
+        for i in range(30):
+            writer.write(Sample(minute + i, "n1", {"x": float(i)}), block=True)
+        assert writer.flush(10)
+        assert upkeep.run_once()["sealed_orphans"] == 0
+        for i in range(30, 61):  # the rest of the minute, and one sample of the next
+            writer.write(Sample(minute + i, "n1", {"x": float(i)}), block=True)
+        assert writer.flush(10)
+        writer.close()
+        upkeep.run_once()
+        frame = StoreReader(data).read(["x"], minute, minute + 120)["n1"]
+        assert frame.values[0].tolist() == [float(i) for i in range(61)]
+    finally:
+        upkeep.close()
+        writer.close()
+
+
+def test_a_new_writer_never_takes_a_gone_writers_id(tmp_path):
+    """A minute row names the writer whose tail rows it replaces: were an id reused, a new
+    writer's tail rows for a minute the old one sealed would be hidden."""
+    data = tmp_path / "data"
+    minute = hour_ago(3) + 600
+    first = StoreWriter(data, StoreConfig(flush_interval=3600), maintenance=False)
+    first.write(Sample(minute + 1, "n1", {"x": 1.0}), block=True)
+    assert first.flush(10)
+    gone = first._writer_id
+    first.close()  # seals its minute and leaves the writers table
+    assert count(data, "SELECT count(*) FROM writers") == 0
+    second = StoreWriter(data, StoreConfig(flush_interval=3600), maintenance=False)
+    try:
+        second.write(Sample(minute + 2, "n1", {"x": 2.0}), block=True)
+        assert second.flush(10)
+        assert second._writer_id != gone
+        values = StoreReader(data).read(["x"], minute, minute + 60)["n1"].values[0]
+        assert values.tolist() == [1.0, 2.0]
+    finally:
+        second.close()

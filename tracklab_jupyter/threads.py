@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import sys
 import threading
 from typing import Any
@@ -32,8 +31,9 @@ def _load_prctl() -> Any:
         prctl = None
         if sys.platform.startswith("linux"):
             try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-                prctl = libc.prctl
+                # The symbols already loaded into this process (libc's among them):
+                # find_library("c") would run ldconfig in a subprocess to find a file.
+                prctl = ctypes.CDLL(None, use_errno=True).prctl
             except (OSError, AttributeError):  # no libc (static builds) or no prctl in it
                 prctl = None
         _prctl = prctl

@@ -55,10 +55,10 @@ HOUR_MS = 3_600_000
 # An hour is merged once the node's data has moved past it, or this long after its end for
 # a node that stopped sending.
 _HOUR_GRACE_MS = 120_000
-# Live tail rows this old are sealed whoever wrote them: a live writer seals its minutes within
-# seconds, and one that cannot write keeps at most an hour of them in memory
-# (StoreConfig.max_pending_minutes), so nothing still in a writer's memory is this old.
-_ORPHAN_AGE_MS = 2 * HOUR_MS
+# Live tail rows written this long ago are sealed whoever wrote them: a live writer seals its
+# minutes within seconds of their end, and one that cannot write keeps at most
+# StoreConfig.max_pending_minutes of them in memory, so no live writer still holds them.
+_ORPHAN_MARGIN_S = 3600.0
 # Rollup rows are packed (merged into their day or week block) once the node's data is this
 # far past them: minutes are final once closed, an hour row once its last minute is folded
 # in. Rows newer than that stay rows, so a reader decodes at most ~2 h of them per tier.
@@ -254,9 +254,14 @@ class Maintenance:
         conn = self._conn
         writers = conn.execute("SELECT id, pid, started, host FROM writers").fetchall()
         dead = [wid for wid, pid, started, host in writers if not _alive(pid, started, host)]
-        cut = int(now * 1000) - _ORPHAN_AGE_MS
-        old = {r[0] for r in conn.execute("SELECT DISTINCT writer FROM tail WHERE t1 < ?",
-                                          (cut,))}
+        # By when rows were written, never by their sample times, which may be far in the
+        # past (a backfill, a node with a skewed clock) while their writer still holds them.
+        cut = now - 60 * self.config.max_pending_minutes - _ORPHAN_MARGIN_S
+        done = set(conn.execute("SELECT writer, node_id, minute FROM minutes "
+                                "WHERE writer IS NOT NULL").fetchall())
+        old = {key[0] for key in conn.execute(
+            "SELECT writer, node_id, minute FROM tail WHERE written < ?", (cut,))
+            if key not in done}
         sealed = 0
         for wid in dead:
             sealed += self._write(self._seal_writer, wid, None)
@@ -264,26 +269,27 @@ class Maintenance:
             sealed += self._write(self._seal_writer, wid, cut)
         return sealed
 
-    def _seal_writer(self, writer: int, before_ms: int | None) -> int:
-        """Seal ``writer``'s live tail rows (only minutes whose rows are all older than
-        ``before_ms`` when given; otherwise all, and then its rows and its entry in the
-        writers table go)."""
+    def _seal_writer(self, writer: int, before: float | None) -> int:
+        """Seal ``writer``'s live tail rows (only minutes whose rows were all written before
+        ``before`` when given; otherwise all, and then its rows and its entry in the writers
+        table go)."""
         conn = self._conn
         done = set(conn.execute("SELECT node_id, minute FROM minutes WHERE writer = ?",
                                 (writer,)).fetchall())
         groups: dict[tuple[int, int], list[bytes]] = defaultdict(list)
-        newest: dict[tuple[int, int], int] = {}
-        for node_id, minute, t1, data in conn.execute(
-                "SELECT node_id, minute, t1, data FROM tail WHERE writer = ? ORDER BY t0",
+        newest: dict[tuple[int, int], float] = {}
+        for node_id, minute, written, data in conn.execute(
+                "SELECT node_id, minute, written, data FROM tail WHERE writer = ? ORDER BY t0",
                 (writer,)):
             if (node_id, minute) not in done:
                 groups[(node_id, minute)].append(data)
-                newest[(node_id, minute)] = max(newest.get((node_id, minute), t1), t1)
-        if before_ms is not None:  # whole minutes only: sealing hides all its tail rows
-            groups = {key: rows for key, rows in groups.items() if newest[key] < before_ms}
+                newest[(node_id, minute)] = max(newest.get((node_id, minute), written),
+                                                written)
+        if before is not None:  # whole minutes only: sealing hides all its tail rows
+            groups = {key: rows for key, rows in groups.items() if newest[key] < before}
         for (node_id, minute), rows in groups.items():
             self._seal_minute(writer, node_id, minute, [decode_tail(data) for data in rows])
-        if before_ms is None:
+        if before is None:
             conn.execute("DELETE FROM tail WHERE writer = ?", (writer,))
             conn.execute("DELETE FROM writers WHERE id = ?", (writer,))
         return len(groups)

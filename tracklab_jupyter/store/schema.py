@@ -38,7 +38,11 @@ rewriting the minute in progress (issue 14):
   the minute closes, in the transaction that makes its tail rows stale (``writer`` names
   whose tail rows it replaces; NULL for late samples, which never had tail rows).
 * ``writers``: the processes writing tail rows (pid, process start time, host), so the tail
-  rows of one that died can be sealed by the recorder's maintenance.
+  rows of one that died can be sealed by the recorder's maintenance. Ids are never reused
+  (AUTOINCREMENT): a new writer must not inherit a dead one's sealed minutes. A tail row
+  also keeps when it was written (``written``, epoch s): sample times can be far in the past
+  (a backfill, a node with a skewed clock), so only the write time tells a row that no live
+  writer still holds.
 
 The maintenance thread merges each finished node-hour's minutes into ``raw``/``raw_ticks``
 blocks and writes that hour's 1-min and 1-h ``rollup`` rows in the same transaction (and
@@ -182,6 +186,7 @@ CREATE TABLE tail (
     t0 INTEGER NOT NULL,
     t1 INTEGER NOT NULL,
     n INTEGER NOT NULL,
+    written REAL NOT NULL,
     data BLOB NOT NULL
 );
 CREATE TABLE minutes (
@@ -194,8 +199,8 @@ CREATE TABLE minutes (
     n INTEGER NOT NULL,
     data BLOB NOT NULL
 );
-CREATE TABLE writers (id INTEGER PRIMARY KEY, pid INTEGER NOT NULL, started REAL NOT NULL,
-                      host TEXT NOT NULL);
+CREATE TABLE writers (id INTEGER PRIMARY KEY AUTOINCREMENT, pid INTEGER NOT NULL,
+                      started REAL NOT NULL, host TEXT NOT NULL);
 """
 
 

@@ -328,9 +328,9 @@ class StoreWriter:
         block.slots.append(local)
         self._new_slots.append((block, local))
         conn.execute("INSERT OR REPLACE INTO tail (slot, writer, node_id, minute, t0, t1, n, "
-                     "data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     "written, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      (writer << _SLOT_BITS | local, writer, node_id, block.minute, min(times),
-                      max(times), len(times), encode_tail(times, sids, values)))
+                      max(times), len(times), time.time(), encode_tail(times, sids, values)))
 
     def _seal(self, conn: sqlite3.Connection, node_id: int, block: Block) -> None:
         """Store a closed minute whole, encoded once; its tail rows are stale from then on
