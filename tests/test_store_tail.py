@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from wakeups import wake_ups_over
+from wakeups import voluntary_switches, wake_ups_over
 
 from tracklab_jupyter.sampler.sample import Sample
 from tracklab_jupyter.store import StoreConfig, StoreReader, StoreWriter
@@ -574,8 +574,17 @@ def test_idle_writer_sleeps(tmp_path):
     data = tmp_path / "data"
     writer = StoreWriter(data, StoreConfig(flush_interval=1.0), maintenance=False)
     has_proc = os.path.exists(f"/proc/self/task/{writer._thread.native_id}/status")
+
+    def settle() -> None:
+        """Let the timed flush a write armed find nothing left, and disarm."""
+        deadline = time.monotonic() + 5
+        while writer._next_flush is not None:
+            assert time.monotonic() < deadline, "the timed flush never disarmed"
+            time.sleep(0.05)
+        time.sleep(0.1)
+
     try:
-        assert writer._wait(time.monotonic() + 1.0) is None  # nothing at all: sleep
+        assert writer._wait(writer._next_flush) is None  # nothing at all: sleep
 
         # A sample of a minute already over: after its flush the writer waits out the idle
         # time (the node may send more for that minute), then seals it.
@@ -583,15 +592,16 @@ def test_idle_writer_sleeps(tmp_path):
         minute = past // 60 * 60
         writer.write(Sample(past, "n1", {"x": 1.0}))
         assert writer.flush(5)
-        delay = writer._wait(time.monotonic() + 1.0)
+        settle()
+        delay = writer._wait(writer._next_flush)
         assert delay is not None and 0 < delay <= writer._idle_seconds() + 0.5
         assert time.time() + delay >= minute + 60
         deadline = time.monotonic() + writer._idle_seconds() + 5
         while len(sealed_rows(data, minute)) != 1:
             assert time.monotonic() < deadline, "the quiet minute was never sealed"
             time.sleep(0.05)
-        time.sleep(0.1)  # let the writer go back to its queue
-        assert writer._wait(time.monotonic() + 1.0) is None
+        settle()
+        assert writer._wait(writer._next_flush) is None
 
         if has_proc:
             assert wake_ups_over(writer._thread.native_id, 2.0) <= 1
@@ -600,7 +610,8 @@ def test_idle_writer_sleeps(tmp_path):
         now = time.time()
         writer.write(Sample(now, "n1", {"x": 2.0}))
         assert writer.flush(5)
-        delay = writer._wait(time.monotonic() + 1.0)
+        settle()
+        delay = writer._wait(writer._next_flush)
         assert delay is not None and time.time() + delay >= now // 60 * 60 + 60
         if has_proc:
             assert wake_ups_over(writer._thread.native_id, 2.0) <= 1
@@ -608,6 +619,38 @@ def test_idle_writer_sleeps(tmp_path):
         writer.close()
     if not has_proc:  # only the wake-up count needs /proc; the rest ran
         pytest.skip("no /proc: wake-ups not counted (the rest passed)")
+
+
+def test_a_busy_writer_wakes_once_per_flush_whatever_the_samples(tmp_path):
+    """Samples once a second: the writer flushes on its own clock, so it wakes about once a
+    second, not for each sample and again for its flush; each sample is readable within
+    the interval."""
+    data = tmp_path / "data"
+    writer = StoreWriter(data, StoreConfig(flush_interval=1.0), maintenance=False)
+    reader = StoreReader(data)
+    try:
+        tid = writer._thread.native_id
+        has_proc = os.path.exists(f"/proc/self/task/{tid}/status")
+        latencies = []
+        writer.write(Sample(time.time() - 0.5, "n1", {"x": -1.0}))  # arms the timed flush
+        time.sleep(1.0)
+        before = voluntary_switches(tid) if has_proc else 0
+        start = time.monotonic()
+        for i in range(5):
+            stamp = time.time()
+            writer.write(Sample(stamp, "n1", {"x": float(i)}))
+            while not reader.tail(stamp - 0.001):
+                assert time.monotonic() - start < 30
+                time.sleep(0.02)
+            latencies.append(time.time() - stamp)
+            time.sleep(max(0.0, start + i + 1 - time.monotonic()))
+        assert max(latencies) <= 1.2, latencies
+        if has_proc:  # five flushes (and at most a wake-up or two of slack), not ten
+            assert voluntary_switches(tid) - before <= 7
+        assert len(reader.tail(0)) == 6
+    finally:
+        writer.close()
+        reader.close()
 
 
 # -- regressions found while reviewing the design -------------------------------------------

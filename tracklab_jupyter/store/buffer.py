@@ -87,6 +87,12 @@ class Block:
         n = len(self.times) - first
         names: list[str] = []
         flat: list[float] = []
+        if n == 1:  # a flush per sample: the metrics whose last value is that sample's
+            for name, (idx, vals) in self.cols.items():
+                if idx[-1] == first:
+                    names.append(name)
+                    flat.append(vals[-1])
+            return self.times[first:], names, flat
         nan = math.nan
         for name, (idx, vals) in self.cols.items():
             if not idx or idx[-1] < first:

@@ -237,10 +237,10 @@ def decode_rollup(blob: bytes,
     return tuple(out)
 
 
-# -- recent rows: one node's samples, every series in one row ---------------------------------
+# -- tail and minute rows: one node's samples, every series in one row -----------------------
 #
 # A tail row holds the samples one flush added to a minute that is still open, plain (no
-# compression: it lives for under a minute, and encoding it would cost the 1 Hz path). A
+# compression: it lives for under a minute, and encoding it would cost every flush). A
 # sealed row holds a whole minute, encoded once when the minute closes: the sample times
 # and each series' presence mask and values, through the codecs above.
 

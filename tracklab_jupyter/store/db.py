@@ -190,9 +190,10 @@ def _check(conn: sqlite3.Connection, thorough: bool) -> None:
 #: Page size of new stores. Every commit writes each page it changed whole, and the
 #: recorder commits once a second, mostly one tail row of a few hundred bytes: with 1 KiB
 #: pages a flush writes about 1 KiB where 4 KiB pages (SQLite's default) write 4 KiB. On the
-#: 2-core machine (31 series at 1 Hz) a store with 1 KiB pages wrote 89 KB/min to its WAL,
-#: one with 4 KiB pages 279 KB/min; 30 days of 1-min rollups read back 6 % slower and the
-#: file was 10 % smaller (bench/recorder.py, bench/store.py). Existing stores keep theirs.
+#: 2-core machine (31 series, a flush per 1 Hz sample, WAL frames counted over 5 minutes) a
+#: store with 1 KiB pages wrote 89 KB/min to its WAL, one with 4 KiB pages 279 KB/min; in
+#: bench/store.py 30 days of 1-min rollups read back 6 % slower and the file was 10 %
+#: smaller. Existing stores keep theirs (changing it needs a VACUUM outside WAL mode).
 PAGE_SIZE = 1024
 #: Checkpoint when the WAL holds this many bytes. A checkpoint copies each page changed
 #: since the last one into the database file once, however often it changed, so a rarer

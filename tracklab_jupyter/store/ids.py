@@ -40,10 +40,15 @@ class IdCache:
             self._new_series[key] = sid
         return sid
 
-    def node_series(self, conn: sqlite3.Connection, node_id: int) -> list[int]:
-        """Every series id of a node, as stored (including ones this writer never saw)."""
-        return [r[0] for r in conn.execute("SELECT id FROM series WHERE node_id = ?",
-                                           (node_id,))]
+    def series_of(self, conn: sqlite3.Connection, node_id: int,
+                  names: list[str]) -> list[int]:
+        """:meth:`series` of each name (one dict lookup each for those already known)."""
+        known = self._series
+        out = []
+        for name in names:
+            sid = known.get((node_id, name))
+            out.append(sid if sid is not None else self.series(conn, node_id, name))
+        return out
 
     def commit(self) -> None:
         self._nodes.update(self._new_nodes)

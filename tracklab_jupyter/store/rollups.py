@@ -1,7 +1,7 @@
 """The 1-min and 1-h rollup tiers: computing buckets from samples, and merging sources.
 
 Rollup rows are written once per finished hour, by the maintenance thread, in the same
-transaction that merges the hour's recent rows into raw blocks (see ``maintenance``). For
+transaction that merges the hour's minute rows into raw blocks (see ``maintenance``). For
 the newest data, still in sealed minutes and the tail, readers compute the buckets here on
 the fly and add them to the stored ones: every sample is counted in exactly one of the two.
 """

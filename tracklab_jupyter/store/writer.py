@@ -90,6 +90,9 @@ class StoreWriter:
         self.path: Path = self.data_dir / DB_NAME
         self._conn = open_writer_db(self.path, max_page_count=self.config.max_page_count)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.config.max_queue)
+        # The writer thread sleeps on this, not on the queue (see _run).
+        self._wake = threading.Event()
+        self._next_flush: float | None = None  # monotonic; None: no timed flush armed
         self._buffer = SampleBuffer()
         self._ids = IdCache()
         self._events: deque[Event] = deque(maxlen=_MAX_EVENTS_PENDING)
@@ -125,7 +128,6 @@ class StoreWriter:
         because the queue was full."""
         try:
             self._queue.put(sample, block=block)
-            return True
         except queue.Full:
             self.counters["dropped_queue_full"] += 1
             if not self._warned_drop:
@@ -133,6 +135,8 @@ class StoreWriter:
                 log.warning("store writer is %d samples behind; dropping new samples",
                             self.config.max_queue)
             return False
+        self._nudge()
+        return True
 
     def write_event(self, event: Event) -> None:
         """Queue an event for the events table."""
@@ -140,6 +144,7 @@ class StoreWriter:
             self._queue.put_nowait(event)
         except queue.Full:
             self.counters["dropped_queue_full"] += 1
+        self._nudge()
 
     def write_info(self, node: str, info: dict[str, Any]) -> None:
         """Queue a node's static facts (kept one per node, for readers elsewhere)."""
@@ -147,6 +152,7 @@ class StoreWriter:
             self._queue.put_nowait(_Info(node, time.time(), info))
         except queue.Full:
             self.counters["dropped_queue_full"] += 1
+        self._nudge()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write everything queued so far now; True when it was committed."""
@@ -157,7 +163,15 @@ class StoreWriter:
             self._queue.put(request, timeout=timeout)
         except queue.Full:
             return False
+        self._wake.set()
         return request.done.wait(timeout) and request.ok
+
+    def _nudge(self) -> None:
+        """Wake the writer only when its own clock would not: it sleeps with no flush due
+        (the queue was empty), or a batch is full. A sample of a busy node is picked up by
+        the next timed flush, so the sampler's put wakes no one."""
+        if self._next_flush is None or self._queue.qsize() >= self.config.batch_size:
+            self._wake.set()
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Flush and stop (idempotent). Closes the minute in progress, so its rollups are
@@ -172,6 +186,7 @@ class StoreWriter:
                 self._queue.put(_STOP, timeout=timeout)
             except queue.Full:
                 log.warning("store writer queue stuck; closing without a final flush")
+            self._wake.set()
             self._thread.join(timeout)
         if not self._thread.is_alive():
             if self._buffer.pending_samples == 0 and not self._kept_tail:
@@ -195,54 +210,90 @@ class StoreWriter:
 
     # -- the thread ----------------------------------------------------------------------
     def _run(self) -> None:
+        """Flush on the writer's own clock, not on each sample's arrival: while a timed
+        flush is armed, a put into the queue wakes no one; the first sample after a quiet
+        spell arms it half an interval ahead, and each timed flush that wrote something
+        re-arms it one interval on. With samples as often as flushes the thread wakes once
+        per flush, between the sampler's ticks, never to wait for the sampler's GIL (each
+        wake-up costs this thread more than the work it does)."""
         name_os_thread()
         interval = float(self.config.flush_interval)
-        batch = self.config.batch_size
-        last_flush = time.monotonic()
-        since = 0
+        since = 0  # samples taken since the last flush
         while True:
-            try:
-                item = self._queue.get(timeout=self._wait(last_flush + interval))
-            except queue.Empty:
-                item = None
-            if item is _STOP:
+            woken = self._wake.wait(self._wait(self._next_flush))
+            self._wake.clear()
+            stop, requests, samples = self._drain()
+            since += samples
+            if stop:
                 self._buffer.close_all()
-                if not self._flush() and self._buffer.pending_samples:
+                ok = self._flush()
+                if not ok and self._buffer.pending_samples:
                     log.warning("store writer closed with %d samples unwritten (%s)",
                                 self._buffer.pending_samples, self.last_error)
+                self._answer(requests, ok)
                 return
+            now = time.monotonic()
+            armed = self._next_flush is not None
+            timed = armed and now >= self._next_flush - 0.05 * interval  # type: ignore[operator]
+            # Unarmed and not woken: a quiet node's minute to seal, or a retry, is due.
+            if requests or (now >= self._retry_at
+                            and (timed or since >= self.config.batch_size or not (armed or woken))):
+                wrote = self._has_pending()
+                self._answer(requests, self._flush())
+                since = 0
+                if timed:  # keep the phase while the node sends; sleep once it stops
+                    step = self._next_flush + interval  # type: ignore[operator]
+                    self._next_flush = (max(step, now + 0.5 * interval) if wrote
+                                        or self._has_pending() else None)
+                elif not armed and self._has_pending():  # a failed flush: retry on time
+                    self._next_flush = now + interval
+            elif not armed and self._has_pending():
+                self._next_flush = now + interval / 2
+            if self._next_flush is None and not self._queue.empty():
+                self._wake.set()  # a put raced with the decision to sleep: its nudge is lost
+
+    @staticmethod
+    def _answer(requests: list[_FlushRequest], ok: bool) -> None:
+        for request in requests:
+            request.ok = ok
+            request.done.set()
+
+    def _drain(self) -> tuple[bool, list[_FlushRequest], int]:
+        """Take everything queued: (stop asked, flush requests, samples taken)."""
+        stop, requests, samples = False, [], 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return stop, requests, samples
             if isinstance(item, Sample):
                 self.counters["points"] += self._buffer.add(item)
                 self.counters["samples"] += 1
-                since += 1
+                samples += 1
             elif isinstance(item, Event):
                 self._events.append(item)
             elif isinstance(item, _Info):
                 self._infos[item.node] = item
             elif isinstance(item, _FlushRequest):
-                item.ok = self._flush()
-                item.done.set()
-                since = 0
-                last_flush = time.monotonic()
-                continue
-            now = time.monotonic()
-            # A flush falls due a tenth of an interval early rather than in a wake-up of its
-            # own: with samples as often as flushes, a sample's arrival is the only wake-up.
-            due = item is None or since >= batch or now >= last_flush + 0.9 * interval
-            if due and now >= self._retry_at:
-                self._flush()
-                since = 0
-                last_flush = now
+                requests.append(item)
+            elif item is _STOP:
+                stop = True
 
-    def _wait(self, flush_at: float) -> float | None:
-        """Seconds until the writer has something to do without a new item: the next flush
-        while anything waits to be written, else the moment an open minute of a node that
-        went quiet must be sealed; None (sleep until an item comes) when idle."""
+    def _has_pending(self) -> bool:
+        """Whether anything waits to be written."""
+        return bool(self._events or self._infos or any(
+            buf.closed or buf.late or (buf.open is not None and buf.open.unflushed)
+            for buf in self._buffer.nodes.values()))
+
+    def _wait(self, flush_at: float | None) -> float | None:
+        """Seconds until the writer has something to do without being woken: the timed
+        flush while one is armed (or anything waits to be written), else the moment an open
+        minute of a node that went quiet must be sealed; None (sleep until woken) when
+        idle."""
         now = time.monotonic()
-        if self._events or self._infos or any(
-                buf.closed or buf.late or (buf.open is not None and buf.open.unflushed)
-                for buf in self._buffer.nodes.values()):
-            return max(0.0, max(flush_at, self._retry_at) - now)
+        if flush_at is not None or self._has_pending():
+            return max(0.0, max(flush_at if flush_at is not None else now,
+                                self._retry_at) - now)
         idle = self._idle_seconds()
         wall = time.time()
         waits = [max(block.minute + 60 + idle - wall, block.last_add + idle - now)
@@ -318,7 +369,7 @@ class StoreWriter:
         """One row with what ``block`` got since the last flush, in a reused slot: the
         commit overwrites one page and allocates none."""
         times, names, values = block.tail()
-        sids = [self._ids.series(conn, node_id, name) for name in names]
+        sids = self._ids.series_of(conn, node_id, names)
         writer = self._writer(conn)
         if self._free_slots:
             local = self._free_slots.pop()
