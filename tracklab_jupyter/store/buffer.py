@@ -33,9 +33,9 @@ class EncodedBlock:
 class Block:
     """Samples of one node within one minute."""
 
-    __slots__ = ("cols", "flushed", "last_add", "late", "minute", "node", "slots", "times")
+    __slots__ = ("cols", "flushed", "last_add", "minute", "node", "slots", "times")
 
-    def __init__(self, node: str, minute: int, *, late: bool = False) -> None:
+    def __init__(self, node: str, minute: int) -> None:
         self.node = node
         self.minute = minute  # epoch seconds of the minute's start
         self.times: list[int] = []  # epoch ms, in arrival order
@@ -43,7 +43,6 @@ class Block:
         self.cols: dict[str, tuple[list[int], list[float]]] = {}
         self.flushed = 0  # samples already stored as tail rows
         self.slots: list[int] = []  # the writer's tail slots holding them
-        self.late = late  # samples for a minute already sealed and gone from memory
         self.last_add = time.monotonic()
 
     def add(self, t_ms: int, metrics: dict[str, float]) -> int:
@@ -69,10 +68,6 @@ class Block:
             kept += 1
         self.last_add = time.monotonic()
         return kept
-
-    @property
-    def points(self) -> int:
-        return sum(len(c[1]) for c in self.cols.values())
 
     @property
     def unflushed(self) -> int:
@@ -156,8 +151,13 @@ class NodeBuffer:
                 return block
         block = self.late.get(minute)
         if block is None:
-            block = self.late[minute] = Block(self.node, minute, late=True)
+            block = self.late[minute] = Block(self.node, minute)
         return block
+
+    @property
+    def has_pending(self) -> bool:
+        """Whether a flush has anything of this node to write."""
+        return bool(self.closed or self.late or (self.open is not None and self.open.unflushed))
 
     def close_open(self) -> None:
         if self.open is not None:

@@ -281,9 +281,8 @@ class StoreWriter:
 
     def _has_pending(self) -> bool:
         """Whether anything waits to be written."""
-        return bool(self._events or self._infos or any(
-            buf.closed or buf.late or (buf.open is not None and buf.open.unflushed)
-            for buf in self._buffer.nodes.values()))
+        return bool(self._events or self._infos
+                    or any(buf.has_pending for buf in self._buffer.nodes.values()))
 
     def _wait(self, flush_at: float | None) -> float | None:
         """Seconds until the writer has something to do without being woken: the timed
@@ -339,7 +338,7 @@ class StoreWriter:
         tailed: list[Block] = []
         sealed: list[Block] = []
         for node, buf in self._buffer.nodes.items():
-            if not (buf.closed or buf.late or (buf.open is not None and buf.open.unflushed)):
+            if not buf.has_pending:
                 continue
             node_id = self._ids.node(conn, node)
             for block in (*buf.closed, *buf.late.values()):
