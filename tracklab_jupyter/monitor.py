@@ -108,6 +108,11 @@ class Monitor:
         #: The :class:`~tracklab_jupyter.cluster.monitor.ClusterMonitor`, once attached.
         self.cluster: Any = None
         self._side_writer: Any = None
+        #: The server's :class:`~tracklab_jupyter.kernels.tracker.KernelTracker`, when this
+        #: monitor serves a Jupyter server with kernels.
+        self.kernels: Any = None
+        #: The :class:`~tracklab_jupyter.alerts.engine.AlertEngine`, once started.
+        self.alerts: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -204,6 +209,9 @@ class Monitor:
     def stop(self) -> None:
         """Stop sampling (flushing the store) or reading. Idempotent."""
         self._stop.set()
+        for part in (self.alerts, self.kernels):
+            if part is not None:
+                part.stop()
         if self.cluster is not None:
             self.cluster.stop()
         if self._side_writer is not None:

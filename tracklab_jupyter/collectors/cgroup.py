@@ -23,6 +23,9 @@ from pathlib import Path
 
 DEFAULT_ROOT = Path("/sys/fs/cgroup")
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+#: Where the cgroup filesystem is mounted when not at /sys/fs/cgroup (a container that
+#: mounts the host's elsewhere; tests point it at a fixture folder). Read at each detect.
+ROOT_ENV = "TRACKLAB_CGROUP_ROOT"
 
 # v1 writes "no limit" as a huge page-aligned number (0x7FFFFFFFFFFFF000 on x86-64, other
 # values on other page sizes); anything from 1 EiB up is treated as no limit.
@@ -45,12 +48,18 @@ class Cgroup:
     cpuacct: Path | None
 
 
+def cgroup_root() -> Path:
+    """``$TRACKLAB_CGROUP_ROOT``, else /sys/fs/cgroup."""
+    return Path(os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
+
+
 def detect(
-    root: str | os.PathLike[str] = DEFAULT_ROOT,
+    root: str | os.PathLike[str] | None = None,
     proc_cgroup: str | os.PathLike[str] = PROC_SELF_CGROUP,
 ) -> Cgroup | None:
-    """Find this process's cgroup under ``root``; None when no cgroup fs is mounted there."""
-    root = Path(root)
+    """Find a process's cgroup under ``root`` (default :func:`cgroup_root`), from its
+    ``/proc/PID/cgroup`` (default this process's); None when no cgroup fs is mounted there."""
+    root = Path(root) if root is not None else cgroup_root()
     memberships = parse_proc_cgroup(_read(Path(proc_cgroup)) or "")
     if (root / "cgroup.controllers").is_file():
         return _detect_v2(root, memberships.get("", "/"))
@@ -116,6 +125,17 @@ def memory_usage_bytes(cg: Cgroup | None) -> int | None:
     stat = read_flat_keyed(cg.memory / "memory.stat")
     inactive = next((stat[k] for k in keys if k in stat), 0)
     return max(0, current - inactive)
+
+
+def memory_events(cg: Cgroup | None) -> dict[str, int]:
+    """The group's ``memory.events`` counters (v2: ``oom``, ``oom_kill``, ``max``, ...;
+    v1 has ``oom_kill`` in ``memory.oom_control``); empty when unknown."""
+    if cg is None or cg.memory is None:
+        return {}
+    if cg.version == 2:
+        return read_flat_keyed(cg.memory / "memory.events")
+    return {k: v for k, v in read_flat_keyed(cg.memory / "memory.oom_control").items()
+            if k == "oom_kill"}
 
 
 def cpu_quota_cores(cg: Cgroup | None) -> float | None:

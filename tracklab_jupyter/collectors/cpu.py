@@ -171,7 +171,7 @@ class CpuCollector(Collector):
 
     def __init__(
         self,
-        cgroup_root: str | os.PathLike[str] = cgroup.DEFAULT_ROOT,
+        cgroup_root: str | os.PathLike[str] | None = None,
         proc_cgroup: str | os.PathLike[str] = cgroup.PROC_SELF_CGROUP,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

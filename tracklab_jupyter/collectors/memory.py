@@ -68,7 +68,7 @@ class MemoryCollector(Collector):
 
     def __init__(
         self,
-        cgroup_root: str | os.PathLike[str] = cgroup.DEFAULT_ROOT,
+        cgroup_root: str | os.PathLike[str] | None = None,
         proc_cgroup: str | os.PathLike[str] = cgroup.PROC_SELF_CGROUP,
     ) -> None:
         self._guard = FieldGuard(self.name, host_permanent)

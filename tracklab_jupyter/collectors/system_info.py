@@ -72,7 +72,7 @@ class SystemInfo(TypedDict, total=False):
 
 
 def collect_system_info(
-    cgroup_root: str | os.PathLike[str] = cgroup.DEFAULT_ROOT,
+    cgroup_root: str | os.PathLike[str] | None = None,
     proc_cgroup: str | os.PathLike[str] = cgroup.PROC_SELF_CGROUP,
 ) -> SystemInfo:
     """Static facts about this machine, quickly (no py-cpuinfo, no subprocess)."""

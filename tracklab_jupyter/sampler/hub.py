@@ -25,10 +25,14 @@ RUN_METRICS = "run_metrics"
 CLUSTER = "cluster"
 #: A cluster node came online, went offline or left: its status dict with a ``reason``.
 NODE = "node"
+#: Each kernel pass of the server's kernel tracker: ``{"time", "node", "kernels": [...]}``
+#: (the body of ``api/kernels``).
+KERNELS = "kernels"
 
 # How many items each topic keeps for a reader that has not caught up. Samples coalesce to
 # the newest; events and run changes are rare and each one matters, so more are kept.
-DEFAULT_DEPTH = {SAMPLE: 1, EVENT: 256, RUN: 256, RUN_METRICS: 256, CLUSTER: 1, NODE: 256}
+DEFAULT_DEPTH = {SAMPLE: 1, EVENT: 256, RUN: 256, RUN_METRICS: 256, CLUSTER: 1, NODE: 256,
+                 KERNELS: 1}
 
 
 class Subscription:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 
+from tracklab_jupyter.server.alerts_api import ALERT_ENDPOINTS
 from tracklab_jupyter.server.api import SYSTEM_ENDPOINTS, Endpoint
+from tracklab_jupyter.server.kernels_api import KERNEL_ENDPOINTS
 from tracklab_jupyter.server.runs_api import RUN_ENDPOINTS
 
-ENDPOINTS: tuple[Endpoint, ...] = SYSTEM_ENDPOINTS + RUN_ENDPOINTS
+ENDPOINTS: tuple[Endpoint, ...] = (SYSTEM_ENDPOINTS + RUN_ENDPOINTS + KERNEL_ENDPOINTS
+                                   + ALERT_ENDPOINTS)
 
 
 def path_pattern(path: str) -> str:

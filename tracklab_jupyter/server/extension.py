@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 from traitlets.config import Configurable
 
 from tracklab_jupyter.monitor import Monitor, MonitorConfig
@@ -82,6 +82,13 @@ class TrackLab(ExtensionApp, LimitSettings):
                                           "node even when several share a host (tests, "
                                           "demos).").tag(config=True)
 
+    kernel_interval = Float(5.0, help="Seconds between reads of every kernel's process tree "
+                                      "(CPU, memory, threads, accelerator memory), 0.5 to "
+                                      "3600.").tag(config=True)
+    alerts = Dict(help="Alert rules, by name, each a dict of its settings; "
+                       "{'memory': {'enabled': False}} turns one off. See docs/ALERTS.md."
+                  ).tag(config=True)
+
     @default("cluster")
     def _default_cluster(self) -> str:
         return os.environ.get("TRACKLAB_CLUSTER", "") or "local"
@@ -104,6 +111,7 @@ class TrackLab(ExtensionApp, LimitSettings):
         return os.environ.get("TRACKLAB_LOG_LEVEL", "")
 
     monitor: Monitor | None = None
+    _alert_settings: Any = None
 
     def monitor_config(self) -> MonitorConfig:
         """The monitor settings; raises ValueError naming the bad setting."""
@@ -123,10 +131,15 @@ class TrackLab(ExtensionApp, LimitSettings):
                 logging.getLogger("tracklab_jupyter").setLevel(level)
             else:
                 self.log.warning("tracklab: ignoring unknown log level %r", self.log_level_name)
+        from tracklab_jupyter.alerts import parse_alert_settings
+        from tracklab_jupyter.kernels import check_kernel_interval
+
         try:
             config = self.monitor_config()
             self.settings[LIMITS_KEY] = Limits.from_settings(
                 **{name: getattr(self, name) for name in Limits.names()})
+            self._alert_settings = parse_alert_settings(self.alerts, source="c.TrackLab.alerts")
+            check_kernel_interval(self.kernel_interval, source="c.TrackLab.kernel_interval")
         except ValueError as exc:
             reason = f"invalid configuration: {exc}"
             self.log.error("tracklab disabled, %s. The Jupyter server goes on without it.",
@@ -136,6 +149,11 @@ class TrackLab(ExtensionApp, LimitSettings):
             return
         self.monitor = Monitor(config)
         self.settings[MONITOR_KEY] = self.monitor
+        from tracklab_jupyter.kernels import attach_kernels
+
+        # The kernel manager and sessions are read on the event loop (cheap, at the kernel
+        # interval); process trees are read on the tracker's own thread.
+        attach_kernels(self, self.monitor, interval=self.kernel_interval)
         # Collectors open NVML (14 ms) and prime psutil: do it on a thread, not the loop.
         threading.Thread(target=self._start_monitor, name="tracklab-start", daemon=True).start()
 
@@ -147,6 +165,9 @@ class TrackLab(ExtensionApp, LimitSettings):
             self.monitor.watch_runs()
             self.monitor.start()
             self._attach_cluster()
+            from tracklab_jupyter.alerts import start_alerts
+
+            start_alerts(self.monitor, self._alert_settings)
             self.log.info("tracklab: %s for %s every %gs (data in %s)", self.monitor.role,
                           self.monitor.node, self.monitor.interval, self.monitor.data_dir)
         except Exception as exc:

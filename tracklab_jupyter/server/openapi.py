@@ -11,8 +11,10 @@ from functools import cache
 from typing import Any
 
 from tracklab_jupyter._version import __version__
+from tracklab_jupyter.server.alerts_api import ALERT_SCHEMAS
 from tracklab_jupyter.server.endpoint import Endpoint
 from tracklab_jupyter.server.endpoints import ENDPOINTS
+from tracklab_jupyter.server.kernels_api import KERNEL_SCHEMAS
 from tracklab_jupyter.server.limits import Limits
 from tracklab_jupyter.server.runs_api import RUN_PATCH_SCHEMA
 
@@ -379,7 +381,7 @@ def openapi_dict(server_url: str = "", limits: Limits | None = None) -> dict[str
                                 "`Authorization: token T` on the standalone server). Every "
                                 "limit a request meets is named in docs/LIMITS.md."},
         "servers": [{"url": server_url or "/"}],
-        "components": {"schemas": SCHEMAS,
+        "components": {"schemas": {**SCHEMAS, **KERNEL_SCHEMAS, **ALERT_SCHEMAS},
                        "securitySchemes": {"token": {"type": "apiKey", "in": "header",
                                                      "name": "Authorization"}}},
         "security": [{"token": []}],
