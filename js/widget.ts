@@ -42,8 +42,11 @@ interface InitMsg {
 
 interface EventMsg {
   type: "event";
-  event: { time?: number; node?: string; kind?: string; message?: string; data?: unknown };
+  event: { time?: number; node?: string; kind?: string; message?: string; data?: any };
 }
+
+/** An `alert` / `alert_resolved` event (issue 15): `data` has key, severity, title, since. */
+type AlertEvent = EventMsg["event"];
 
 class WidgetView {
   #root: HTMLElement;
@@ -51,6 +54,13 @@ class WidgetView {
   #statusEl: HTMLElement;
   #eventEl: HTMLElement;
   #runEl: HTMLElement;
+  #alertsEl: HTMLElement;
+  /** Active alerts by key; what the banner shows (less the dismissed ones). */
+  #alerts = new Map<string, AlertEvent>();
+  /** When each key was last seen resolved: an older snapshot must not bring it back. */
+  #resolvedAt = new Map<string, number>();
+  /** `key@since` of alerts dismissed here; a new episode of the key shows again. */
+  #dismissed = new Set<string>();
   #body: HTMLElement;
   #dash: Dashboard | null = null;
   // A run's view: its logged metrics (x = step) and its process tree (x = time).
@@ -80,9 +90,10 @@ class WidgetView {
     this.#eventEl.hidden = true;
     this.#runEl = h("span", "tl-run");
     head.append(brand, this.#runEl, this.#nodeEl, this.#statusEl, this.#eventEl);
+    this.#alertsEl = h("div", "tl-alerts", { "aria-live": "polite" });
     this.#body = h("div", "tl-body");
     this.#body.append(h("div", "tl-placeholder", undefined, "waiting for the kernel…"));
-    this.#root.append(head, this.#body);
+    this.#root.append(head, this.#alertsEl, this.#body);
     el.append(this.#root);
     this.#onStatus();
 
@@ -121,6 +132,7 @@ class WidgetView {
       if (msg.type === "init") this.#onInit(msg as InitMsg);
       else if (msg.type === "data") this.#onData(msg, buffers);
       else if (msg.type === "event") this.#onEvent(msg as EventMsg);
+      else if (msg.type === "alerts") this.#onAlerts(msg.alerts);
       else if (msg.type === "run_update") this.#showRun(msg.run);
     } catch (e) {
       console.warn("tracklab widget: bad message", msg?.type, e);
@@ -137,6 +149,10 @@ class WidgetView {
 
   #onInit(msg: InitMsg): void {
     this.#teardown();
+    // the view starts over: the active alerts follow in an `alerts` message
+    this.#alerts.clear();
+    this.#resolvedAt.clear();
+    this.#drawAlerts();
     this.#nodeEl.textContent = msg.node ?? "";
     this.#body.textContent = "";
     this.#runEl.textContent = "";
@@ -258,12 +274,55 @@ class WidgetView {
 
   #onEvent(msg: EventMsg): void {
     const ev = msg.event ?? {};
+    const key = ev.data?.key;
+    if ((ev.kind === "alert" || ev.kind === "alert_resolved") && typeof key === "string") {
+      if (ev.kind === "alert") this.#alerts.set(key, ev);
+      else {
+        this.#alerts.delete(key);
+        this.#resolvedAt.set(key, Number(ev.data.resolved ?? ev.time) || Date.now() / 1000);
+      }
+      this.#drawAlerts();
+      return;
+    }
     const text = ev.message || ev.kind || "";
     if (!text) return;
     this.#eventEl.hidden = false;
     this.#eventEl.textContent = `${formatClock(ev.time ?? Date.now() / 1000)} ${text}`;
     this.#eventEl.title = [ev.kind, ev.node].filter(Boolean).join(" · ");
     if (ev.kind) this.#eventEl.setAttribute("data-kind", ev.kind);
+  }
+
+  /** The alerts active when the view started (read from the store by the kernel). */
+  #onAlerts(list: AlertEvent[] | undefined): void {
+    for (const ev of list ?? []) {
+      const key = ev?.data?.key;
+      // resolved live after this snapshot was read: it stays gone
+      if (typeof key !== "string" || (this.#resolvedAt.get(key) ?? -Infinity) >= Number(ev.data.since ?? ev.time)) continue;
+      if (!this.#alerts.has(key)) this.#alerts.set(key, ev);
+    }
+    this.#drawAlerts();
+  }
+
+  /** One line per active alert, most severe first: colour, title, message, a dismiss ×. */
+  #drawAlerts(): void {
+    const el = this.#alertsEl;
+    el.textContent = "";
+    const rank = (e: AlertEvent) => (e.data?.severity === "critical" ? 0 : 1);
+    for (const ev of [...this.#alerts.values()].sort((a, b) => rank(a) - rank(b))) {
+      const d = ev.data ?? {};
+      const sig = `${d.key}@${d.since ?? ev.time}`;
+      if (this.#dismissed.has(sig)) continue;
+      const line = h("div", "tl-alert", { "data-key": d.key, "data-severity": String(d.severity ?? "warning"), role: "alert" });
+      const x = h("button", "tl-alert-x", { type: "button", "aria-label": "dismiss", title: "dismiss" }, "×");
+      x.onclick = () => {
+        this.#dismissed.add(sig);
+        this.#drawAlerts();
+      };
+      line.append(h("b", undefined, undefined, d.title || d.key), h("span", "tl-alert-msg", undefined, ev.message || ""), x);
+      line.title = `${d.rule ?? ""} · since ${formatClock(Number(d.since ?? ev.time))}`;
+      el.append(line);
+    }
+    this.#root.setAttribute("data-alerts", String(el.childElementCount));
   }
 
   #afterDraw(): void {

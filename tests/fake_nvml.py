@@ -194,6 +194,12 @@ class FakeNvml(types.ModuleType):
                         if (fn is None or k[0] == fn) and (gpu is None or k[1] == gpu)]:
                 del self._errors[key]
 
+    def set_load_pid(self, pid: int) -> None:
+        """From now on, report the recorded load's process as ``pid`` (e.g. a kernel that
+        started after the fake was installed); its memory stays the recorded value."""
+        with self._lock:
+            self._probe = {**self._probe, "load_pid": int(pid)}
+
     def lose(self, gpu: int) -> None:
         """GPU ``gpu`` falls off the bus: every call on it raises GpuIsLost."""
         with self._lock:

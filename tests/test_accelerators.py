@@ -18,7 +18,7 @@ from tracklab_jupyter.accelerators.base import (
 )
 from tracklab_jupyter.accelerators.registry import devices_in, drivers_in, open_backends
 from tracklab_jupyter.accelerators.throttle import describe_throttle, fold_amd_throttle
-from tracklab_jupyter.notebook.cells import format_line, summarize
+from tracklab_jupyter.notebook.cells import DeviceTally, format_line
 from tracklab_jupyter.runs.gpu import device_readings
 from tracklab_jupyter.runs.process_tree import gpu_memory_by_pid
 from tracklab_jupyter.sampler.events import HardwareWatcher
@@ -194,16 +194,19 @@ def test_events_follow_every_vendor_and_kind():
 
 
 def test_cell_line_process_trees_and_monitor_gpu_cover_npus_and_tpus():
-    samples = [Sample(t, "n", {"gpu.0.util_pct": u, "gpu.0.mem_used_bytes": 2 * 1024 ** 3,
-                               "npu.1.util_pct": 40.0, "npu.1.mem_used_bytes": 1024 ** 3 * m,
+    samples = [Sample(t, "n", {"gpu.0.util_pct": u, "gpu.0.proc.41.mem_used_bytes": 2 * 1024 ** 3,
+                               "npu.1.util_pct": 40.0,
+                               "npu.1.proc.42.mem_used_bytes": 1024 ** 3 * m,
                                "tpu.0.util_pct": 10.0})
                for t, u, m in ((1.0, 90.0, 3), (2.0, 100.0, 5))]
-    summary = summarize(samples, wall_s=1.0, cpu_s=0.5)
-    assert list(summary["accelerators"]) == ["gpu.0", "npu.1", "tpu.0"]
-    assert summary["accelerators"]["npu.1"]["mem_peak_bytes"] == 5 * 1024 ** 3
-    line = format_line(summary)
-    assert "GPU0 95 % · 2.0 GiB peak" in line and "NPU1 40 % · 5.0 GiB peak" in line
-    assert "TPU0 10 %" in line
+    tally = DeviceTally("n")
+    tally.add(samples, {41, 42})
+    figures = tally.figures()
+    assert list(figures) == ["gpu.0", "npu.1", "tpu.0"]
+    assert figures["npu.1"]["mem_peak_bytes"] == 5 * 1024 ** 3
+    line = format_line({"wall_s": 1.0, "cpu_s": 0.5, "gpus": figures})
+    assert "GPU0 2.0 GiB peak, util 95 %" in line and "NPU1 5.0 GiB peak, util 40 %" in line
+    assert "host: TPU0 util 10 %" in line
     metrics = {"gpu.0.proc.41.mem_used_bytes": 100.0, "npu.1.proc.41.mem_used_bytes": 50.0,
                "npu.1.proc.42.mem_used_bytes": 7.0, "npu.1.mem_used_bytes": 1e9,
                "tpu.0.util_pct": 3.0, "cpu.util_pct": 9.0}

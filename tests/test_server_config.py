@@ -46,7 +46,8 @@ async def test_gpus_setting_and_accelerators_endpoint(jp_fetch, jp_serverapp):
 
 
 @pytest.mark.parametrize("bad", [{"interval": 0.01}, {"retention_days": -1},
-                                 {"batch_size": 0}])
+                                 {"batch_size": 0}, {"kernel_interval": 0.1},
+                                 {"alerts": {"memory": {"threshold_pct": 150}}}])
 def test_invalid_setting_disables_the_extension_not_the_server(jp_configurable_serverapp,
                                                                tmp_path, capfd, bad):
     from tracklab_jupyter.server.serving import DISABLED_KEY, MONITOR_KEY
@@ -58,6 +59,33 @@ def test_invalid_setting_disables_the_extension_not_the_server(jp_configurable_s
     reason = app.web_app.settings[DISABLED_KEY]
     assert f"c.TrackLab.{next(iter(bad))}" in reason
     assert "tracklab disabled, invalid configuration: c.TrackLab." in capfd.readouterr().err
+
+
+def test_alert_settings_from_the_environment_below_config(monkeypatch, jp_configurable_serverapp,
+                                                          tmp_path):
+    from tracklab_jupyter.server.serving import DISABLED_KEY
+
+    config = {"ServerApp": {"jpserver_extensions": {"tracklab_jupyter": True}},
+              "TrackLab": {"data_dir": str(tmp_path / "d")}}
+    monkeypatch.setenv("TRACKLAB_ALERTS", '{"disk": {"threshold_pct": 150}}')
+    app = jp_configurable_serverapp(config=config)
+    assert "TRACKLAB_ALERTS.disk.threshold_pct" in app.web_app.settings[DISABLED_KEY]
+    monkeypatch.setenv("TRACKLAB_ALERTS", '{"disk": false}')
+    app = jp_configurable_serverapp(config=config)
+    ext = app.extension_manager.extension_points["tracklab"].app
+    assert not ext._alert_settings.enabled("disk") and ext._alert_settings.enabled("memory")
+    ext.monitor.stop()
+
+
+def test_alert_settings_of_the_config_file_win(monkeypatch, jp_configurable_serverapp,
+                                               tmp_path):
+    monkeypatch.setenv("TRACKLAB_ALERTS", '{"disk": false}')
+    app = jp_configurable_serverapp(config={
+        "ServerApp": {"jpserver_extensions": {"tracklab_jupyter": True}},
+        "TrackLab": {"data_dir": str(tmp_path / "d"), "alerts": {"memory": False}}})
+    ext = app.extension_manager.extension_points["tracklab"].app
+    assert ext._alert_settings.enabled("disk") and not ext._alert_settings.enabled("memory")
+    ext.monitor.stop()
 
 
 def test_precedence_environment_below_config(monkeypatch, jp_configurable_serverapp, tmp_path):

@@ -9,7 +9,7 @@ from typing import Any
 
 from tracklab_jupyter._version import __version__
 
-__all__ = ["__version__", "connect_cluster", "finish", "history", "init",
+__all__ = ["__version__", "cells", "connect_cluster", "finish", "history", "init",
            "load_ipython_extension", "log",
            "monitor_gpu", "runs", "snapshot", "unload_ipython_extension", "widget"]
 
@@ -53,6 +53,24 @@ def history(metrics: Any = None, start: Any = None, end: Any = None, step: Any =
         node = record["node"] if node is None else node
     return _history(metrics=metrics, start="-1h" if start is None else start, end=end,
                     step=step, node=node, agg=agg, data_dir=data_dir)
+
+
+def cells(start: Any = "-24h", end: Any = None, kernel: str | None = None,
+          data_dir: Any = None, limit: int = 1000) -> Any:
+    """Cells run with ``%tracklab cells on`` and their costs, as a pandas DataFrame.
+
+    One row per cell, sorted by start: ``start``, ``end`` (UTC), ``execution_count``,
+    ``source`` (the cell's first line), ``notebook``, ``kernel_id``, ``wall_s``, ``cpu_s``
+    (the kernel's process tree), ``rss_start_bytes``, ``rss_end_bytes``,
+    ``rss_peak_bytes``, ``rss_change_bytes`` (the tree's RSS), ``host_mem_peak_bytes``, and
+    per accelerator ``gpu.N.mem_peak_bytes`` (the tree's memory on it) and
+    ``gpu.N.util_mean_pct``. ``start``/``end`` as for :func:`history`; ``kernel``: None
+    (all), ``"this"`` (this kernel) or a kernel id; ``limit``: the newest 1-100000 cells.
+    See docs/CELLS.md.
+    """
+    from tracklab_jupyter.notebook.cells_table import cells_frame
+
+    return cells_frame(start=start, end=end, kernel=kernel, data_dir=data_dir, limit=limit)
 
 
 def init(project: str | None = None, name: str | None = None, config: Any = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +32,9 @@ __all__ = ["History", "UnknownMetricError", "history"]
 
 _GLOB_CHARS = "*?["
 AGGREGATES = ("mean", "min", "max", "last")
+#: Kernel events read (the newest before the history's end) to name its kernels.
+MAX_KERNEL_EVENTS = 5000
+_KERNEL_SERIES = re.compile(r"kernel\.([0-9a-f][0-9a-f-]{0,63})\.")
 
 
 class UnknownMetricError(ValueError):
@@ -86,7 +90,8 @@ class History:
 
     def __init__(self, frames: dict[str, Frame], *, metrics: list[str], tier: str,
                  step: float | None, agg: str, start: float, end: float,
-                 events: list[Event], note: str | None = None) -> None:
+                 events: list[Event], note: str | None = None,
+                 data_dir: str | os.PathLike[str] | None = None) -> None:
         self.frames = frames
         #: The metric names in this history (the DataFrame's columns).
         self.metrics = metrics
@@ -101,6 +106,9 @@ class History:
         self.events = events
         #: Why the data is coarser than asked, when it is.
         self.note = note
+        #: The store it was read from (None: :meth:`info` names kernels from ``events``).
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self._info: dict[str, dict[str, Any]] | None = None
 
     @property
     def nodes(self) -> list[str]:
@@ -118,6 +126,58 @@ class History:
         step = "raw samples" if self.step is None else f"step {self.step:g}s"
         return (f"<History {len(self.metrics)} metrics × {len(self)} times, "
                 f"{len(self.frames)} node(s), {self.tier} tier, {step}, agg={self.agg}>")
+
+    # -- what the series are about -------------------------------------------------------
+    def info(self) -> dict[str, dict[str, Any]]:
+        """Per node: the static facts its recorder stored (CPU, memory, accelerators ...)
+        and ``"kernels"``, the Jupyter kernels of this range, so ``kernel.<id>.*`` columns can
+        be named::
+
+            {"host": {..., "kernels": {"1a2b...": {"name": "python3",
+                      "notebook": "work/train.ipynb", "first_seen": 1718000000.0,
+                      "last_seen": None, "ended": None, "deaths": 0}}}}
+
+        ``first_seen`` is when the kernel started, ``last_seen`` when it was shut down
+        (``ended`` ``"stopped"``) or died for good (``"died"``; ``deaths`` counts its
+        deaths, restarts included); None while it runs (or when its server ended without
+        saying). A kernel is listed when its lifetime overlaps the range or the history holds
+        its series. Read once (bounded: the newest :data:`MAX_KERNEL_EVENTS` kernel events
+        before ``end``), then kept."""
+        if self._info is None:
+            self._info = self._read_info()
+        return self._info
+
+    def _read_info(self) -> dict[str, dict[str, Any]]:
+        from tracklab_jupyter.kernels import KERNEL_EVENTS
+
+        facts: dict[str, dict[str, Any]] = {}
+        events = [e for e in self.events if e.kind in KERNEL_EVENTS]
+        if self.data_dir is not None:
+            from tracklab_jupyter.store.reader import StoreReader
+
+            reader = StoreReader(self.data_dir)
+            try:
+                facts = reader.info()
+                events = reader.events(None, self.end, kinds=KERNEL_EVENTS,
+                                       limit=MAX_KERNEL_EVENTS)
+            finally:
+                reader.close()
+        out: dict[str, dict[str, Any]] = {
+            node: {**facts.get(node, {}), "kernels": {}} for node in self.frames}
+        series = {(node, m.group(1)) for node, frame in self.frames.items()
+                  for name in frame.names if (m := _KERNEL_SERIES.match(name))}
+        for (node, kernel_id), kernel in _fold_kernels(events).items():
+            alive_in_range = ((kernel["first_seen"] is None or kernel["first_seen"] < self.end)
+                              and (kernel["last_seen"] is None
+                                   or kernel["last_seen"] >= self.start))
+            if alive_in_range or (node, kernel_id) in series:
+                out.setdefault(node, {**facts.get(node, {}), "kernels": {}})
+                out[node]["kernels"][kernel_id] = kernel
+        for node, kernel_id in series:  # series whose events are no longer stored
+            out[node]["kernels"].setdefault(kernel_id, {
+                "name": None, "notebook": None, "first_seen": None, "last_seen": None,
+                "ended": None, "deaths": 0})
+        return out
 
     # -- pandas --------------------------------------------------------------------------
     def to_pandas(self) -> pd.DataFrame:
@@ -196,6 +256,32 @@ class History:
         return path
 
 
+def _fold_kernels(events: Iterable[Event]) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(node, kernel id): {"name", "notebook", "first_seen", "last_seen", "ended",
+    "deaths"}}`` from kernel events, oldest first."""
+    from tracklab_jupyter.kernels import KERNEL_DIED, KERNEL_STARTED, KERNEL_STOPPED
+
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in events:
+        kernel_id = event.data.get("kernel_id")
+        if not isinstance(kernel_id, str):
+            continue
+        kernel = out.setdefault((event.node, kernel_id), {
+            "name": None, "notebook": None, "first_seen": None, "last_seen": None,
+            "ended": None, "deaths": 0})
+        kernel["name"] = event.data.get("kernel_name") or kernel["name"]
+        kernel["notebook"] = event.data.get("notebook") or kernel["notebook"]
+        if event.kind == KERNEL_STARTED:
+            kernel["first_seen"] = kernel["first_seen"] or event.time
+        elif event.kind == KERNEL_STOPPED:
+            kernel["last_seen"], kernel["ended"] = event.time, "stopped"
+        elif event.kind == KERNEL_DIED:
+            kernel["deaths"] += 1
+            if not event.data.get("restarted"):
+                kernel["last_seen"], kernel["ended"] = event.time, "died"
+    return out
+
+
 def history(metrics: str | Iterable[str] | None = None, start: Any = "-1h", end: Any = None,
             step: Any = None, node: str | Sequence[str] | None = None, agg: str = "mean",
             data_dir: str | os.PathLike[str] | None = None) -> History:
@@ -214,6 +300,9 @@ def history(metrics: str | Iterable[str] | None = None, start: Any = "-1h", end:
 
     The tier (raw, 1-min or 1-h rollups) is chosen from the range and the step: the
     coarsest one fine enough for the step that still holds data back to ``start``.
+
+    Jupyter kernels' figures are ``kernel.<kernel id>.*`` (``history("kernel.*.rss_bytes")``);
+    :meth:`History.info` names each kernel's notebook (docs/KERNELS.md).
     """
     if agg not in AGGREGATES:
         raise ValueError(f"agg must be one of {', '.join(AGGREGATES)}; got {agg!r}")
@@ -238,6 +327,7 @@ def history(metrics: str | Iterable[str] | None = None, start: Any = "-1h", end:
             {name for f in frames.values() for name in f.names})
         return History(frames, metrics=listed, tier=plan.tier,
                        step=plan.step if plan.tier != "raw" else step_s, agg=agg,
-                       start=t_start, end=t_end, events=events, note=plan.note)
+                       start=t_start, end=t_end, events=events, note=plan.note,
+                       data_dir=reader.data_dir)
     finally:
         reader.close()

@@ -251,9 +251,13 @@ class Monitor:
             try:
                 samples = recorder.reader.tail(since, node=self.node)
                 for sample in samples:
+                    since = sample.time
+                    if _kernel_values_only(sample):
+                        # Stored by a server that reads while another process records:
+                        # not a sample of the machine.
+                        continue
                     self._reader_latest = sample
                     self.hub.publish(SAMPLE, sample)
-                    since = sample.time
                 for event in recorder.reader.events(events_since, node=self.node):
                     self.hub.publish(EVENT, event)
                     events_since = event.time + 1e-3
@@ -401,6 +405,11 @@ class Monitor:
         finally:
             reader.close()
         return [e.to_dict() for e in found]
+
+
+def _kernel_values_only(sample: Sample) -> bool:
+    """A stored row that holds per-kernel values alone (``kernel.*``)."""
+    return all(name.startswith("kernel.") for name in sample.metrics)
 
 
 def _versions() -> dict[str, str | None]:

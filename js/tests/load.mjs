@@ -6,3 +6,5 @@ const dir = process.env.TRACKLAB_TEST_BUILD;
 if (!dir) throw new Error("run the JS tests with `npm test` (js/tests/run.mjs builds what they import)");
 export const format = await import(pathToFileURL(join(dir, "format.mjs")).href);
 export const series = await import(pathToFileURL(join(dir, "series.mjs")).href);
+export const kernels = await import(pathToFileURL(join(dir, "kernel_model.mjs")).href);
+export const alerts = await import(pathToFileURL(join(dir, "alert_model.mjs")).href);

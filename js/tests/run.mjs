@@ -1,5 +1,6 @@
-// `npm test`: bundles the pure modules (format.ts, series.ts) with esbuild into a
-// temporary folder and runs js/tests/*.test.mjs with node's test runner.
+// `npm test`: bundles the pure modules (format.ts, series.ts, and the sidebar's
+// labextension/src/kernel_model.ts and alert_model.ts) with esbuild into a temporary folder
+// and runs js/tests/*.test.mjs with node's test runner.
 import { build } from "esbuild";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
@@ -13,7 +14,9 @@ const outdir = mkdtempSync(join(tmpdir(), "tracklab-js-tests-"));
 let status = 1;
 try {
   await build({
-    entryPoints: [join(js, "format.ts"), join(js, "series.ts")],
+    entryPoints: [join(js, "format.ts"), join(js, "series.ts"), ...["kernel_model.ts", "alert_model.ts"].map((f) => join(js, "..", "labextension", "src", f))],
+    // every module flat in outdir, whichever folder it comes from
+    entryNames: "[name]",
     bundle: true,
     format: "esm",
     platform: "neutral",

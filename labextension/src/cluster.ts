@@ -146,15 +146,16 @@ export class Trail {
 }
 
 /**
- * An SVG path of a 0–100 % trail between `t0` and `t1`: a fixed scale so that rows compare
- * at a glance. Several values per horizontal unit keep their min and max (a one-sample
- * spike stays visible); a pause longer than `gapS` breaks the line instead of bridging it.
+ * An SVG path of a 0–`max` trail (0–100 % by default) between `t0` and `t1`: a fixed scale
+ * so that rows compare at a glance. Several values per horizontal unit keep their min and
+ * max (a one-sample spike stays visible); a pause longer than `gapS` breaks the line
+ * instead of bridging it.
  */
-export function sparkPath(trail: Trail, t0: number, t1: number, gapS: number, w = SPARK_W, hgt = SPARK_H): string {
+export function sparkPath(trail: Trail, t0: number, t1: number, gapS: number, w = SPARK_W, hgt = SPARK_H, max = 100): string {
   const span = t1 - t0;
-  if (!(span > 0) || !trail.length) return "";
+  if (!(span > 0) || !(max > 0) || !trail.length) return "";
   const x = (t: number) => ((t - t0) / span) * w;
-  const y = (v: number) => hgt - 1 - (Math.min(100, Math.max(0, v)) / 100) * (hgt - 2);
+  const y = (v: number) => hgt - 1 - (Math.min(max, Math.max(0, v)) / max) * (hgt - 2);
   const out: string[] = [];
   let prevT = -Infinity;
   let col = NaN;

@@ -1,9 +1,10 @@
 // The TrackLab sidebar for JupyterLab 4: host summary, live charts (js/charts.ts, the same
 // module as tracklab.widget()), one card per accelerator, node selector, recorder health,
-// the cluster section (cluster.ts) and the runs section. It talks to the server extension
-// under `{base_url}tracklab/`: REST through ServerConnection (auth + XSRF) and the WebSocket
-// `{base_url}tracklab/ws` (envelope {type, data, time, node}; js/PROTOCOL.md and
-// tracklab_jupyter/server/ws_protocol.py).
+// the cluster section (cluster.ts), the kernels section (kernels.ts) and the runs section;
+// alerts become JupyterLab notifications (alerts.ts), sidebar open or not. It talks to the
+// server extension under `{base_url}tracklab/`: REST through ServerConnection (auth + XSRF)
+// and the WebSocket `{base_url}tracklab/ws` (envelope {type, data, time, node};
+// js/PROTOCOL.md and tracklab_jupyter/server/ws_protocol.py).
 
 import { ILayoutRestorer, type JupyterFrontEnd, type JupyterFrontEndPlugin } from "@jupyterlab/application";
 import { ICommandPalette } from "@jupyterlab/apputils";
@@ -15,8 +16,10 @@ import { Widget } from "@lumino/widgets";
 import { buildAcceleratorCard, deviceKey, vendorLabel, type AcceleratorFacts } from "../../js/accelerator_card";
 import { Dashboard, formatBytes, formatClock, h, matchesAny, type Batch, type Panel } from "../../js/charts";
 import { buildHostPanels } from "../../js/host_panels";
+import { AlertNotifier } from "./alerts";
 import { Api } from "./api";
 import { CLUSTER_METRICS, ClusterSection, type ClusterInfo, type ClusterMetrics } from "./cluster";
+import { KernelsSection } from "./kernels";
 import { RunsSection } from "./runs";
 import "./sidebar.css";
 
@@ -34,8 +37,14 @@ export interface Settings {
   refreshInterval: number;
   timeWindow: number;
   metrics: string[];
+  /** JupyterLab notifications for TrackLab alerts (client side; the server: c.TrackLab.alerts). */
+  alertNotifications: boolean;
+  /** Alert rules this browser does not notify about. */
+  mutedAlertRules: string[];
 }
-const DEFAULTS: Settings = { refreshInterval: 1, timeWindow: 300, metrics: [] };
+const DEFAULTS: Settings = { refreshInterval: 1, timeWindow: 300, metrics: [], alertNotifications: true, mutedAlertRules: [] };
+/** The WebSocket topic of the kernels section (servers before it do not announce it). */
+const KERNELS_TOPIC = "kernels";
 
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
@@ -85,6 +94,7 @@ export class TrackLabPanel extends Widget {
   #body: HTMLElement;
   #runs: RunsSection;
   #cluster: ClusterSection;
+  #kernels: KernelsSection;
   #dash: Dashboard | null = null;
   #deviceGrid: HTMLElement | null = null;
   #panels = new Map<string, { panel: Panel; metrics: string[] }>();
@@ -96,6 +106,8 @@ export class TrackLabPanel extends Widget {
   #nodeOptions = "";
   /** The socket's subscription includes `cluster_metrics`. */
   #clusterTopic = false;
+  /** The server announced the `kernels` topic (its hello): the subscription asks for it. */
+  #kernelsTopic = false;
   #points = 0;
   #active = false;
   #started = false;
@@ -111,7 +123,8 @@ export class TrackLabPanel extends Widget {
   #epoch = 0;
   #memLimit: number | null = null;
 
-  constructor() {
+  /** `open`: opens a notebook by its server path (a click on a kernel's row). */
+  constructor(open: (path: string) => void = () => undefined) {
     super();
     this.id = "tracklab-monitor";
     this.addClass("tl-sidebar");
@@ -138,7 +151,8 @@ export class TrackLabPanel extends Widget {
       },
       windowS: () => this.#settings.timeWindow,
     });
-    this.#root.append(head, this.#cluster.el, this.#summary, this.#healthEl, this.#body, this.#runs.el);
+    this.#kernels = new KernelsSection(this.api, { open, refreshS: () => this.#settings.refreshInterval });
+    this.#root.append(head, this.#cluster.el, this.#summary, this.#healthEl, this.#kernels.el, this.#body, this.#runs.el);
     this.node.append(this.#root);
   }
 
@@ -157,6 +171,7 @@ export class TrackLabPanel extends Widget {
     if (old.metrics.join() !== s.metrics.join()) this.#applyMetrics();
     if (old.refreshInterval !== s.refreshInterval || old.metrics.join() !== s.metrics.join()) this.#subscribe();
     if (this.#pollTimer) this.#startPolling();
+    if (old.refreshInterval !== s.refreshInterval) this.#kernels.refreshChanged();
   }
 
   // -- lifecycle (Lumino) ----------------------------------------------------------------
@@ -194,6 +209,7 @@ export class TrackLabPanel extends Widget {
     // runs come from their own endpoint: listed even while system info is unavailable
     this.#runs.resume();
     this.#cluster.resume();
+    this.#kernels.resume();
     const epoch = ++this.#epoch;
     void this.#start(epoch);
   }
@@ -204,6 +220,7 @@ export class TrackLabPanel extends Widget {
     this.#epoch++;
     this.#runs.pause();
     this.#cluster.pause();
+    this.#kernels.pause();
     this.#closeSocket();
     this.#stopPolling();
     window.clearTimeout(this.#reconnectTimer);
@@ -385,6 +402,7 @@ export class TrackLabPanel extends Widget {
       if (this.#ws !== ws) return;
       this.#ws = null;
       this.#wsOpen = false;
+      this.#kernels.setStreaming(false);
       this.#onSocketFailed();
     };
     ws.onerror = () => {
@@ -397,6 +415,8 @@ export class TrackLabPanel extends Widget {
     this.#ws = null;
     this.#wsOpen = false;
     this.#clusterTopic = false;
+    this.#kernelsTopic = false;
+    this.#kernels.setStreaming(false);
     if (ws) {
       ws.onclose = null;
       ws.onmessage = null;
@@ -418,6 +438,7 @@ export class TrackLabPanel extends Widget {
     // a node's whole sample every interval: only worth it when there are other nodes (or one is shown)
     this.#clusterTopic = this.#cluster.multi || this.#remote();
     if (this.#clusterTopic) topics.push("cluster_metrics");
+    if (this.#kernelsTopic) topics.push(KERNELS_TOPIC);
     const msg: Record<string, unknown> = { type: "subscribe", topics, interval: this.#settings.refreshInterval };
     // the metric filter applies to cluster frames too: the rows' metrics must pass it
     if (this.#settings.metrics.length) msg.metrics = [...new Set([...this.#settings.metrics, ...CLUSTER_METRICS])];
@@ -434,6 +455,24 @@ export class TrackLabPanel extends Widget {
     if (!msg || typeof msg !== "object") return;
     // runs are listed whichever node they ran on: before the node filter
     if (this.#runs.handleMessage(msg)) return;
+    // this server's kernels, whichever node the charts show
+    if (msg.type === "kernels") {
+      this.#kernels.ingest(msg.data);
+      return;
+    }
+    if (msg.type === "hello") {
+      // asked for only where the server announces it: a server without the topic would
+      // refuse the whole subscription (the section then polls api/kernels)
+      if (Array.isArray(msg.data?.topics) && msg.data.topics.includes(KERNELS_TOPIC)) {
+        this.#kernelsTopic = true;
+        this.#subscribe();
+      }
+      return;
+    }
+    if (msg.type === "subscribed") {
+      this.#kernels.setStreaming(Array.isArray(msg.data?.topics) && msg.data.topics.includes(KERNELS_TOPIC));
+      return;
+    }
     // cluster topics carry every node: before the node filter too
     if (msg.type === "cluster_metrics") {
       this.#ingestCluster(msg.data);
@@ -620,7 +659,13 @@ function readSettings(s: ISettingRegistry.ISettings): Settings {
     refreshInterval: Number(c.refreshInterval) > 0 ? Number(c.refreshInterval) : DEFAULTS.refreshInterval,
     timeWindow: Number(c.timeWindow) > 0 ? Number(c.timeWindow) : DEFAULTS.timeWindow,
     metrics: Array.isArray(c.metrics) ? c.metrics.filter((x) => typeof x === "string") : [],
+    alertNotifications: typeof c.alertNotifications === "boolean" ? c.alertNotifications : DEFAULTS.alertNotifications,
+    mutedAlertRules: Array.isArray(c.mutedAlertRules) ? c.mutedAlertRules.filter((x) => typeof x === "string") : [],
   };
+}
+
+function alertSettings(s: Settings): { enabled: boolean; muted: string[] } {
+  return { enabled: s.alertNotifications, muted: s.mutedAlertRules };
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -635,8 +680,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     tracker: INotebookTracker | null,
     restorer: ILayoutRestorer | null,
   ) => {
-    const panel = new TrackLabPanel();
+    const open = (path: string) => void app.commands.execute("docmanager:open", { path }).catch((e) => console.warn("tracklab: cannot open", path, e));
+    const panel = new TrackLabPanel(open);
     app.shell.add(panel, "left", { rank: 900 });
+    // alerts are shown whether the sidebar is open or not: started here, with the settings
+    const alerts = new AlertNotifier(panel.api, { open });
     restorer?.add(panel, panel.id);
 
     app.commands.addCommand(CMD_OPEN, {
@@ -667,9 +715,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
         .load(PLUGIN_ID)
         .then((s) => {
           panel.settings = readSettings(s);
-          s.changed.connect(() => (panel.settings = readSettings(s)));
+          alerts.configure(alertSettings(panel.settings));
+          s.changed.connect(() => {
+            panel.settings = readSettings(s);
+            alerts.configure(alertSettings(panel.settings));
+          });
         })
-        .catch((e) => console.warn("tracklab: settings not loaded", e));
+        .catch((e) => {
+          console.warn("tracklab: settings not loaded", e);
+          alerts.configure(alertSettings(DEFAULTS));
+        });
+    } else {
+      alerts.configure(alertSettings(DEFAULTS));
     }
   },
 };

@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--cluster-node-timeout", type=float, default=10.0,
                         help="seconds without an answer before a node is offline "
                              "(default: %(default)s)")
+    parser.add_argument("--alerts", default=None, metavar="JSON",
+                        help="alert rule settings as JSON, e.g. "
+                             "'{\"memory\": {\"threshold_pct\": 80}, \"disk\": false}' "
+                             "(default: TRACKLAB_ALERTS; docs/ALERTS.md)")
     parser.set_defaults(func=run)
 
 
@@ -72,6 +76,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"tracklab-jupyter serve: --cluster: {exc}", file=sys.stderr)
         return 2
+    from tracklab_jupyter.alerts import settings_from_env, start_alerts
+
+    try:
+        alerts = settings_from_env(
+            {"TRACKLAB_ALERTS": args.alerts} if args.alerts is not None else os.environ,
+            source="--alerts" if args.alerts is not None else "TRACKLAB_ALERTS")
+    except ValueError as exc:
+        print(f"tracklab-jupyter serve: {exc}", file=sys.stderr)
+        return 2
     monitor = Monitor(config)
 
     async def main() -> None:
@@ -89,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         await loop.run_in_executor(None, monitor.start)
         await loop.run_in_executor(None, functools.partial(
             monitor.attach_cluster, cluster, node_timeout=args.cluster_node_timeout))
+        # Host rules where this server records; it owns no kernels.
+        await loop.run_in_executor(None, start_alerts, monitor, alerts)
         host = f"[{args.host}]" if ":" in args.host else args.host
         print(f"tracklab-jupyter serving on http://{host}:{bound}/api/system/metrics"
               f"?token={token}", flush=True)

@@ -7,8 +7,9 @@ Prometheus) uses these names. ``docs/METRICS.md`` is generated from this list
 Patterns hold placeholders in braces: ``{gpu}`` (GPU index, host-wide across vendors),
 ``{npu}`` / ``{tpu}`` (NPU, TPU chip index), ``{core}`` (logical CPU),
 ``{mount}`` (mount point, e.g. ``/home``), ``{pid}`` (host process id), ``{mig}`` (MIG device
-index). ``kind`` is ``gauge`` (a level) or ``rate`` (per second; ``counter=True`` means the
-sampler derives it from a cumulative counter).
+index), ``{kernel}`` (a Jupyter kernel id: lower-case hex digits and dashes). ``kind`` is
+``gauge`` (a level) or ``rate`` (per second; ``counter=True`` means the sampler derives it
+from a cumulative counter).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ _PLACEHOLDER_RE = {
     "mig": r"\d+",
     "pid": r"\d+",
     "mount": r"/.*?",
+    "kernel": r"[0-9a-f][0-9a-f-]{0,63}",
 }
 
 
@@ -193,6 +195,22 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _m("tree.gpu_mem_bytes", "B", "gauge",
        "Accelerator memory (GPUs of any vendor, NPUs) used by a run's process tree (matched "
        "by pid; absent in a container with its own pid namespace)"),
+    # Jupyter kernels: each kernel's process tree (docs/KERNELS.md)
+    _m("kernel.{kernel}.cpu_pct", "%", "gauge",
+       "CPU used by a kernel's process tree (the kernel and its children), in percent of one "
+       "core"),
+    _m("kernel.{kernel}.rss_bytes", "B", "gauge", "Resident memory of a kernel's process tree"),
+    _m("kernel.{kernel}.uss_bytes", "B", "gauge",
+       "Memory only the kernel's processes hold (private pages; read every 30 s)"),
+    _m("kernel.{kernel}.threads", "", "gauge", "Threads in a kernel's process tree"),
+    _m("kernel.{kernel}.procs", "", "gauge", "Processes in a kernel's process tree"),
+    _m("kernel.{kernel}.gpu_mem_bytes", "B", "gauge",
+       "Accelerator memory (GPUs of any vendor, NPUs) used by a kernel's process tree "
+       "(matched by pid; absent in a container with its own pid namespace)"),
+    _m("kernel.{kernel}.gpu.{gpu}.mem_used_bytes", "B", "gauge",
+       "Memory of one GPU used by a kernel's process tree"),
+    _m("kernel.{kernel}.npu.{npu}.mem_used_bytes", "B", "gauge",
+       "Memory of one NPU used by a kernel's process tree"),
     # The sampler itself
     _m("tracklab.sample_ms", "ms", "gauge", "Wall time of the last sample"),
     _m("tracklab.sample_cpu_ms", "ms", "gauge", "CPU time the sampler spent on the last sample"),
@@ -209,6 +227,7 @@ GROUPS: dict[str, str] = {
     "npu": "NPUs (Huawei Ascend)",
     "tpu": "TPUs (Google)",
     "tree": "A run's process tree (run metrics)",
+    "kernel": "Jupyter kernels (per kernel process tree)",
     "tracklab": "The sampler",
 }
 
@@ -245,7 +264,8 @@ def render_markdown() -> str:
         "",
         "Names are dotted, lower case, unit last. Placeholders: `{gpu}` GPU index (host-wide, "
         "across vendors), `{npu}` NPU index, `{tpu}` TPU chip index, `{core}` logical CPU, "
-        "`{mount}` mount point, `{pid}` host process id, `{mig}` MIG device index. "
+        "`{mount}` mount point, `{pid}` host process id, `{mig}` MIG device index, "
+        "`{kernel}` Jupyter kernel id. "
         "A metric the machine cannot report is absent, not zero. `rate` metrics marked "
         "*counter* are computed by the sampler from cumulative counters over the real elapsed "
         "time. In Prometheus output dots become underscores. For accelerators, *vendors* "

@@ -9,6 +9,7 @@ records. It is stopped at exit, so a recording script flushes its last samples.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 from tracklab_jupyter.monitor import Monitor, MonitorConfig
 from tracklab_jupyter.store.paths import resolve_data_dir
 from tracklab_jupyter.threads import name_os_thread
+
+log = logging.getLogger("tracklab_jupyter.kernel")
 
 _lock = threading.Lock()
 _monitor: Monitor | None = None
@@ -52,6 +55,21 @@ def _start(monitor: Monitor) -> None:
     # Monitor.start also runs on callers' own threads: name only this one.
     name_os_thread()
     monitor.start()
+    _start_alerts(monitor)
+
+
+def _start_alerts(monitor: Monitor) -> None:
+    """Alert on this host where the kernel records it itself (VS Code, a plain kernel):
+    the host rules run only while this process is the recorder, so the widget can show a
+    banner with no server. Settings: ``$TRACKLAB_ALERTS`` (JSON, docs/ALERTS.md)."""
+    from tracklab_jupyter.alerts import settings_from_env, start_alerts
+
+    try:
+        settings = settings_from_env(os.environ)
+    except ValueError as exc:
+        log.warning("tracklab: alerts off in this kernel: %s", exc)
+        return
+    start_alerts(monitor, settings)
 
 
 def stop_kernel_monitor() -> None:

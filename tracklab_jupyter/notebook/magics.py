@@ -12,7 +12,10 @@ from typing import Any
 USAGE = """\
 %tracklab                     show the live panel
 %tracklab status              recorder or reader, data dir, interval, GPUs seen
-%tracklab cells on|off        print each cell's wall time, CPU, peak RAM and GPU use
+%tracklab cells on [EVERY]    after each cell: wall time, CPU, the kernel's RAM peak and
+                              change, its GPU memory peak and the GPU's use (docs/CELLS.md);
+                              EVERY: how often the kernel's memory is read (default 20ms)
+%tracklab cells off           stop printing per-cell costs
 %tracklab history START [METRIC ...]
                               history as a DataFrame, e.g. %tracklab history -1h gpu.*.util_pct"""
 
@@ -34,14 +37,19 @@ def unload(shell: Any) -> None:
     stop_kernel_monitor()
 
 
-def cells(shell: Any, on: bool) -> None:
+def cells(shell: Any, on: bool, period: float | None = None) -> None:
+    """Turn per-cell costs on (``period``: seconds between the probe's readings) or off."""
     timer = _state["timer"]
     if on and timer is None:
+        from tracklab_jupyter.notebook.cell_probe import DEFAULT_PERIOD_S
         from tracklab_jupyter.notebook.cells import CellTimer
         from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
 
-        timer = _state["timer"] = CellTimer(shell, kernel_monitor())
+        timer = CellTimer(shell, kernel_monitor(), period=period or DEFAULT_PERIOD_S)
+        _state["timer"] = timer
         timer.register()
+    elif on and period is not None:
+        timer.set_period(period)
     elif not on and timer is not None:
         timer.unregister()
         _state["timer"] = None
@@ -86,9 +94,20 @@ def tracklab_magic(line: str) -> Any:
     if command == "status" and not rest:
         print(status_text())
         return None
-    if command == "cells" and rest in (["on"], ["off"]):
-        cells(get_ipython(), rest[0] == "on")
-        print(f"tracklab: per-cell costs {rest[0]}")
+    if command == "cells" and (rest in (["on"], ["off"]) or (len(rest) == 2
+                                                              and rest[0] == "on")):
+        period = None
+        if len(rest) == 2:
+            from tracklab_jupyter.notebook.cell_probe import check_period
+            from tracklab_jupyter.store.timespec import parse_duration
+
+            try:
+                period = check_period(parse_duration(rest[1]))
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        cells(get_ipython(), rest[0] == "on", period)
+        every = f" (kernel memory read every {period * 1000:g} ms)" if period else ""
+        print(f"tracklab: per-cell costs {rest[0]}{every}")
         return None
     if command == "history" and rest:
         import tracklab

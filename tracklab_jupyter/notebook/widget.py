@@ -7,6 +7,9 @@ Works with or without the server extension (JupyterLab, Notebook 7, VS Code).
 ``tracklab.widget(run=...)`` shows one run (docs/RUNS.md): its header, one chart per logged
 metric (x = step), its process tree, and the host panels from the run's start. The run's
 data comes from the store; live changes from the monitor's run watcher, through the feed.
+
+Both views show a banner while alerts are active (issue 15): the feed sends the active
+ones when the view starts (an ``alerts`` message) and every change after as an ``event``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import traitlets
 from tracklab_jupyter.accelerators.registry import card_facts, devices_in
 from tracklab_jupyter.monitor import Monitor
 from tracklab_jupyter.notebook.columns import StepColumns, table_columns, to_columns
+from tracklab_jupyter.notebook.feed import json_safe
 from tracklab_jupyter.notebook.feed_widget import FeedWidget, bundle
 from tracklab_jupyter.sampler.hub import RUN, RUN_METRICS
 from tracklab_jupyter.sampler.sample import Sample
@@ -80,6 +84,7 @@ class MonitorWidget(FeedWidget):
         self.status = f"live · {monitor.role} · every {monitor.interval:g} s"
         self.ready = True
         self._feed.add(self)
+        self._feed.request_alerts(self)
 
     # -- a run ---------------------------------------------------------------------------
     def _start_run_view(self) -> None:
@@ -134,6 +139,7 @@ class MonitorWidget(FeedWidget):
                            f"run on {node}: history only" if not here else
                            f"run {run['state']} · {_clock(since)}–{_clock(until)}")
             self.ready = True
+        self._feed.request_alerts(self)
 
     def run_items(self, items: list[tuple[str, Any]]) -> None:
         """Live run changes and metrics from the feed (its thread): sent now, or kept for
@@ -293,17 +299,6 @@ def _frame_samples(frame: Any) -> list[Sample]:
 
 def _clock(t: float) -> str:
     return time.strftime("%H:%M", time.localtime(t))
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities as None (JSON has neither)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _run_id(run: Any) -> str:

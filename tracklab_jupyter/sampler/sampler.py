@@ -70,6 +70,8 @@ class Sampler:
         # One tracker per collector: a tracker forgets the counters a call does not name.
         self._slow_rates = {c.name: RateTracker() for c in self.collectors}
         self._slow_values: dict[str, dict[str, float]] = {}
+        # Values handed in by other threads (the kernel tracker), for the next sample only.
+        self._next_values: dict[str, float] = {}
         self._slow_lock = threading.Lock()
         self._watcher = HardwareWatcher()
         self._failed: set[tuple[str, str]] = set()
@@ -94,6 +96,13 @@ class Sampler:
 
     def add_event_sink(self, sink: Callable[[Event], None]) -> None:
         self._event_sinks.append(sink)
+
+    def merge_into_next(self, metrics: dict[str, float]) -> None:
+        """Add ``metrics`` to the next sample only (values read at a slower cadence by
+        another thread). They share that sample's time and row, so stored history gets no
+        rows holding only them, and readers of the live sample see them as they come."""
+        with self._slow_lock:
+            self._next_values.update(metrics)
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -181,6 +190,9 @@ class Sampler:
         with self._slow_lock:
             for values in self._slow_values.values():
                 metrics.update(values)
+            if self._next_values:
+                metrics.update(self._next_values)
+                self._next_values = {}
         # A value a source could not really read (NaN, inf) is absent, like any other.
         metrics = {k: float(v) for k, v in metrics.items() if isfinite(v)}
         if self._count:

@@ -86,8 +86,8 @@ class TrackLab(ExtensionApp, LimitSettings):
                                       "(CPU, memory, threads, accelerator memory), 0.5 to "
                                       "3600.").tag(config=True)
     alerts = Dict(help="Alert rules, by name, each a dict of its settings; "
-                       "{'memory': {'enabled': False}} turns one off. See docs/ALERTS.md."
-                  ).tag(config=True)
+                       "{'memory': {'enabled': False}} turns one off. See docs/ALERTS.md. "
+                       "Env: TRACKLAB_ALERTS (JSON).").tag(config=True)
 
     @default("cluster")
     def _default_cluster(self) -> str:
@@ -131,14 +131,16 @@ class TrackLab(ExtensionApp, LimitSettings):
                 logging.getLogger("tracklab_jupyter").setLevel(level)
             else:
                 self.log.warning("tracklab: ignoring unknown log level %r", self.log_level_name)
-        from tracklab_jupyter.alerts import parse_alert_settings
+        from tracklab_jupyter.alerts import parse_alert_settings, settings_from_env
         from tracklab_jupyter.kernels import check_kernel_interval
 
         try:
             config = self.monitor_config()
             self.settings[LIMITS_KEY] = Limits.from_settings(
                 **{name: getattr(self, name) for name in Limits.names()})
-            self._alert_settings = parse_alert_settings(self.alerts, source="c.TrackLab.alerts")
+            self._alert_settings = (
+                parse_alert_settings(self.alerts, source="c.TrackLab.alerts") if self.alerts
+                else settings_from_env(os.environ))
             check_kernel_interval(self.kernel_interval, source="c.TrackLab.kernel_interval")
         except ValueError as exc:
             reason = f"invalid configuration: {exc}"

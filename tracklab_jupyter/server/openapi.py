@@ -256,7 +256,7 @@ SCHEMAS: dict[str, Any] = {
                    "properties": {"type": {"enum": [
                        "hello", "subscribed", "pong", "error", "system_metrics",
                        "hardware_update", "node_status", "cluster_metrics", "run_update",
-                       "metric_update"]},
+                       "metric_update", "kernels", "alert"]},
                        "data": {}, "time": {"type": "number"}, "node": {"type": "string"}}},
     "WsHello": {"type": "object", "required": ["version", "node", "interval_s", "topics"],
                 "properties": {"version": {"type": "string"}, "node": {"type": "string"},
@@ -288,6 +288,12 @@ SCHEMAS: dict[str, Any] = {
                                       "Rows left out for a client too slow to take them "
                                       "all: reload api/runs/{id}/metrics for every "
                                       "value")}}}]},
+    "WsKernels": {"type": "object", "required": ["time", "node", "kernels"],
+                  "description": "Each kernel pass of the server's kernel tracker: the body "
+                                 "of `api/kernels`",
+                  "properties": {"time": {"type": ["number", "null"]},
+                                 "node": {"type": "string"},
+                                 "kernels": {"type": "array", "items": {"type": "object"}}}},
     "WsError": _ref("Error"),
     "WsClientMessage": {"oneOf": [
         {"type": "object", "required": ["type"],
@@ -351,21 +357,25 @@ def _websocket(limits: Limits) -> dict[str, Any]:
         "description": (
             "Upgrade to a WebSocket (authenticated like every path). Every message is a "
             "`WsEnvelope`; `data` follows `WsHello`, `WsSystemMetrics`, `WsHardwareUpdate`, "
-            "`WsNodeStatus`, `WsClusterMetrics`, `WsRunUpdate`, `WsMetricUpdate` or "
-            "`WsError` by `type`. Clients send `WsClientMessage`s (at most "
+            "`WsNodeStatus`, `WsClusterMetrics`, `WsRunUpdate`, `WsMetricUpdate`, "
+            "`WsKernels` (type `kernels`), `WsAlert` (type `alert`) or `WsError` by "
+            "`type`. Clients send `WsClientMessage`s (at most "
             f"{limits.max_patterns} metric patterns per subscription, max_patterns). "
-            "Default topics: system_metrics and hardware_update. At most "
+            "Default topics: system_metrics, hardware_update and alerts (topic `alerts` "
+            "sends `alert` frames; topic `kernels` sends `kernels` frames). At most "
             f"{limits.max_ws_connections} connections at once (max_ws_connections); more "
             "are refused with 503. A plain HTTP request gets 426. Frames waiting for a "
             "slow client are coalesced (newest sample, cluster frame and hardware state; "
-            "each run's and node's latest; a run's logged values merged); a client that "
+            "each run's, node's and alert's latest, the newest kernel pass; a run's logged "
+            "values merged); a client that "
             "falls further behind is closed with code 1013 and reconnects."),
         "messages": {
             "server": {k: _ref(v) for k, v in {
                 "hello": "WsHello", "system_metrics": "WsSystemMetrics",
                 "hardware_update": "WsHardwareUpdate", "node_status": "WsNodeStatus",
                 "cluster_metrics": "WsClusterMetrics", "run_update": "WsRunUpdate",
-                "metric_update": "WsMetricUpdate", "error": "WsError"}.items()},
+                "metric_update": "WsMetricUpdate", "kernels": "WsKernels",
+                "alert": "WsAlert", "error": "WsError"}.items()},
             "client": _ref("WsClientMessage")}}
 
 

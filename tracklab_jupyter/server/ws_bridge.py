@@ -15,7 +15,6 @@ from typing import Any
 
 from tornado import httputil, web, websocket
 
-from tracklab_jupyter.sampler.hub import CLUSTER, EVENT, NODE, RUN, RUN_METRICS, SAMPLE
 from tracklab_jupyter.server.limits import Limits
 from tracklab_jupyter.server.metric_filter import compiler
 from tracklab_jupyter.server.serving import (
@@ -24,7 +23,12 @@ from tracklab_jupyter.server.serving import (
     limits_of,
     scrub_uri,
 )
-from tracklab_jupyter.server.ws_protocol import CLOSE_TOO_SLOW, MAX_MESSAGE_BYTES, WsSession
+from tracklab_jupyter.server.ws_protocol import (
+    CLOSE_TOO_SLOW,
+    HUB_TOPICS,
+    MAX_MESSAGE_BYTES,
+    WsSession,
+)
 
 #: App setting holding the :class:`WsConnections` of one server.
 WS_CONNECTIONS_KEY = "tracklab_ws_connections"
@@ -65,8 +69,7 @@ class WsBridge:
         self._scheduled = False
         self.session = WsSession(monitor, self._write, limits, on_too_slow=self._too_slow,
                                  offload=self._offload)
-        self._sub = monitor.hub.subscribe((SAMPLE, EVENT, RUN, RUN_METRICS, CLUSTER, NODE),
-                                          notify=self._wake)
+        self._sub = monitor.hub.subscribe(HUB_TOPICS, notify=self._wake)
         self.session.open()
 
     def _write(self, text: str) -> Any:
@@ -100,7 +103,10 @@ class WsBridge:
         # Called on the sampler thread: schedule one drain, never do work here.
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon_threadsafe(self._drain)
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the server's loop closed before this socket did
+                self._sub.close()
 
     def _drain(self) -> None:
         self._scheduled = False

@@ -23,6 +23,11 @@ one entry per key, and a newer frame for a key replaces (or merges into) the wai
   :data:`MAX_PENDING_VALUES` values; past that the oldest rows of the run are left out and
   its next frame says ``"dropped": N`` (rows left out): a client that needs every value
   reloads ``api/runs/{id}/metrics`` (the labextension keeps the newest values as they come).
+- ``kernels``: one entry, newest wins (each pass lists every kernel).
+- ``alert``: one entry per alert key, newest wins: a waiting ``alert`` replaced by its
+  ``alert_resolved`` leaves the client the alert's final state (counted in
+  ``frames_coalesced``; ``api/alerts`` has every event). Alert events are rare and never
+  dropped otherwise: past the limit below the client is closed, as for every frame.
 - ``hello``, ``subscribed``, ``pong``, ``error``: one entry each, newest wins.
 
 At most :data:`MAX_PENDING_FRAMES` entries wait (more than one hub drain can bring for a
@@ -40,16 +45,22 @@ from collections.abc import Callable
 from typing import Any
 
 from tracklab_jupyter._version import __version__
+from tracklab_jupyter.alerts.book import KINDS as ALERT_KINDS
+from tracklab_jupyter.alerts.store_view import with_kernels
 from tracklab_jupyter.monitor import Monitor
-from tracklab_jupyter.sampler.hub import CLUSTER, EVENT, NODE, RUN, RUN_METRICS, SAMPLE
+from tracklab_jupyter.sampler.hub import CLUSTER, EVENT, KERNELS, NODE, RUN, RUN_METRICS, SAMPLE
 from tracklab_jupyter.sampler.sample import Event, Sample
 from tracklab_jupyter.server.limits import Limits, clip
 from tracklab_jupyter.server.metric_filter import INLINE_PATTERN_CHARS, MetricFilter
 
 # Server message types (hello, subscribed, pong and error are always sent).
 TOPICS = ("system_metrics", "hardware_update", "node_status", "cluster_metrics",
-          "run_update", "metric_update")
-DEFAULT_TOPICS = ("system_metrics", "hardware_update")
+          "run_update", "metric_update", "kernels", "alerts")
+DEFAULT_TOPICS = ("system_metrics", "hardware_update", "alerts")
+#: The hub topics a session takes (what a bridge subscribes to).
+HUB_TOPICS = (SAMPLE, EVENT, RUN, RUN_METRICS, CLUSTER, NODE, KERNELS)
+#: The topic of each frame type whose name differs from its topic's.
+_TOPIC_OF = {"alert": "alerts"}
 CLIENT_TYPES = ("subscribe", "unsubscribe", "ping")
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_INTERVAL_S = 3600.0
@@ -184,6 +195,8 @@ class WsSession:
                 self._offer_cluster(item)
             elif topic == NODE and "node_status" in self.topics:
                 self._queue(("node_status", item["node"]), "node_status", item)
+            elif topic == KERNELS and "kernels" in self.topics:
+                self._queue(("kernels",), "kernels", item, item.get("time"))
 
     def _offer_cluster(self, state: dict[str, Any]) -> None:
         now = time.time()
@@ -195,6 +208,12 @@ class WsSession:
         self._emit("cluster_metrics", {"provider": state["provider"], "nodes": nodes})
 
     def _on_event(self, event: Event) -> None:
+        if event.kind in ALERT_KINDS:
+            # Alerts go out as their own frames, never as a hardware change.
+            if "alerts" in self.topics and isinstance(event.data.get("key"), str):
+                self._queue(("alert", event.data["key"]), "alert",
+                            alert_frame(event, self.monitor), event.time)
+            return
         if "hardware_update" in self.topics:
             data = {"reason": "event", "event": event.to_dict(),
                     "state": self.monitor.hardware_state()}
@@ -296,7 +315,8 @@ class WsSession:
             if topics is not None:
                 self.topics -= set(topics)
                 # Frames of a dropped topic that still wait are not wanted any more.
-                for key in [k for k, e in self._pending.items() if e[0] in topics]:
+                for key in [k for k, e in self._pending.items()
+                            if _TOPIC_OF.get(e[0], e[0]) in topics]:
                     self._pending_values -= self._pending.pop(key)[3]
                 self._emit("subscribed", self._state())
         else:
@@ -395,6 +415,13 @@ class WsSession:
     def _state(self) -> dict[str, Any]:
         return {"topics": sorted(self.topics), "metrics": list(self.globs),
                 "interval_s": self.interval, "runs": sorted(self.runs)}
+
+
+def alert_frame(event: Event, monitor: Any) -> dict[str, Any]:
+    """An ``alert`` frame's data: the event's data with its kind, time and message (a
+    memory alert naming this server's kernels when the recorder could not)."""
+    data = with_kernels({**event.data, "message": event.message}, monitor)
+    return {"kind": event.kind, "time": event.time, **data}
 
 
 # -- coalescing ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"use strict";(self.rspackChunktracklab_jupyter=self.rspackChunktracklab_jupyter||[]).push([[812],{920(e,t,r){var o=r(601),a=r.n(o),l=r(314),n=(r.n(l))()(a());n.push([e.id,`/* ../js/node_modules/uplot/dist/uPlot.min.css */
+"use strict";(self.rspackChunktracklab_jupyter=self.rspackChunktracklab_jupyter||[]).push([[812],{920(e,t,r){var l=r(601),o=r.n(l),a=r(314),n=(r.n(a))()(o());n.push([e.id,`/* ../js/node_modules/uplot/dist/uPlot.min.css */
 .uplot,
 .uplot *,
 .uplot *::before,
@@ -847,4 +847,189 @@ body[data-jp-theme-light=false] .tl-theme {
 .tl-node-spark-none {
   visibility: hidden;
 }
-`,""]),r.d(t,{},{A:n})},314(e){e.exports=function(e){var t=[];return t.toString=function(){return this.map(function(t){var r="",o=void 0!==t[5];return t[4]&&(r+="@supports (".concat(t[4],") {")),t[2]&&(r+="@media ".concat(t[2]," {")),o&&(r+="@layer".concat(t[5].length>0?" ".concat(t[5]):""," {")),r+=e(t),o&&(r+="}"),t[2]&&(r+="}"),t[4]&&(r+="}"),r}).join("")},t.i=function(e,r,o,a,l){"string"==typeof e&&(e=[[null,e,void 0]]);var n={};if(o)for(var i=0;i<this.length;i++){var d=this[i][0];null!=d&&(n[d]=!0)}for(var s=0;s<e.length;s++){var p=[].concat(e[s]);o&&n[p[0]]||(void 0!==l&&(void 0===p[5]||(p[1]="@layer".concat(p[5].length>0?" ".concat(p[5]):""," {").concat(p[1],"}")),p[5]=l),r&&(p[2]&&(p[1]="@media ".concat(p[2]," {").concat(p[1],"}")),p[2]=r),a&&(p[4]?(p[1]="@supports (".concat(p[4],") {").concat(p[1],"}"),p[4]=a):p[4]="".concat(a)),t.push(p))}},t}},601(e){e.exports=function(e){return e[1]}},495(e,t,r){r.r(t);var o=r(72),a=r.n(o),l=r(825),n=r.n(l),i=r(659),d=r.n(i),s=r(56),p=r.n(s),c=r(540),u=r.n(c),f=r(113),g=r.n(f),v=r(920),h={};h.styleTagTransform=g(),h.setAttributes=p(),h.insert=d().bind(null,"head"),h.domAPI=n(),h.insertStyleElement=u(),a()(v.A,h);let m=v.A&&v.A.locals?v.A.locals:void 0;r.d(t,{},{default:m})},72(e){var t=[];function r(e){for(var r=-1,o=0;o<t.length;o++)if(t[o].identifier===e){r=o;break}return r}function o(e,o){for(var a={},l=[],n=0;n<e.length;n++){var i=e[n],d=o.base?i[0]+o.base:i[0],s=a[d]||0,p="".concat(d," ").concat(s);a[d]=s+1;var c=r(p),u={css:i[1],media:i[2],sourceMap:i[3],supports:i[4],layer:i[5]};if(-1!==c)t[c].references++,t[c].updater(u);else{var f=function(e,t){var r=t.domAPI(t);return r.update(e),function(t){t?(t.css!==e.css||t.media!==e.media||t.sourceMap!==e.sourceMap||t.supports!==e.supports||t.layer!==e.layer)&&r.update(e=t):r.remove()}}(u,o);o.byIndex=n,t.splice(n,0,{identifier:p,updater:f,references:1})}l.push(p)}return l}e.exports=function(e,a){var l=o(e=e||[],a=a||{});return function(e){e=e||[];for(var n=0;n<l.length;n++){var i=r(l[n]);t[i].references--}for(var d=o(e,a),s=0;s<l.length;s++){var p=r(l[s]);0===t[p].references&&(t[p].updater(),t.splice(p,1))}l=d}}},659(e){var t={};e.exports=function(e,r){var o=function(e){if(void 0===t[e]){var r=document.querySelector(e);if(window.HTMLIFrameElement&&r instanceof window.HTMLIFrameElement)try{r=r.contentDocument.head}catch(e){r=null}t[e]=r}return t[e]}(e);if(!o)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");o.appendChild(r)}},540(e){e.exports=function(e){var t=document.createElement("style");return e.setAttributes(t,e.attributes),e.insert(t,e.options),t}},56(e,t,r){e.exports=function(e){var t=r.nc;t&&e.setAttribute("nonce",t)}},825(e){e.exports=function(e){if("u"<typeof document)return{update:function(){},remove:function(){}};var t=e.insertStyleElement(e);return{update:function(r){var o,a,l;o="",r.supports&&(o+="@supports (".concat(r.supports,") {")),r.media&&(o+="@media ".concat(r.media," {")),(a=void 0!==r.layer)&&(o+="@layer".concat(r.layer.length>0?" ".concat(r.layer):""," {")),o+=r.css,a&&(o+="}"),r.media&&(o+="}"),r.supports&&(o+="}"),(l=r.sourceMap)&&"u">typeof btoa&&(o+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(l))))," */")),e.styleTagTransform(o,t,e.options)},remove:function(){var e;null===(e=t).parentNode||e.parentNode.removeChild(e)}}}},113(e){e.exports=function(e,t){if(t.styleSheet)t.styleSheet.cssText=e;else{for(;t.firstChild;)t.removeChild(t.firstChild);t.appendChild(document.createTextNode(e))}}}}]);
+.tl-kernels .tl-panel-head {
+  font-weight: 600;
+  display: flex;
+  align-items: baseline;
+  gap: 6px;
+  min-width: 0;
+}
+.tl-kernels-count {
+  font-size: 11px;
+  font-weight: normal;
+  color: var(--tl-fg-dim);
+}
+.tl-kernels-limit {
+  margin-left: auto;
+  font-size: 11px;
+  font-weight: normal;
+  color: var(--tl-fg-dim);
+  font-variant-numeric: tabular-nums;
+  white-space: nowrap;
+}
+.tl-kernels-notes {
+  font-size: 11px;
+  color: var(--tl-fg-dim);
+}
+.tl-kernels-error {
+  font-size: 11px;
+  color: var(--tl-error);
+}
+.tl-kernels-notes[hidden],
+.tl-kernels-error[hidden],
+.tl-empty[hidden] {
+  display: none;
+}
+.tl-kernel-list {
+  display: flex;
+  flex-direction: column;
+  max-height: 360px;
+  overflow-y: auto;
+}
+.tl-kernel {
+  border-top: 1px solid var(--tl-border);
+  padding: 3px 2px 4px;
+  border-radius: 3px;
+  font-size: 12px;
+  display: grid;
+  grid-template-columns: minmax(0, 1fr) 30%;
+  grid-template-areas: "line line" "sub spark" "bar spark";
+  column-gap: 8px;
+  row-gap: 2px;
+  align-items: center;
+}
+.tl-kernel > .tl-kernel-line:first-child {
+  grid-area: line;
+}
+.tl-kernel > .tl-kernel-sub {
+  grid-area: sub;
+}
+.tl-kernel > .tl-kernel-bar {
+  grid-area: bar;
+}
+.tl-kernel > .tl-kernel-spark {
+  grid-area: spark;
+}
+.tl-kernel:first-child {
+  border-top: none;
+}
+.tl-kernel[role=button] {
+  cursor: pointer;
+}
+.tl-kernel[role=button]:hover {
+  background: var(--jp-layout-color2, var(--tl-track));
+}
+.tl-kernel:focus-visible {
+  outline: 1px solid var(--jp-brand-color1);
+  outline-offset: -1px;
+}
+.tl-kernel-line {
+  display: flex;
+  align-items: baseline;
+  gap: 6px;
+  min-width: 0;
+}
+.tl-kernel-sub {
+  font-size: 11px;
+}
+.tl-kernel-dot {
+  --tl-state: var(--jp-ui-font-color2, #757575);
+  flex: none;
+  align-self: center;
+  width: 8px;
+  height: 8px;
+  border-radius: 50%;
+  background: var(--tl-state);
+}
+.tl-kernel[data-state=idle] .tl-kernel-dot {
+  --tl-state: var(--tl-ok);
+}
+.tl-kernel[data-state=busy] .tl-kernel-dot {
+  --tl-state: var(--tl-warn);
+}
+.tl-kernel[data-state=starting] .tl-kernel-dot,
+.tl-kernel[data-state=restarting] .tl-kernel-dot {
+  --tl-state: var(--tl-c1);
+}
+.tl-kernel[data-state=dead] .tl-kernel-dot {
+  --tl-state: var(--tl-error);
+}
+.tl-kernel-name {
+  font-weight: 600;
+  flex: 1;
+  min-width: 0;
+  overflow: hidden;
+  text-overflow: ellipsis;
+  white-space: nowrap;
+}
+.tl-kernel-state {
+  font-size: 11px;
+  color: var(--tl-fg-dim);
+  white-space: nowrap;
+}
+.tl-kernel[data-state=dead] .tl-kernel-state {
+  color: var(--tl-error);
+}
+.tl-kernel-cpu {
+  font-variant-numeric: tabular-nums;
+  white-space: nowrap;
+  min-width: 6.5em;
+  text-align: right;
+}
+.tl-kernel-mem {
+  font-variant-numeric: tabular-nums;
+  white-space: nowrap;
+  overflow: hidden;
+  text-overflow: ellipsis;
+  min-width: 0;
+}
+.tl-kernel[data-sampled=false] .tl-kernel-mem {
+  color: var(--tl-fg-dim);
+  font-style: italic;
+}
+.tl-kernel-gpu {
+  margin-left: auto;
+  font-variant-numeric: tabular-nums;
+  white-space: nowrap;
+}
+.tl-kernel-bar {
+  height: 3px;
+  border-radius: 2px;
+  background: var(--jp-layout-color2, var(--tl-track));
+  overflow: hidden;
+}
+.tl-kernel-bar[hidden] {
+  display: none;
+}
+.tl-kernel-bar-fill {
+  height: 100%;
+  width: 0;
+  background: var(--tl-c1);
+  transition: width 0.3s ease-out;
+}
+.tl-kernel-bar[data-level=warn] .tl-kernel-bar-fill {
+  background: var(--tl-warn);
+}
+.tl-kernel-bar[data-level=error] .tl-kernel-bar-fill {
+  background: var(--tl-error);
+}
+.tl-kernel-spark {
+  width: 100%;
+  height: 20px;
+  display: block;
+  align-self: end;
+  background: var(--jp-layout-color2, var(--tl-track));
+  border-radius: 2px;
+}
+.tl-kernel-spark path {
+  fill: none;
+  stroke: var(--tl-c3);
+  stroke-width: 1.25;
+  stroke-linejoin: round;
+}
+@media (prefers-reduced-motion: reduce) {
+  .tl-kernel-bar-fill {
+    transition: none;
+  }
+}
+`,""]),r.d(t,{},{A:n})},314(e){e.exports=function(e){var t=[];return t.toString=function(){return this.map(function(t){var r="",l=void 0!==t[5];return t[4]&&(r+="@supports (".concat(t[4],") {")),t[2]&&(r+="@media ".concat(t[2]," {")),l&&(r+="@layer".concat(t[5].length>0?" ".concat(t[5]):""," {")),r+=e(t),l&&(r+="}"),t[2]&&(r+="}"),t[4]&&(r+="}"),r}).join("")},t.i=function(e,r,l,o,a){"string"==typeof e&&(e=[[null,e,void 0]]);var n={};if(l)for(var i=0;i<this.length;i++){var d=this[i][0];null!=d&&(n[d]=!0)}for(var s=0;s<e.length;s++){var p=[].concat(e[s]);l&&n[p[0]]||(void 0!==a&&(void 0===p[5]||(p[1]="@layer".concat(p[5].length>0?" ".concat(p[5]):""," {").concat(p[1],"}")),p[5]=a),r&&(p[2]&&(p[1]="@media ".concat(p[2]," {").concat(p[1],"}")),p[2]=r),o&&(p[4]?(p[1]="@supports (".concat(p[4],") {").concat(p[1],"}"),p[4]=o):p[4]="".concat(o)),t.push(p))}},t}},601(e){e.exports=function(e){return e[1]}},495(e,t,r){r.r(t);var l=r(72),o=r.n(l),a=r(825),n=r.n(a),i=r(659),d=r.n(i),s=r(56),p=r.n(s),c=r(540),u=r.n(c),f=r(113),g=r.n(f),v=r(920),h={};h.styleTagTransform=g(),h.setAttributes=p(),h.insert=d().bind(null,"head"),h.domAPI=n(),h.insertStyleElement=u(),o()(v.A,h);let m=v.A&&v.A.locals?v.A.locals:void 0;r.d(t,{},{default:m})},72(e){var t=[];function r(e){for(var r=-1,l=0;l<t.length;l++)if(t[l].identifier===e){r=l;break}return r}function l(e,l){for(var o={},a=[],n=0;n<e.length;n++){var i=e[n],d=l.base?i[0]+l.base:i[0],s=o[d]||0,p="".concat(d," ").concat(s);o[d]=s+1;var c=r(p),u={css:i[1],media:i[2],sourceMap:i[3],supports:i[4],layer:i[5]};if(-1!==c)t[c].references++,t[c].updater(u);else{var f=function(e,t){var r=t.domAPI(t);return r.update(e),function(t){t?(t.css!==e.css||t.media!==e.media||t.sourceMap!==e.sourceMap||t.supports!==e.supports||t.layer!==e.layer)&&r.update(e=t):r.remove()}}(u,l);l.byIndex=n,t.splice(n,0,{identifier:p,updater:f,references:1})}a.push(p)}return a}e.exports=function(e,o){var a=l(e=e||[],o=o||{});return function(e){e=e||[];for(var n=0;n<a.length;n++){var i=r(a[n]);t[i].references--}for(var d=l(e,o),s=0;s<a.length;s++){var p=r(a[s]);0===t[p].references&&(t[p].updater(),t.splice(p,1))}a=d}}},659(e){var t={};e.exports=function(e,r){var l=function(e){if(void 0===t[e]){var r=document.querySelector(e);if(window.HTMLIFrameElement&&r instanceof window.HTMLIFrameElement)try{r=r.contentDocument.head}catch(e){r=null}t[e]=r}return t[e]}(e);if(!l)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");l.appendChild(r)}},540(e){e.exports=function(e){var t=document.createElement("style");return e.setAttributes(t,e.attributes),e.insert(t,e.options),t}},56(e,t,r){e.exports=function(e){var t=r.nc;t&&e.setAttribute("nonce",t)}},825(e){e.exports=function(e){if("u"<typeof document)return{update:function(){},remove:function(){}};var t=e.insertStyleElement(e);return{update:function(r){var l,o,a;l="",r.supports&&(l+="@supports (".concat(r.supports,") {")),r.media&&(l+="@media ".concat(r.media," {")),(o=void 0!==r.layer)&&(l+="@layer".concat(r.layer.length>0?" ".concat(r.layer):""," {")),l+=r.css,o&&(l+="}"),r.media&&(l+="}"),r.supports&&(l+="}"),(a=r.sourceMap)&&"u">typeof btoa&&(l+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(a))))," */")),e.styleTagTransform(l,t,e.options)},remove:function(){var e;null===(e=t).parentNode||e.parentNode.removeChild(e)}}}},113(e){e.exports=function(e,t){if(t.styleSheet)t.styleSheet.cssText=e;else{for(;t.firstChild;)t.removeChild(t.firstChild);t.appendChild(document.createTextNode(e))}}}}]);
