@@ -1,8 +1,9 @@
-"""Benchmark: what reading many kernels' process trees costs, against the naive way.
+"""Benchmark: what tracking kernels costs: reading their process trees (against the naive
+ways), and a real Jupyter server tracking 20 real kernels.
 
-Starts N real kernel-like process trees (a Python process with 6 sleeping threads, as an
-ipykernel has, and 2 forked children, as DataLoader workers are) for N = 1, 20 and 100, and
-prints for this machine:
+Phase A (``--no-server`` runs only it): starts N real kernel-like process trees (a Python
+process with 6 sleeping threads, as an ipykernel has, and 2 forked children, as DataLoader
+workers are) for N = 1, 20 and 100, and prints for this machine:
   - CPU time (this thread) and wall time of one ``ProcessTrees.read()`` of all N trees, and
     per tree, median of many reads, in each of its modes: members only (no fork since the
     last listing, or within ``relist_interval``), re-listed through the children files on
@@ -534,7 +535,7 @@ def report_server(ours: Figures, base: Figures, n: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--seconds", type=float, default=None,
                         help=f"each real-time window: phase A's (default {PHASE_A_SECONDS:g}) "
                              f"and phase B's (default {PHASE_B_SECONDS:g})")

@@ -5,6 +5,7 @@ utilisation moves from the first second."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 SHIM = Path(__file__).parent / "shim"
+TRACKLAB_WS = re.compile(r".*/tracklab/ws.*")
 
 
 def free_port() -> int:
@@ -100,12 +102,41 @@ def widen_sidebar(page, px: int) -> None:
     page.mouse.up()
 
 
+def new_page(browser, errors: list[str], width: int = 1400, height: int = 1000):
+    """A new page whose uncaught errors are appended to ``errors``."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page
+
+
+def break_websocket(page) -> None:
+    """As a proxy that breaks WebSockets would: every tracklab socket the page opens from
+    now on is closed at once."""
+    page.route_web_socket(TRACKLAB_WS, lambda ws: ws.close())
+
+
+def record_requests(page, part: str) -> list[str]:
+    """The URLs of the page's requests from now on that contain ``part``, as they are made."""
+    urls: list[str] = []
+    page.on("request", lambda r: urls.append(r.url) if part in r.url else None)
+    return urls
+
+
+@contextmanager
+def screenshot_on_failure(page, path: Path) -> Iterator[None]:
+    """A screenshot of ``page`` at ``path`` when the block fails; the failure goes on."""
+    try:
+        yield
+    except Exception:
+        page.screenshot(path=str(path))
+        raise
+
+
 def run_first_cell(browser, url: str, width: int = 1400, height: int = 1000):
     """Open the notebook at ``url`` in a new page, wait until its kernel is connected and
     idle (the status bar says so), run its first cell; returns ``(page, page_errors)``."""
-    page = browser.new_page(viewport={"width": width, "height": height})
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    page = new_page(browser, errors, width, height)
     page.goto(url)
     page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
     page.locator(".jp-Cell .jp-InputArea-editor").first.click()

@@ -6,7 +6,6 @@ load is reported as the kernel's own pid."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,8 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from jupyter_client.manager import KernelManager
-from test_kernel import SHIM, Kernel
+from test_kernel import Kernel
 from wakeups import wake_ups_over
 
 from tracklab_jupyter.metrics.units import format_bytes
@@ -209,18 +207,8 @@ class CellKernel(Kernel):
     def __init__(self, tmp_path: Path) -> None:
         self.kernel_id = str(uuid.uuid4())
         self.data_dir = tmp_path / "data"
-        env = {**os.environ, "TRACKLAB_DATA_DIR": str(self.data_dir),
-               "TRACKLAB_INTERVAL": "0.2", "TRACKLAB_FAKE_NVML_GPUS": "2",
-               "JPY_SESSION_NAME": "work/train.ipynb", "PYTHONPATH": os.pathsep.join(
-                   [str(SHIM), os.environ.get("PYTHONPATH", "")])}
-        self.km = KernelManager(kernel_name="python3")
-        self.km.connection_file = str(tmp_path / f"kernel-{self.kernel_id}.json")
-        self.km.kernel_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f",
-                              "{connection_file}"]
-        self.km.start_kernel(env=env)
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=60)
+        super().__init__(self.data_dir, extra_env={"JPY_SESSION_NAME": "work/train.ipynb"},
+                         connection_file=tmp_path / f"kernel-{self.kernel_id}.json")
 
     def last(self) -> dict:
         """The figures of the cell run before this call."""

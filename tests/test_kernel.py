@@ -20,11 +20,17 @@ SHIM = Path(__file__).parent / "shim"
 
 
 class Kernel:
-    def __init__(self, data_dir: Path) -> None:
+    """An IPython kernel with two replayed H200s, storing under ``data_dir``; ``extra_env``
+    goes over its environment, ``connection_file`` names its connection file."""
+
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None,
+                 connection_file: Path | None = None) -> None:
         env = {**os.environ, "TRACKLAB_DATA_DIR": str(data_dir), "TRACKLAB_INTERVAL": "0.2",
                "TRACKLAB_FAKE_NVML_GPUS": "2", "PYTHONPATH": os.pathsep.join(
-                   [str(SHIM), os.environ.get("PYTHONPATH", "")])}
+                   [str(SHIM), os.environ.get("PYTHONPATH", "")]), **(extra_env or {})}
         self.km = KernelManager(kernel_name="python3")
+        if connection_file is not None:
+            self.km.connection_file = str(connection_file)
         self.km.kernel_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f",
                               "{connection_file}"]
         self.km.start_kernel(env=env)

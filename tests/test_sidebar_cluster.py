@@ -19,7 +19,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from jupyterlab_process import jupyterlab, widen_sidebar
+from jupyterlab_process import (
+    break_websocket,
+    jupyterlab,
+    new_page,
+    record_requests,
+    screenshot_on_failure,
+    widen_sidebar,
+)
 
 distributed = pytest.importorskip("distributed")
 
@@ -97,23 +104,17 @@ def test_cluster_nodes_in_the_sidebar_live(tmp_path, browser):
 
         load = client.submit(busy, 6, workers=[shown_address], pure=False)
 
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
         errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        requests: list[str] = []
-        page.on("request", lambda r: requests.append(r.url) if "/tracklab/api/" in r.url
-                else None)
+        page = new_page(browser, errors, height=1100)
+        requests = record_requests(page, "/tracklab/api/")
         sent: list[str] = []
         page.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(str(f))))
         open_sidebar(page, base)
-        try:
+        with screenshot_on_failure(page, tmp_path / "failed.png"):
             page.locator(f'{SECTION}[data-mode="cluster"][data-nodes="4"]').wait_for(
                 timeout=60_000)
             page.locator(f'{SIDE} .tl-sideroot[data-transport="websocket"]').wait_for(
                 timeout=30_000)
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failed.png"))
-            raise
 
         # header: provider and address, totals and use
         section = page.locator(SECTION)
@@ -190,7 +191,7 @@ def test_cluster_nodes_in_the_sidebar_live(tmp_path, browser):
         os.kill(pids[victim_address], signal.SIGKILL)
         os.kill(pids[hung_address], signal.SIGSTOP)
         stack.callback(os.kill, pids[hung_address], signal.SIGCONT)
-        try:
+        with screenshot_on_failure(page, tmp_path / "failed.png"):
             page.wait_for_function(
                 f"() => window.__tlStates.some(([n, s]) => n === '{victim}' && s === 'offline')",
                 timeout=10_000)
@@ -198,9 +199,6 @@ def test_cluster_nodes_in_the_sidebar_live(tmp_path, browser):
                                                                          timeout=10_000)
             page.locator(f'{row(victim)}[data-state="online"]').wait_for(state="attached",
                                                                          timeout=15_000)
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failed.png"))
-            raise
         states = page.evaluate("window.__tlStates")
         offline_s = next(t for n, s, t in states if n == victim and s == "offline") - t_kill
         assert offline_s / 1000 < 10, states
@@ -247,10 +245,8 @@ def test_cluster_nodes_in_the_sidebar_live(tmp_path, browser):
 
         # a proxy that breaks WebSockets: hidden and shown again, the panel reconnects, is
         # refused, and the rows follow api/cluster/metrics polls
-        page.route_web_socket(re.compile(r".*/tracklab/ws.*"), lambda ws: ws.close())
-        polled: list[str] = []
-        page.on("request", lambda r: polled.append(r.url)
-                if "/tracklab/api/cluster/metrics" in r.url else None)
+        break_websocket(page)
+        polled = record_requests(page, "/tracklab/api/cluster/metrics")
         tab = page.locator(f'.jp-SideBar.jp-mod-left [data-id="{SIDE[1:]}"]')
         tab.click()
         page.locator(f'{SIDE} .tl-sideroot[data-state="paused"]').wait_for(state="attached",

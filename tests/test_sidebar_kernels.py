@@ -19,7 +19,15 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from jupyterlab_process import jupyterlab, open_side_panel, widen_sidebar
+from jupyterlab_process import (
+    break_websocket,
+    jupyterlab,
+    new_page,
+    open_side_panel,
+    record_requests,
+    screenshot_on_failure,
+    widen_sidebar,
+)
 
 TOKEN = "sidebar-kernels-token"
 BASE_URL = "/user/carol/"
@@ -153,23 +161,18 @@ def test_kernels_section_lists_sorts_by_memory_and_opens_notebooks(lab, browser)
     b = start_notebook_kernel(base, "work/b.ipynb")
     tracked(base, {a, b})
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    requests: list[str] = []
-    page.on("request", lambda r: requests.append(r.url) if "/tracklab/api/" in r.url else None)
+    page = new_page(browser, errors)
+    requests = record_requests(page, "/tracklab/api/")
     frames: list[str] = []  # `kernels` frames the sidebar's socket received
     page.on("websocket", lambda ws: ws.on(
         "framereceived", lambda f: frames.append(f) if '"type": "kernels"' in str(f) else None))
     open_sidebar(page, base)
-    try:
+    with screenshot_on_failure(page, tmp_path / "failed.png"):
         page.locator(row(a)).wait_for(timeout=30_000)
         page.locator(row(b)).wait_for(timeout=30_000)
         page.locator(f'{SIDE} .tl-sideroot[data-transport="websocket"]').wait_for(
             timeout=30_000)
-    except Exception:
-        page.screenshot(path=str(tmp_path / "failed.png"))
-        raise
     section = page.locator(SECTION)
     assert section.get_attribute("data-kernels") == "2"
     assert not page.locator(f"{SECTION} [data-field=kernels-empty]").is_visible()
@@ -231,9 +234,8 @@ def test_kernels_section_lists_sorts_by_memory_and_opens_notebooks(lab, browser)
     page.close()
 
     # a proxy that breaks WebSockets: the list follows by re-polling api/kernels
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.route_web_socket(re.compile(r".*/tracklab/ws.*"), lambda ws: ws.close())
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    page = new_page(browser, errors)
+    break_websocket(page)
     open_sidebar(page, base)
     page.locator(f'{SIDE} .tl-sideroot[data-transport="polling"]').wait_for(timeout=30_000)
     page.locator(row(small)).wait_for(timeout=30_000)
@@ -252,9 +254,8 @@ def test_kernel_death_and_memory_alerts_are_lab_notifications(lab, browser):
     victim = start_notebook_kernel(base, "doomed.ipynb")
     pid = tracked(base, {victim})[victim]["pid"]
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    page = new_page(browser, errors)
     # the sidebar stays closed: notifications do not need it
     page.goto(f"{base}lab?token={TOKEN}")
     page.locator('.jp-SideBar.jp-mod-left [data-id="tracklab-monitor"]').wait_for(
@@ -299,8 +300,7 @@ def test_kernel_death_and_memory_alerts_are_lab_notifications(lab, browser):
         # muted in the settings (client side): the server still raises it, no notification
         rest(base, "lab/api/settings/tracklab-jupyter:plugin", "PUT",
              {"raw": json.dumps({"mutedAlertRules": ["memory"]})})
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        page = new_page(browser, errors)
         page.goto(f"{base}lab?token={TOKEN}")
         page.wait_for_function(
             "() => performance.getEntriesByType('resource').some((e) => "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import select
 import shutil
 import signal
@@ -21,7 +20,14 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-from jupyterlab_process import jupyterlab, open_side_panel, widen_sidebar
+from jupyterlab_process import (
+    break_websocket,
+    jupyterlab,
+    new_page,
+    open_side_panel,
+    screenshot_on_failure,
+    widen_sidebar,
+)
 
 ROOT = Path(__file__).parent.parent
 TOKEN = "sidebar-runs-token"
@@ -101,9 +107,8 @@ def test_runs_in_the_sidebar_live(tmp_path, browser):
         trainers: list[Trainer] = []
         stack.callback(lambda: [t.kill() for t in trainers])
 
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
         errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        page = new_page(browser, errors, height=1100)
         requests: list[tuple[str, str]] = []
         page.on("request", lambda r: requests.append((r.method, r.url))
                 if "/tracklab/api/runs" in r.url else None)
@@ -123,11 +128,8 @@ def test_runs_in_the_sidebar_live(tmp_path, browser):
         # a training script starts: its row appears, running, and its loss falls
         first = Trainer(tmp_path, "first-run")
         trainers.append(first)
-        try:
+        with screenshot_on_failure(page, tmp_path / "failed.png"):
             wait_state(page, first.id, "running", 15_000)
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failed.png"))
-            raise
         r1 = page.locator(row(first.id))
         loss = r1.locator('[data-run-metric="loss"]')
         loss.wait_for(timeout=10_000)
@@ -226,9 +228,8 @@ def test_runs_in_the_sidebar_live(tmp_path, browser):
         page.close()
 
         # a proxy that breaks WebSockets: the runs list follows by REST polling
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.route_web_socket(re.compile(r".*/tracklab/ws.*"), lambda ws: ws.close())
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        page = new_page(browser, errors, height=1100)
+        break_websocket(page)
         open_sidebar(page, base)
         page.locator(f'{SIDE} .tl-sideroot[data-transport="polling"]').wait_for(timeout=30_000)
         wait_state(page, second.id, "crashed", 10_000)

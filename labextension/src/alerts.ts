@@ -14,6 +14,7 @@ import { Notification } from "@jupyterlab/apputils";
 
 import { alertNotebook, alertText, notificationType, resolvedText, type AlertData, type AlertFrame, type Severity } from "./alert_model";
 import { ApiError, type Api } from "./api";
+import { Backoff, closeSocket, openSocket } from "./ws";
 
 interface AlertsBody {
   active?: AlertData[];
@@ -66,7 +67,7 @@ export class AlertNotifier {
   /** The server has no alerts (no `alerts` topic, api/alerts 404): nothing to listen to. */
   #absent = false;
   #ws: WebSocket | null = null;
-  #backoff = BACKOFF_MIN_MS;
+  #backoff = new Backoff(BACKOFF_MIN_MS, BACKOFF_MAX_MS);
   #reconnectTimer = 0;
   #pollTimer = 0;
   #loadSeq = 0;
@@ -154,37 +155,25 @@ export class AlertNotifier {
   #connect(): void {
     if (!this.#running || this.#absent) return;
     this.#closeSocket();
-    let ws: WebSocket;
-    try {
-      ws = new WebSocket(this.#api.wsUrl());
-    } catch {
-      this.#onSocketFailed();
-      return;
-    }
-    this.#ws = ws;
-    ws.onopen = () => {
-      this.#backoff = BACKOFF_MIN_MS;
-      ws.send(JSON.stringify({ type: "unsubscribe", topics: UNWANTED_TOPICS }));
-    };
-    ws.onmessage = (ev) => this.#onMessage(ws, ev.data);
-    ws.onclose = () => {
-      if (this.#ws !== ws) return;
-      this.#ws = null;
+    this.#ws = openSocket(this.#api.wsUrl(), {
+      open: (ws) => {
+        this.#backoff.reset();
+        ws.send(JSON.stringify({ type: "unsubscribe", topics: UNWANTED_TOPICS }));
+      },
+      message: (ws, msg) => this.#onMessage(ws, msg),
+      close: (ws) => {
+        if (this.#ws !== ws) return;
+        this.#ws = null;
         this.#onSocketFailed();
-    };
-    ws.onerror = () => {
-      /* onclose follows */
-    };
+      },
+    });
+    if (!this.#ws) this.#onSocketFailed();
   }
 
   #closeSocket(): void {
     const ws = this.#ws;
     this.#ws = null;
-    if (ws) {
-      ws.onclose = null;
-      ws.onmessage = null;
-      ws.close();
-    }
+    closeSocket(ws);
   }
 
   #onSocketFailed(): void {
@@ -192,9 +181,7 @@ export class AlertNotifier {
     // alerts keep coming by REST while the socket is down (a proxy that breaks it)
     this.#poll();
     window.clearTimeout(this.#reconnectTimer);
-    const d = this.#backoff;
-    this.#backoff = Math.min(this.#backoff * 2, BACKOFF_MAX_MS);
-    this.#reconnectTimer = window.setTimeout(() => this.#connect(), d * (0.8 + 0.4 * Math.random()));
+    this.#reconnectTimer = window.setTimeout(() => this.#connect(), this.#backoff.next());
   }
 
   #poll(): void {
@@ -208,14 +195,8 @@ export class AlertNotifier {
     this.#pollTimer = 0;
   }
 
-  #onMessage(ws: WebSocket, raw: unknown): void {
-    let msg: any;
-    try {
-      msg = JSON.parse(String(raw));
-    } catch {
-      return;
-    }
-    if (!msg || typeof msg !== "object") return;
+  /** One frame of this socket (a JSON object). */
+  #onMessage(ws: WebSocket, msg: any): void {
     if (msg.type === "hello") {
       const topics: unknown = msg.data?.topics;
       if (Array.isArray(topics) && !topics.includes("alerts")) {

@@ -7,6 +7,7 @@
 
 import { MISSING, formatBytes, formatBytesOf, formatClock, formatPct, h } from "../../js/charts";
 import { ApiError, type Api } from "./api";
+import { Trail, axisStart, finite, setText, sparkPath, sparkSvg } from "./spark";
 
 export interface NodeResources {
   cores?: number | null;
@@ -63,18 +64,9 @@ const KINDS: { kind: Kind; label: string; title: string }[] = [
 export const CLUSTER_METRICS = ["cpu.util_pct", "mem.util_pct", "gpu.*.util_pct"];
 const GPU_UTIL = /^gpu\.\d+\.util_pct$/;
 
-const SVG_NS = "http://www.w3.org/2000/svg";
-const SPARK_W = 100;
-const SPARK_H = 20;
 const INFO_REFRESH_MS = 10_000;
-/** The shortest time axis of the sparklines (seconds). */
-const MIN_SPAN_S = 60;
 /** node_status often comes in bursts (a whole host going away): one info fetch for them. */
 const INFO_DEBOUNCE_MS = 300;
-
-function finite(v: unknown): v is number {
-  return typeof v === "number" && Number.isFinite(v);
-}
 
 /** The mean of a sample's per-device `gpu.N.util_pct` (NaN without GPUs). */
 export function gpuMean(metrics: Record<string, number | null | undefined>): number {
@@ -94,108 +86,6 @@ export function rowValues(metrics: Record<string, number | null | undefined>): R
   const cpu = metrics["cpu.util_pct"];
   const mem = metrics["mem.util_pct"];
   return { cpu: finite(cpu) ? cpu : NaN, mem: finite(mem) ? mem : NaN, gpu: gpuMean(metrics) };
-}
-
-/** One node's values of one kind over the time window, oldest first. */
-export class Trail {
-  t: number[] = [];
-  v: number[] = [];
-
-  get length(): number {
-    return this.t.length;
-  }
-
-  last(): number {
-    return this.v.length ? this.v[this.v.length - 1] : NaN;
-  }
-
-  lastTime(): number {
-    return this.t.length ? this.t[this.t.length - 1] : -Infinity;
-  }
-
-  /** A live value: kept only when newer than what is there (frames never go back in time). */
-  push(t: number, v: number): void {
-    if (!finite(t) || !finite(v) || t <= this.lastTime()) return;
-    this.t.push(t);
-    this.v.push(v);
-  }
-
-  /** Backfilled values, merged by time; a time already present keeps its value. */
-  merge(ts: readonly number[], vs: readonly number[]): void {
-    const pairs: [number, number][] = this.t.map((t, i) => [t, this.v[i]]);
-    ts.forEach((t, i) => finite(t) && finite(vs[i]) && pairs.push([t, vs[i]]));
-    pairs.sort((a, b) => a[0] - b[0]);
-    this.t = [];
-    this.v = [];
-    for (const [t, v] of pairs) {
-      if (t === this.lastTime()) continue;
-      this.t.push(t);
-      this.v.push(v);
-    }
-  }
-
-  /** Drops values older than `since`. */
-  trim(since: number): void {
-    let i = 0;
-    while (i < this.t.length && this.t[i] < since) i++;
-    if (i) {
-      this.t.splice(0, i);
-      this.v.splice(0, i);
-    }
-  }
-}
-
-/**
- * An SVG path of a 0–`max` trail (0–100 % by default) between `t0` and `t1`: a fixed scale
- * so that rows compare at a glance. Several values per horizontal unit keep their min and
- * max (a one-sample spike stays visible); a pause longer than `gapS` breaks the line
- * instead of bridging it.
- */
-export function sparkPath(trail: Trail, t0: number, t1: number, gapS: number, w = SPARK_W, hgt = SPARK_H, max = 100): string {
-  const span = t1 - t0;
-  if (!(span > 0) || !(max > 0) || !trail.length) return "";
-  const x = (t: number) => ((t - t0) / span) * w;
-  const y = (v: number) => hgt - 1 - (Math.min(max, Math.max(0, v)) / max) * (hgt - 2);
-  const out: string[] = [];
-  let prevT = -Infinity;
-  let col = NaN;
-  let lo = 0;
-  let hi = 0;
-  let cx = 0;
-  let pen = "M";
-  const flush = () => {
-    if (Number.isNaN(col)) return;
-    out.push(`${pen}${cx.toFixed(1)},${y(lo).toFixed(1)}`);
-    pen = "L";
-    if (hi !== lo) out.push(`L${cx.toFixed(1)},${y(hi).toFixed(1)}`);
-    col = NaN;
-  };
-  for (let i = 0; i < trail.t.length; i++) {
-    const t = trail.t[i];
-    const v = trail.v[i];
-    if (t < t0) continue;
-    if (t - prevT > gapS) {
-      flush();
-      pen = "M";
-    }
-    prevT = t;
-    const c = Math.floor(x(t));
-    if (c !== col) {
-      flush();
-      col = c;
-      cx = x(t);
-      lo = hi = v;
-    } else {
-      lo = Math.min(lo, v);
-      hi = Math.max(hi, v);
-    }
-  }
-  flush();
-  return out.join("");
-}
-
-function setText(e: Element, t: string): void {
-  if (e.textContent !== t) e.textContent = t;
 }
 
 function formatCores(v: number | null | undefined): string {
@@ -390,15 +280,7 @@ export class ClusterSection {
         gpus.set(s.node, list);
       } else if (s.metric === "cpu.util_pct" || s.metric === "mem.util_pct") {
         const kind: Kind = s.metric === "cpu.util_pct" ? "cpu" : "mem";
-        const ts: number[] = [];
-        const vs: number[] = [];
-        s.values.forEach((v, i) => {
-          if (finite(v)) {
-            ts.push(times[i]);
-            vs.push(v);
-          }
-        });
-        this.#trailsOf(s.node)[kind].merge(ts, vs);
+        this.#trailsOf(s.node)[kind].mergeColumn(times, s.values);
       }
     }
     // the mean over a node's devices at each time one of them has a value
@@ -565,13 +447,7 @@ export class ClusterSection {
       const top = h("div", "tl-node-spark-top");
       const value = h("span", "tl-node-spark-value", { "data-field": "value" }, MISSING);
       top.append(h("span", "tl-node-spark-label", undefined, label), value);
-      const svg = document.createElementNS(SVG_NS, "svg");
-      svg.setAttribute("viewBox", `0 0 ${SPARK_W} ${SPARK_H}`);
-      svg.setAttribute("preserveAspectRatio", "none");
-      svg.setAttribute("class", "tl-node-spark-svg");
-      const path = document.createElementNS(SVG_NS, "path");
-      path.setAttribute("vector-effect", "non-scaling-stroke");
-      svg.append(path);
+      const { svg, path } = sparkSvg("tl-node-spark-svg");
       box.append(top, svg);
       grid.append(box);
       sparks[kind] = { box, path, value, trail: trails[kind] };
@@ -630,9 +506,8 @@ export class ClusterSection {
       }
       if (!this.#nodes.has(name) && !trails.cpu.length && !trails.mem.length && !trails.gpu.length) this.#trails.delete(name);
     }
-    // one time axis for all rows (they compare); while less than the window is stored
-    // (a fresh server), it spans what there is, so the lines are not squeezed to the right
-    const t0 = now - Math.min(windowS, Math.max(MIN_SPAN_S, now - first));
+    // one time axis for all rows (they compare)
+    const t0 = axisStart(now, windowS, first);
     for (const [name, row] of this.#rows) {
       const online = this.#nodes.get(name)?.state === "online";
       for (const { kind } of KINDS) {

@@ -21,6 +21,7 @@ import { Api } from "./api";
 import { CLUSTER_METRICS, ClusterSection, type ClusterInfo, type ClusterMetrics } from "./cluster";
 import { KernelsSection } from "./kernels";
 import { RunsSection } from "./runs";
+import { Backoff, closeSocket, openSocket } from "./ws";
 import "./sidebar.css";
 
 const PLUGIN_ID = "tracklab-jupyter:plugin";
@@ -113,7 +114,7 @@ export class TrackLabPanel extends Widget {
   #started = false;
   #ws: WebSocket | null = null;
   #wsOpen = false;
-  #backoff = BACKOFF_MIN_MS;
+  #backoff = new Backoff(BACKOFF_MIN_MS, BACKOFF_MAX_MS);
   #reconnectTimer = 0;
   #pollTimer = 0;
   #runsPollTimer = 0;
@@ -250,14 +251,8 @@ export class TrackLabPanel extends Widget {
       this.#summary.textContent = "The tracklab server extension did not answer; is it enabled (jupyter server extension list)?";
       this.#active = false;
       // try again later while visible
-      this.#reconnectTimer = window.setTimeout(() => this.isVisible && this.#resume(), this.#nextBackoff());
+      this.#reconnectTimer = window.setTimeout(() => this.isVisible && this.#resume(), this.#backoff.next());
     }
-  }
-
-  #nextBackoff(): number {
-    const d = this.#backoff;
-    this.#backoff = Math.min(this.#backoff * 2, BACKOFF_MAX_MS);
-    return d * (0.8 + 0.4 * Math.random());
   }
 
   // -- REST ----------------------------------------------------------------------------
@@ -379,35 +374,27 @@ export class TrackLabPanel extends Widget {
   #connect(): void {
     if (!this.#active) return;
     this.#closeSocket();
-    let ws: WebSocket;
-    try {
-      ws = new WebSocket(this.api.wsUrl());
-    } catch {
-      this.#onSocketFailed();
-      return;
-    }
-    this.#ws = ws;
-    ws.onopen = () => {
-      this.#wsOpen = true;
-      this.#backoff = BACKOFF_MIN_MS;
-      this.#stopPolling();
-      this.#subscribe();
-      this.#transport("websocket");
-      // run changes made before the subscription (or while the socket was down) never
-      // arrive as run_update: list them once it is in place
-      void this.#runs.load();
-    };
-    ws.onmessage = (ev) => this.#onMessage(ev.data);
-    ws.onclose = () => {
-      if (this.#ws !== ws) return;
-      this.#ws = null;
-      this.#wsOpen = false;
-      this.#kernels.setStreaming(false);
-      this.#onSocketFailed();
-    };
-    ws.onerror = () => {
-      /* onclose follows */
-    };
+    this.#ws = openSocket(this.api.wsUrl(), {
+      open: () => {
+        this.#wsOpen = true;
+        this.#backoff.reset();
+        this.#stopPolling();
+        this.#subscribe();
+        this.#transport("websocket");
+        // run changes made before the subscription (or while the socket was down) never
+        // arrive as run_update: list them once it is in place
+        void this.#runs.load();
+      },
+      message: (_ws, msg) => this.#onMessage(msg),
+      close: (ws) => {
+        if (this.#ws !== ws) return;
+        this.#ws = null;
+        this.#wsOpen = false;
+        this.#kernels.setStreaming(false);
+        this.#onSocketFailed();
+      },
+    });
+    if (!this.#ws) this.#onSocketFailed();
   }
 
   #closeSocket(): void {
@@ -417,11 +404,7 @@ export class TrackLabPanel extends Widget {
     this.#clusterTopic = false;
     this.#kernelsTopic = false;
     this.#kernels.setStreaming(false);
-    if (ws) {
-      ws.onclose = null;
-      ws.onmessage = null;
-      ws.close();
-    }
+    closeSocket(ws);
   }
 
   #onSocketFailed(): void {
@@ -429,7 +412,7 @@ export class TrackLabPanel extends Widget {
     // REST polling keeps the panel live while the socket is down (some proxies break it)
     if (!this.#pollTimer) this.#startPolling();
     window.clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = window.setTimeout(() => this.#connect(), this.#nextBackoff());
+    this.#reconnectTimer = window.setTimeout(() => this.#connect(), this.#backoff.next());
   }
 
   #subscribe(): void {
@@ -445,14 +428,8 @@ export class TrackLabPanel extends Widget {
     this.#ws.send(JSON.stringify(msg));
   }
 
-  #onMessage(raw: unknown): void {
-    let msg: any;
-    try {
-      msg = JSON.parse(String(raw));
-    } catch {
-      return;
-    }
-    if (!msg || typeof msg !== "object") return;
+  /** One frame of the socket (a JSON object). */
+  #onMessage(msg: any): void {
     // runs are listed whichever node they ran on: before the node filter
     if (this.#runs.handleMessage(msg)) return;
     // this server's kernels, whichever node the charts show

@@ -9,8 +9,8 @@
 
 import { MISSING, formatBytes, formatClock, formatPct, h } from "../../js/charts";
 import { ApiError, type Api } from "./api";
-import { Trail, sparkPath } from "./cluster";
 import { chunks, gpuText, kernelLabel, memFraction, rssSeries, sortKernels, unknownNames, type KernelEntry, type KernelsBody } from "./kernel_model";
+import { SPARK_H, SPARK_W, Trail, axisStart, finite, setText, sparkPath, sparkSvg } from "./spark";
 
 export type { KernelEntry, KernelsBody } from "./kernel_model";
 
@@ -23,24 +23,11 @@ interface HistoryTable {
 export const SPARK_WINDOW_S = 600;
 /** Requests one backfill chunk may take while it drops kernels the store does not know yet. */
 const MAX_BACKFILL_TRIES = 4;
-const SVG_NS = "http://www.w3.org/2000/svg";
-const SPARK_W = 100;
-const SPARK_H = 20;
-/** The shortest time axis of the sparklines (seconds): a fresh kernel's line is not a dot. */
-const MIN_SPAN_S = 60;
 /** Frames missed (kernel passes) before the list is re-read by REST while streamed. */
 const STALE_PASSES = 3;
 /** RAM bar colours: warn from this share of the limit, error from the next. */
 const WARN_FRACTION = 0.75;
 const ERROR_FRACTION = 0.9;
-
-function finite(v: unknown): v is number {
-  return typeof v === "number" && Number.isFinite(v);
-}
-
-function setText(e: Element, t: string): void {
-  if (e.textContent !== t) e.textContent = t;
-}
 
 // -- the section ------------------------------------------------------------------------
 
@@ -221,15 +208,7 @@ export class KernelsSection {
     for (const s of table.series ?? []) {
       const m = /^kernel\.(.+)\.rss_bytes$/.exec(s.metric);
       if (!m || (!this.#trails.has(m[1]) && !this.#rows.has(m[1]))) continue;
-      const ts: number[] = [];
-      const vs: number[] = [];
-      s.values.forEach((v, i) => {
-        if (finite(v)) {
-          ts.push(times[i]);
-          vs.push(v);
-        }
-      });
-      this.#trailOf(m[1]).merge(ts, vs);
+      this.#trailOf(m[1]).mergeColumn(times, s.values);
     }
   }
 
@@ -317,15 +296,7 @@ export class KernelsSection {
     const bar = h("div", "tl-kernel-bar", { "data-field": "mem-bar", role: "presentation" });
     const fill = h("div", "tl-kernel-bar-fill");
     bar.append(fill);
-    const spark = document.createElementNS(SVG_NS, "svg");
-    spark.setAttribute("viewBox", `0 0 ${SPARK_W} ${SPARK_H}`);
-    spark.setAttribute("preserveAspectRatio", "none");
-    spark.setAttribute("class", "tl-kernel-spark");
-    spark.setAttribute("data-points", "0");
-    spark.setAttribute("aria-hidden", "true");
-    const path = document.createElementNS(SVG_NS, "path");
-    path.setAttribute("vector-effect", "non-scaling-stroke");
-    spark.append(path);
+    const { svg: spark, path } = sparkSvg("tl-kernel-spark", { "data-points": "0", "aria-hidden": "true" });
     el.append(line, sub, bar, spark);
     const row: Row = { el, dot, name, state, cpu, mem, gpu, bar, fill, spark, path, trail: this.#trailOf(id), notebook: null };
     const open = () => {
@@ -421,7 +392,7 @@ export class KernelsSection {
     }
     // one time axis for all rows, each on its own scale (0 to its peak): the shape of a
     // kernel's memory matters here, the RAM bar compares them
-    const t0 = now - Math.min(SPARK_WINDOW_S, Math.max(MIN_SPAN_S, now - first));
+    const t0 = axisStart(now, SPARK_WINDOW_S, first);
     for (const row of this.#rows.values()) {
       const peak = Math.max(0, ...row.trail.v);
       row.path.setAttribute("d", sparkPath(row.trail, t0, now, gapS, SPARK_W, SPARK_H, peak * 1.05));

@@ -8,9 +8,9 @@ import { Dialog, showDialog, showErrorMessage } from "@jupyterlab/apputils";
 
 import { MISSING, formatClock, formatMetric, h, unitOf } from "../../js/charts";
 import { ApiError, type Api } from "./api";
+import { SVG_NS, finite, setText } from "./spark";
 
 export const RUNS_LIMIT = 20;
-const SVG_NS = "http://www.w3.org/2000/svg";
 const SPARK_W = 240;
 const SPARK_H = 36;
 /** More points than this are thinned for drawing (a sparkline has ~240 px). */
@@ -68,10 +68,6 @@ interface MetricUpdate {
 }
 
 // -- pure helpers ----------------------------------------------------------------------
-
-function finite(v: unknown): v is number {
-  return typeof v === "number" && Number.isFinite(v);
-}
 
 /** 42 s → "42s", 185 s → "3m 05s", 3720 s → "1h 02m", 2 days → "2d 0h". */
 export function formatDuration(s: number | null | undefined): string {
@@ -630,8 +626,4 @@ function factList(rows: [string, string][], cls: string): HTMLElement {
     dl.append(h("dt", undefined, undefined, k), dd);
   }
   return dl;
-}
-
-function setText(e: Element, t: string): void {
-  if (e.textContent !== t) e.textContent = t;
 }
