@@ -13,6 +13,13 @@ Values come from ``fixtures/nvidia-h200/gpu_probe.json``:
   temperature, power, clocks, pstate, clock-event reasons, energy and process count over
   wall time (or over :meth:`FakeNvml.seek` positions); other calls replay ``busy``.
 
+Processes: the recorded load is one compute process per GPU, pid ``load_pid + gpu`` (the
+recorded pid 450 unless ``load_pid`` / :meth:`FakeNvml.set_load_pid` say otherwise), in
+both the running-process list and the per-process utilisation samples (busy: the recorded
+smUtil 86 / memUtil 19, stamped now, so every call finds a sample newer than the
+``lastSeenTimeStamp`` it passes, as with a load that keeps running; the arguments land in
+``util_since``).
+
 Test hooks: ``gpus`` (N devices with distinct UUIDs, serials and PCI bus ids derived from the
 recorded ones), :meth:`inject` / :meth:`clear` (an NVML error for one function on one GPU),
 :meth:`lose` (every call on a GPU raises GpuIsLost), :meth:`set_mig` (MIG on with N
@@ -168,6 +175,8 @@ class FakeNvml(types.ModuleType):
         self.trace_stagger_s = trace_stagger_s
         self.calls: Counter[str] = Counter()
         self.gpu_calls: Counter[tuple[str, int]] = Counter()
+        #: gpu -> the lastSeenTimeStamp of its latest nvmlDeviceGetProcessUtilization call.
+        self.util_since: dict[int, int] = {}
         for gpu in range(gpus):
             if mig:
                 self.set_mig(gpu, mig)
@@ -605,20 +614,40 @@ class FakeNvml(types.ModuleType):
         if count == 0 or (h.mig is not None and h.mig != 0):
             return []
         used = int(self._value(h.gpu, "memory_v2")["used"])
-        # One process per GPU, each its own pid (a data-parallel job): load_pid on GPU 0.
-        pid = int(self._probe["load_pid"]) + h.gpu
         return [self.nvmlFriendlyObject({
-            "pid": pid + n, "usedGpuMemory": used // count,
+            "pid": pid, "usedGpuMemory": used // count,
             "gpuInstanceId": _NO_INSTANCE if h.mig is None else 7 + h.mig,
             "computeInstanceId": _NO_INSTANCE if h.mig is None else 0,
-        }) for n in range(count)]
+        }) for pid in self._load_pids(h.gpu, count)]
+
+    def _load_pids(self, gpu: int, count: int) -> list[int]:
+        # One process per GPU, each its own pid (a data-parallel job): load_pid on GPU 0.
+        pid = int(self._probe["load_pid"]) + gpu
+        return [pid + n for n in range(count)]
 
     def _api_nvmlDeviceGetGraphicsRunningProcesses(self, h: FakeHandle) -> list[Any]:
         return []
 
     def _api_nvmlDeviceGetProcessUtilization(self, h: FakeHandle, last_seen: int = 0
                                              ) -> list[Any]:
-        return [self.nvmlFriendlyObject(p) for p in self._rec(h.gpu, "process_utilization")]
+        self.util_since[h.gpu] = int(last_seen)
+        if self._mig_state(h.gpu)[0]:
+            self._raise(self.NVML_ERROR_NOT_SUPPORTED)  # MIG: no per-process utilisation
+        if self._trace is not None:
+            row, _ = self._row(h.gpu)
+            count = int(row["gpu_procs"])
+            if not count or not int(row["gpu_util"]):
+                self._raise(self.NVML_ERROR_NOT_FOUND)  # nothing ran: no samples
+            recorded = [{"smUtil": int(row["gpu_util"]), "memUtil": int(row["gpu_mem_util"]),
+                         "encUtil": 0, "decUtil": 0}] * count
+        else:
+            # Idle: raises the recorded NotFound. Busy: the recorded process (pid 450), which
+            # the running-process list reports as load_pid + gpu: the same pid here.
+            recorded = list(self._rec(h.gpu, "process_utilization"))
+        stamp = max(int(time.time() * 1e6), int(last_seen) + 1)
+        pids = self._load_pids(h.gpu, len(recorded))
+        return [self.nvmlFriendlyObject({**rec, "pid": pid, "timeStamp": stamp})
+                for pid, rec in zip(pids, recorded, strict=True)]
 
 
 def fake_from_env(env: dict[str, str]) -> FakeNvml:

@@ -421,6 +421,35 @@ def test_idle_gpu_needs_to_know_the_devices_use(machine: Machine) -> None:
     assert host.told() == [("alert", "idle_gpu:k1")]
 
 
+def test_idle_gpu_prefers_the_kernels_own_use(machine: Machine) -> None:
+    """A kernel holding memory on a GPU that another job keeps busy is idle itself: where
+    its own use (proc_util_pct) is reported, the device's does not stand for it."""
+    host = Host(machine.info)
+    engine = engine_for(host, idle_gpu={"idle_minutes": 0.05})  # 3 s
+
+    def tick(t: float, own: float | None) -> None:
+        engine.handle(SAMPLE, machine.sample(t, gpu__0__util_pct=90.0))  # another job's
+        gpus = {"gpu.0": {"mem_used_bytes": 30 * GiB, "util_pct": 90.0, "proc_util_pct": own}}
+        engine.handle(KERNELS, {**Tracker([kernel("k1", "work/train.ipynb", 4 * GiB, gpus)])
+                                .body, "time": t})
+
+    for t in range(100, 103):
+        tick(t, 0.0)
+    assert host.told() == []
+    tick(103, 0.0)
+    assert host.told() == [("alert", "idle_gpu:k1")]
+    assert host.recorded[0].data["since"] == 100
+    # the busy device's samples do not resolve it; the kernel's own use does
+    engine.handle(SAMPLE, machine.sample(104, gpu__0__util_pct=95.0))
+    assert len(host.recorded) == 1
+    tick(105, 40.0)
+    assert host.told()[-1] == ("alert_resolved", "idle_gpu:k1")
+    # without a figure of its own (other vendors, MIG), the busy device stands for it
+    for t in range(106, 112):
+        tick(t, None)
+    assert host.told()[-1] == ("alert_resolved", "idle_gpu:k1") and len(host.recorded) == 2
+
+
 def test_kernel_death_is_told_at_once_and_only_by_its_server() -> None:
     message = ("the kernel of `train.ipynb` was killed by the out-of-memory killer at "
                "14:02:11 (RSS 22.8 GiB, limit 23.5 GiB)")

@@ -289,6 +289,97 @@ def test_slow_calls_are_never_made_by_read(fake_nvml_factory: Factory, backends:
     assert fake.count("nvmlDeviceGetMaxClockInfo") == 0  # static: read once at open
 
 
+
+# -- utilisation per process (slow path) -----------------------------------------------------
+PROC_UTIL = "nvmlDeviceGetProcessUtilization"
+
+
+def proc_figures(gauges: dict[str, float], index: int = 0) -> dict[str, float]:
+    """The ``proc.{pid}.util_pct`` / ``mem_util_pct`` values of GPU ``index``."""
+    return {k: v for k, v in gpu_metrics(gauges, index).items()
+            if k.startswith("proc.") and k.endswith("util_pct")}
+
+
+def test_process_utilisation_is_read_on_the_slow_path_only(fake_nvml: FakeNvml,
+                                                           backends: Any) -> None:
+    """2 ms per GPU on the H200: never on the 1 Hz path. Each call asks for the samples
+    after the newest one the previous call returned."""
+    backend = backends()
+    fake_nvml.reset_counts()
+    for _ in range(5):
+        assert proc_figures(backend.read().gauges) == {}
+    assert fake_nvml.count(PROC_UTIL) == 0
+    pid = PROBE["load_pid"]  # the recorded load, as the running-process list reports it
+    (recorded,) = BUSY["process_utilization"]
+    assert (recorded["smUtil"], recorded["memUtil"]) == (86, 19)
+    expected = {f"proc.{pid}.util_pct": 86.0, f"proc.{pid}.mem_util_pct": 19.0}
+    assert proc_figures(backend.read_slow().gauges) == expected
+    assert all(is_known(f"gpu.0.{name}") for name in expected)
+    assert fake_nvml.util_since[0] == 0  # the first call: every sample NVML holds
+    assert proc_figures(backend.read_slow().gauges) == expected
+    assert fake_nvml.count(PROC_UTIL) == 2
+    assert fake_nvml.util_since[0] > 0  # the second: after the first one's newest sample
+
+
+def test_process_utilisation_is_the_mean_of_the_windows_samples(
+        fake_nvml: FakeNvml, backends: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = backends()
+    pid = PROBE["load_pid"]
+    asked: list[int] = []
+
+    def samples(handle: Any, since: int) -> list[Any]:
+        asked.append(since)
+        return [fake_nvml.nvmlFriendlyObject({"pid": pid, "timeStamp": since + step,
+                                              "smUtil": sm, "memUtil": 10, "encUtil": 0,
+                                              "decUtil": 0})
+                for step, sm in ((100, 40), (300, 90), (200, 80))]
+
+    monkeypatch.setattr(fake_nvml, PROC_UTIL, samples)
+    assert proc_figures(backend.read_slow().gauges)[f"proc.{pid}.util_pct"] == 70.0
+    backend.read_slow()
+    assert asked == [0, 300]  # lastSeenTimeStamp: the newest sample's, not the last one's
+
+
+def test_process_utilisation_when_nothing_ran(fake_nvml_factory: Factory,
+                                             backends: Any) -> None:
+    """NotFound is NVML's "no sample in the window": a process that holds memory was idle
+    (0), an idle GPU without processes has no per-process figure, and NVML is asked again."""
+    fake = fake_nvml_factory(mode="idle")  # recorded NotFound, no compute process
+    backend = backends()
+    assert proc_figures(backend.read_slow().gauges) == {}
+    assert proc_figures(backend.read_slow().gauges) == {}
+    assert fake.count(PROC_UTIL) == 2  # asked again: NotFound is no failure to remember
+
+    busy = fake_nvml_factory()
+    backend = backends()
+    pid = PROBE["load_pid"]
+    busy.inject(PROC_UTIL, error=pynvml.NVML_ERROR_NOT_FOUND, times=1)
+    assert proc_figures(backend.read_slow().gauges) == {f"proc.{pid}.util_pct": 0.0,
+                                                        f"proc.{pid}.mem_util_pct": 0.0}
+    assert proc_figures(backend.read_slow().gauges)[f"proc.{pid}.util_pct"] == 86
+    # Another passing error is no answer: no figure (not a made-up 0), asked again.
+    busy.inject(PROC_UTIL, error=pynvml.NVML_ERROR_TIMEOUT, times=1)
+    assert proc_figures(backend.read_slow().gauges) == {}
+    assert proc_figures(backend.read_slow().gauges)[f"proc.{pid}.util_pct"] == 86
+
+
+def test_process_utilisation_not_supported_or_under_mig(fake_nvml_factory: Factory,
+                                                        backends: Any) -> None:
+    fake = fake_nvml_factory()
+    fake.inject(PROC_UTIL, error=pynvml.NVML_ERROR_NOT_SUPPORTED)
+    backend = backends()
+    for _ in range(3):
+        gauges = backend.read_slow().gauges
+        assert proc_figures(gauges) == {} and "gpu.0.energy_j" in gauges
+    assert fake.count(PROC_UTIL) == 1  # remembered, not asked again
+    assert "proc_util" in backend.info()["devices"][0]["unsupported"]
+
+    mig = fake_nvml_factory(mig=2)
+    backend = backends()
+    assert proc_figures(backend.read_slow().gauges) == {}
+    assert mig.count(PROC_UTIL) == 0  # NVML has none under MIG: not even asked
+
+
 # What each call read() may make cost on the real H200 (the probe key that recorded it).
 READ_CALL_COST_KEY = {
     "nvmlDeviceGetUtilizationRates": "utilization", "nvmlDeviceGetMemoryInfo": "memory_v2",
@@ -399,8 +490,10 @@ def test_lost_gpu_seen_by_the_slow_path_is_reported_once(fake_nvml_factory: Fact
     fake.lose(0)
     slow = backend.read_slow()
     assert [e["kind"] for e in slow.events] == ["gpu_lost"]
+    pid = PROBE["load_pid"] + 1  # the fake's process on GPU 1
     assert set(gpu_metrics(slow.gauges, 1)) == {"energy_j", "pcie_tx_bytes_per_s",
-                                                 "pcie_rx_bytes_per_s"}
+                                                 "pcie_rx_bytes_per_s", f"proc.{pid}.util_pct",
+                                                 f"proc.{pid}.mem_util_pct"}
     fast = backend.read()
     assert fast.events == [] and not any(k.startswith("gpu.0.") for k in fast.gauges)
 

@@ -19,6 +19,7 @@ import psutil
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from tracklab_jupyter.accelerators.nvidia import NvidiaBackend
 from tracklab_jupyter.history import history
 from tracklab_jupyter.kernels.deaths import Death, explain
 from tracklab_jupyter.kernels.server_glue import ServerGlue
@@ -57,7 +58,10 @@ def cgroup_root(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def jp_server_config(tracklab_data_dir, fake_nvml, cgroup_root):
+def jp_server_config(tracklab_data_dir, fake_nvml, cgroup_root, monkeypatch):
+    # The NVIDIA backend's slow path (per-process utilisation) every second, not every 5 s,
+    # as the other cadences here are shortened.
+    monkeypatch.setattr(NvidiaBackend, "slow_interval", 1.0)
     return {
         "ServerApp": {"jpserver_extensions": {"tracklab_jupyter": True}},
         "TrackLab": {"data_dir": str(tracklab_data_dir), "interval": 0.2,
@@ -164,6 +168,12 @@ async def test_each_kernel_shows_its_own_memory_gpu_and_notebook(
     assert one["gpus"]["gpu.0"]["mem_used_bytes"] == recorded == one["gpu_mem_bytes"]
     assert one["gpus"]["gpu.0"]["util_pct"] is not None
     assert other["gpus"] == {} and other["gpu_mem_bytes"] is None
+    # The recorded process's own utilisation (smUtil 86), read by the NVIDIA backend's slow
+    # path, matched to the kernel by the same pid.
+    body = await wait_kernels(
+        jp_fetch, lambda b: by_id(b)[big]["gpus"].get("gpu.0", {}).get("proc_util_pct")
+        is not None, timeout=30, what="the kernel's own GPU utilisation")
+    assert by_id(body)[big]["gpus"]["gpu.0"]["proc_util_pct"] == 86
     # A poller gets 304 until the next pass (which may fall between two requests: retry).
     for _ in range(5):
         etag = (await jp_fetch("tracklab", "api", "kernels", params={"id": big})).headers["ETag"]

@@ -8,8 +8,9 @@ each call goes:
   volatile ECC totals, compute processes, fan, MIG devices' memory. A whole read() took
   a median 66 µs (busy) to 75 µs (idle) per GPU on the H200 (tests/gpu_check).
 - :meth:`NvidiaBackend.read_slow` (own thread, every :attr:`slow_interval` s): total energy
-  (3.3 ms), PCIe TX/RX throughput (20.9 ms each: NVML waits for a sample window), the MIG-mode
-  check and the device count (a GPU that appeared).
+  (3.3 ms), PCIe TX/RX throughput (20.9 ms each: NVML waits for a sample window), utilisation
+  per process (2.0 to 2.6 ms: ``nvmlDeviceGetProcessUtilization``, the samples NVML took
+  since the previous call), the MIG-mode check and the device count (a GPU that appeared).
 - Once, at open: names, UUIDs, PCI ids, limits and the maximum clocks (1.5 ms each).
 
 NVML is initialised once per backend (13.6 ms) and shut down once by :meth:`close`.
@@ -137,6 +138,9 @@ class _Device:
     lost: bool = False
     mig_mode: tuple[int, int] | None = None
     migs: list[_MigDevice] = field(default_factory=list)
+    #: CPU timestamp (µs) of the newest per-process utilisation sample seen: the next call
+    #: asks for the samples after it. 0 (the first call): every sample NVML still holds.
+    proc_util_seen_us: int = 0
 
     @property
     def prefix(self) -> str:
@@ -559,7 +563,8 @@ class NvidiaBackend(AcceleratorBackend):
 
     # -- the slow path ----------------------------------------------------------------------
     def read_slow(self) -> Reading:
-        """Energy and PCIe throughput (milliseconds each), MIG-mode and new-GPU checks."""
+        """Energy, PCIe throughput and utilisation per process (milliseconds each), MIG-mode
+        and new-GPU checks."""
         out = Reading()
         if self._closed:
             return out
@@ -584,7 +589,65 @@ class NvidiaBackend(AcceleratorBackend):
              call(dev, "pcie_tx", "nvmlDeviceGetPcieThroughput", h, k.pcie_tx), mul=1024)
         _put(g, p + "pcie_rx_bytes_per_s",
              call(dev, "pcie_rx", "nvmlDeviceGetPcieThroughput", h, k.pcie_rx), mul=1024)
+        g.update(self._read_proc_util(dev))
         return g
+
+    def _read_proc_util(self, dev: _Device) -> dict[str, float]:
+        """``proc.{pid}.util_pct`` and ``proc.{pid}.mem_util_pct`` of the processes on
+        ``dev`` since the previous call; a compute process with no sample in that window was
+        idle: 0. Nothing when NVML gives no answer (unsupported, under MIG, an error)."""
+        if dev.mig_mode is not None and dev.mig_mode[0] == _MIG_ENABLED:
+            return {}  # NVML has no per-process utilisation under MIG: do not even ask
+        samples = self._process_samples(dev)
+        if samples is None:
+            return {}
+        sums: dict[int, list[float]] = {}  # pid -> [smUtil sum, memUtil sum, samples]
+        for sample in samples:
+            acc = sums.setdefault(int(sample.pid), [0.0, 0.0, 0])
+            acc[0] += float(sample.smUtil)
+            acc[1] += float(sample.memUtil)
+            acc[2] += 1
+            dev.proc_util_seen_us = max(dev.proc_util_seen_us, int(sample.timeStamp))
+        p = dev.prefix
+        g: dict[str, float] = {}
+        # The mean, not the max: a pid's mean over the window is its average share of the
+        # SMs, the same kind of figure as the device's util_pct (an average over a sample
+        # period), so a kernel's sum over its processes compares with the device's; a max
+        # would let one burst show a mostly idle process busy for the whole slow interval
+        # (and hide it from the idle-GPU alert).
+        for pid, (sm, mem, n) in sums.items():
+            g[f"{p}proc.{pid}.util_pct"] = sm / n
+            g[f"{p}proc.{pid}.mem_util_pct"] = mem / n
+        # NVML lists only the processes that ran in the window: one holding memory without
+        # a sample was idle (42 µs for the list against the 2 ms already spent).
+        running = self._call(dev, "procs", "nvmlDeviceGetComputeRunningProcesses", dev.handle)
+        for proc in running or ():
+            pid = int(proc.pid)
+            if pid not in sums:
+                g[f"{p}proc.{pid}.util_pct"] = 0.0
+                g[f"{p}proc.{pid}.mem_util_pct"] = 0.0
+        return g
+
+    def _process_samples(self, dev: _Device) -> list[Any] | None:
+        """The per-process utilisation samples NVML took on ``dev`` since the newest one
+        seen: [] when it has none (NotFound: no process ran in the window, an answer, not a
+        failure), None when there is no answer (unsupported, remembered by the guard; any
+        other passing error, asked again next time)."""
+        fname = "nvmlDeviceGetProcessUtilization"
+        fn = getattr(self._nvml, fname, None) or _missing(fname)
+        try:
+            samples = dev.guard.call("proc_util", fn, dev.handle, dev.proc_util_seen_us)
+        except self._error_cls as exc:
+            code = getattr(exc, "value", None)
+            if code in self._lost_codes:
+                raise DeviceLost(fname, exc) from exc
+            # pynvml raises NVMLError(NVML_SUCCESS) where a driver answers "0 samples" with
+            # success instead of NotFound: the same answer.
+            if code in (self._err["NOT_FOUND"], int(getattr(self._nvml, "NVML_SUCCESS", 0))):
+                return []
+            log.debug("nvidia gpu %d: proc_util: %s (asking again later)", dev.index, exc)
+            return None
+        return None if samples is None else list(samples)
 
     def _check_mig(self, dev: _Device) -> list[dict[str, Any]]:
         """Re-read the MIG mode (and, with MIG on, its devices); events for changes."""

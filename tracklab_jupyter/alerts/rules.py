@@ -468,12 +468,17 @@ class _Held:
     since: float
     busy_at: float = -math.inf
     devices: frozenset[str] = frozenset()
+    #: Devices where the kernel's own use (``proc_util_pct``) is reported: the device's
+    #: figure, which another job may drive, does not count for it there.
+    own_devices: frozenset[str] = frozenset()
     label: str = ""
 
 
 class IdleGpuRule(Rule):
-    """A kernel holding accelerator memory while the devices it holds memory on stayed at
-    most ``idle_util_pct`` busy for ``idle_minutes``: "idle GPU"."""
+    """A kernel holding accelerator memory while it stayed at most ``idle_util_pct`` busy on
+    the devices it holds memory on for ``idle_minutes``: "idle GPU". Its own use
+    (``proc_util_pct``, where the driver reports utilisation per process) is preferred; else
+    the devices' use stands for it."""
 
     name = "idle_gpu"
 
@@ -497,7 +502,7 @@ class IdleGpuRule(Rule):
 
     def _resolve_users(self, device: str, now: float) -> None:
         for kernel_id, held in self._held.items():
-            if device in held.devices:
+            if device in held.devices and device not in held.own_devices:
                 self.book.resolve(f"idle_gpu:{kernel_id}", now,
                                   f"resolved: {held.label} uses {device_label(device)} again")
 
@@ -523,12 +528,19 @@ class IdleGpuRule(Rule):
             held = self._held.get(kernel_id)
             if held is None:
                 held = self._held[kernel_id] = _Held(since=active.since if active else now)
-            held.devices, held.label = frozenset(devices), label
-            own = [u for u in (_number(g.get("util_pct")) for g in devices.values())
-                   if u is not None]
-            if any(u > idle for u in own):
+            # A kernel holding memory on a GPU that another job keeps busy is idle itself:
+            # where its own figure is reported, the device's does not stand for it.
+            mine = {d: _number(g.get("proc_util_pct")) for d, g in devices.items()}
+            own_devices = frozenset(d for d, u in mine.items() if u is not None)
+            held.devices, held.own_devices, held.label = frozenset(devices), own_devices, label
+            use = {d: mine[d] if d in own_devices else _number(g.get("util_pct"))
+                   for d, g in devices.items()}
+            own = [u for u in use.values() if u is not None]
+            busy = sorted(d for d, u in use.items() if u is not None and u > idle)
+            if busy:
                 held.busy_at = now
-                self.book.resolve(key, now, f"resolved: {label} uses the GPU again")
+                names = ", ".join(device_label(d) for d in busy)
+                self.book.resolve(key, now, f"resolved: {label} uses {names} again")
                 continue
             if active is not None:
                 continue
@@ -536,7 +548,8 @@ class IdleGpuRule(Rule):
             if not own and not all(d in self._util_known for d in devices):
                 continue
             idle_from = max(held.since, held.busy_at,
-                            *(self._busy_at.get(d, -math.inf) for d in devices))
+                            *(self._busy_at.get(d, -math.inf) for d in devices
+                              if d not in own_devices))
             if now - idle_from >= wait:
                 names = ", ".join(device_label(d) for d in sorted(devices))
                 self.book.fire(Alert(

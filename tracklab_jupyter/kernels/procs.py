@@ -21,7 +21,8 @@ H200 host, ENGINEERING_NOTES):
   (ms on a large one), so only every ``detail_interval`` per tree.
 
 Accelerator memory per process comes from a system sample's ``gpu.N.proc.PID.mem_used_bytes``
-(and ``npu.``/``tpu.``) values, whose pids are the driver's: host pids. Those match ours
+(and ``npu.``/``tpu.``) values, utilisation per process from its ``gpu.N.proc.PID.util_pct``
+(NVIDIA, slow cadence), whose pids are the driver's: host pids. Those match ours
 unless this server runs in a pid namespace of its own (a container without ``--pid=host``),
 where the host pids are not visible at all; see :attr:`ProcessTrees.pid_namespace_note`.
 """
@@ -61,6 +62,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _STAT_SIZE = 1024  # a stat line is about 300 bytes; comm is at most 15 + 2 of them
 _DEVICE_PROC = re.compile(r"((?:gpu|npu|tpu)\.\d+)\.proc\.(\d+)\.mem_used_bytes")
+_DEVICE_PROC_UTIL = re.compile(r"((?:gpu|npu|tpu)\.\d+)\.proc\.(\d+)\.util_pct")
 
 NOTE_NOT_MAPPED = ("inside a container with its own pid namespace: the driver's host pids "
                    "cannot be matched to kernels, so per-kernel accelerator memory is not "
@@ -81,6 +83,10 @@ class TreeReading:
     uss_bytes: float | None = None  # Private_Clean + Private_Dirty + Private_Hugetlb, same
     gpus: dict[str, float] = field(default_factory=dict)  # {"gpu.0": bytes} of the tree
     gpu_mem_bytes: float | None = None  # sum of gpus; None when no device reports the tree
+    #: {"gpu.0": percent}: the summed utilisation of the tree's processes that the sample
+    #: has a per-process figure for on that device (NVIDIA: 0 for one that ran nothing).
+    #: A device is absent where none has one: unsupported, or not read yet (slow cadence).
+    gpu_util: dict[str, float] = field(default_factory=dict)
     processes: list[dict[str, Any]] = field(default_factory=list)  # largest RSS first
     ended: bool = False  # the root process is gone
 
@@ -138,6 +144,18 @@ def device_memory_by_pid(metrics: Mapping[str, float]) -> dict[int, dict[str, fl
     for name, value in metrics.items():
         if ".proc." in name:
             match = _DEVICE_PROC.fullmatch(name)
+            if match:
+                out.setdefault(int(match.group(2)), {})[match.group(1)] = float(value)
+    return out
+
+
+def device_util_by_pid(metrics: Mapping[str, float]) -> dict[int, dict[str, float]]:
+    """``{pid: {"gpu.0": percent}}`` from a system sample's per-process utilisation values
+    (``gpu.N.proc.PID.util_pct``)."""
+    out: dict[int, dict[str, float]] = {}
+    for name, value in metrics.items():
+        if ".proc." in name:
+            match = _DEVICE_PROC_UTIL.fullmatch(name)
             if match:
                 out.setdefault(int(match.group(2)), {})[match.group(1)] = float(value)
     return out
@@ -236,9 +254,10 @@ class ProcessTrees:
             now = time.monotonic()
             boot = _boot_seconds()
             devices = device_memory_by_pid(metrics or {})
+            utils = device_util_by_pid(metrics or {})
             self._check_namespace(devices)
             if not self._mappable:
-                devices = {}
+                devices, utils = {}, {}
             last_pid = self._last_pid()
             out: dict[str, TreeReading] = {}
             for key, root in roots.items():
@@ -247,7 +266,7 @@ class ProcessTrees:
                     if tree is not None:
                         self._close_tree(tree)
                     tree = self._trees[key] = _Tree(root)
-                out[key] = self._read_tree(tree, now, boot, last_pid, devices)
+                out[key] = self._read_tree(tree, now, boot, last_pid, devices, utils)
             for key in [k for k in self._trees if k not in roots]:
                 self._close_tree(self._trees.pop(key))
             return out
@@ -262,7 +281,8 @@ class ProcessTrees:
     # -- one tree --------------------------------------------------------------------------
 
     def _read_tree(self, tree: _Tree, now: float, boot: float, last_pid: int | None,
-                   devices: Mapping[int, Mapping[str, float]]) -> TreeReading:
+                   devices: Mapping[int, Mapping[str, float]],
+                   utils: Mapping[int, Mapping[str, float]]) -> TreeReading:
         if tree.ended:
             return TreeReading(root=tree.root, ended=True)
         # 10 % slack: a tracker reading every relist_interval seconds, a little early now
@@ -311,6 +331,7 @@ class ProcessTrees:
                            if id(member) not in kept and member.total >= 0)
         rows: list[dict[str, Any]] = []
         gpus: dict[str, float] = {}
+        gpu_util: dict[str, float] = {}
         seen_gpu = False
         threads = 0
         rss = 0.0
@@ -336,6 +357,10 @@ class ProcessTrees:
                 gpu_bytes = float(sum(per_device.values()))
                 for device, value in per_device.items():
                     gpus[device] = gpus.get(device, 0.0) + value
+            # Only pids the sample has a figure for: the memory list is read every second,
+            # utilisation every few (a new process has none yet: unknown, not idle).
+            for device, value in utils.get(pid, {}).items():
+                gpu_util[device] = gpu_util.get(device, 0.0) + value
             rows.append({"pid": pid, "name": stat.name,
                          "cpu_pct": max(0.0, own / CLK_TCK / dt * 100.0) if dt > 0 else 0.0,
                          "rss_bytes": rss_bytes, "threads": stat.threads,
@@ -353,7 +378,7 @@ class ProcessTrees:
             root=tree.root, pids=sorted(row["pid"] for row in rows), procs=len(rows),
             threads=threads, cpu_pct=cpu_pct, rss_bytes=rss, pss_bytes=tree.pss,
             uss_bytes=tree.uss, gpus=gpus,
-            gpu_mem_bytes=float(sum(gpus.values())) if seen_gpu else None,
+            gpu_mem_bytes=float(sum(gpus.values())) if seen_gpu else None, gpu_util=gpu_util,
             processes=rows[:MAX_PROCESSES])
 
     def _member_stat(self, member: _Member | None, pid: int

@@ -348,8 +348,10 @@ def _entry(item: KernelListing, reading: TreeReading | None, lim: _Limit | None,
     live = reading if reading is not None and not reading.ended else None
     gpus: dict[str, dict[str, float | None]] = {}
     for device, used in sorted(live.gpus.items() if live else ()):
-        # The device's utilisation: samples hold no per-process figure to split it by.
-        gpus[device] = {"mem_used_bytes": used, "util_pct": metrics.get(f"{device}.util_pct")}
+        # util_pct: the device's, whoever keeps it busy; proc_util_pct: the tree's own, where
+        # the driver reports utilisation per process (NVIDIA outside MIG), else null.
+        gpus[device] = {"mem_used_bytes": used, "util_pct": metrics.get(f"{device}.util_pct"),
+                        "proc_util_pct": live.gpu_util.get(device)}
     return {
         "id": item.id, "name": item.name, "notebook": item.notebook,
         "execution_state": item.execution_state, "last_activity": item.last_activity,

@@ -163,6 +163,11 @@ CATALOGUE: tuple[MetricSpec, ...] = (
        "PCIe bandwidth in use, both directions together (slow cadence)", vendors=AMD),
     _g("procs", "", "Compute processes on the GPU", NV_AMD),
     _g("proc.{pid}.mem_used_bytes", "B", "Device memory used by one process (host pid)", NV_AMD),
+    _g("proc.{pid}.util_pct", "%", "Share of time one process (host pid) ran kernels on the "
+       "GPU, the mean of NVML's samples since the previous read; 0 for a compute process "
+       "without samples (idle); absent under MIG (slow cadence)", NV),
+    _g("proc.{pid}.mem_util_pct", "%", "Share of time device memory was read or written for "
+       "one process (host pid), averaged as its util_pct (slow cadence)", NV),
     _g("mig.{mig}.mem_used_bytes", "B", "Memory used on one MIG device", NV),
     _g("mig.{mig}.mem_total_bytes", "B", "Memory size of one MIG device", NV),
     # Huawei Ascend NPUs

@@ -107,11 +107,21 @@ KERNEL_SCHEMAS: dict[str, Any] = {
                                              "reports one of them"},
             "gpus": {"type": "object",
                      "description": "Per device (gpu.0, npu.1, ...) where the tree holds "
-                                    "memory; util_pct is the device's",
+                                    "memory; util_pct is the device's, proc_util_pct the "
+                                    "tree's own",
                      "additionalProperties": {
-                         "type": "object", "required": ["mem_used_bytes", "util_pct"],
-                         "properties": {"mem_used_bytes": {"type": "number"},
-                                        "util_pct": _NUMBER_OR_NULL}}},
+                         "type": "object",
+                         "required": ["mem_used_bytes", "util_pct", "proc_util_pct"],
+                         "properties": {
+                             "mem_used_bytes": {"type": "number"},
+                             "util_pct": _NUMBER_OR_NULL,
+                             "proc_util_pct": {
+                                 "type": ["number", "null"],
+                                 "description": "Summed utilisation of the tree's processes "
+                                                "on the device (gpu.N.proc.PID.util_pct); "
+                                                "null where the driver reports none for "
+                                                "them (other vendors, MIG, containers, a "
+                                                "process not read yet)"}}}},
             "pid_namespace": _STRING_OR_NULL,
             "processes": {"type": "array", "maxItems": 32,
                           "items": {"$ref": _REF + "KernelProcess"}}}},
