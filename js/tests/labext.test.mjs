@@ -29,9 +29,9 @@ test("RAM against the kernel's limit, else the server's; unknown is NaN", () => 
 });
 
 test("GPU memory: the sum, and each device in the tooltip", () => {
-  const g = K.gpuText(kernel("a", GiB, { gpu_mem_bytes: 3 * GiB, gpus: { "gpu.10": { mem_used_bytes: GiB, util_pct: null }, "gpu.2": { mem_used_bytes: 2 * GiB, util_pct: 35 } } }));
+  const g = K.gpuText(kernel("a", GiB, { gpu_mem_bytes: 3 * GiB, gpus: { "gpu.10": { mem_used_bytes: GiB, util_pct: null }, "gpu.2": { mem_used_bytes: 2 * GiB, util_pct: 35, proc_util_pct: 20 } } }));
   assert.equal(g.text, "GPU 3.00 GiB");
-  assert.deepEqual(g.title.split("\n").slice(1), ["gpu.2: 2.00 GiB · 35 %", "gpu.10: 1.00 GiB"]);
+  assert.deepEqual(g.title.split("\n").slice(1), ["gpu.2: 2.00 GiB · device 35 % · own 20 %", "gpu.10: 1.00 GiB"]);
   assert.deepEqual(K.gpuText(kernel("a", GiB)), { text: "", title: "" });
 });
 

@@ -34,7 +34,7 @@ export interface KernelEntry {
   mem_limit_bytes?: number | null;
   mem_limit_source?: string | null;
   gpu_mem_bytes?: number | null;
-  gpus?: Record<string, { mem_used_bytes?: number | null; util_pct?: number | null }>;
+  gpus?: Record<string, { mem_used_bytes?: number | null; util_pct?: number | null; proc_util_pct?: number | null }>;
   pid_namespace?: string | null;
   processes?: KernelProcess[];
 }
@@ -79,11 +79,15 @@ export function memFraction(k: KernelEntry, bodyLimit?: number | null): number {
   return Math.min(1, Math.max(0, k.rss_bytes / limit));
 }
 
-/** `GPU 1.20 GiB`, with one line per device for the tooltip (`gpu.0: 1.20 GiB · 35 %`). */
+/** `GPU 1.20 GiB`, with one line per device for the tooltip (`gpu.0: 1.20 GiB · device 35 % ·
+ * own 20 %`: the device's utilisation, then the kernel's processes' where the driver says). */
 export function gpuText(k: KernelEntry): { text: string; title: string } {
   const devices = Object.entries(k.gpus ?? {}).sort(([a], [b]) => a.localeCompare(b, undefined, { numeric: true }));
   if (!finite(k.gpu_mem_bytes) && !devices.length) return { text: "", title: "" };
-  const lines = devices.map(([dev, g]) => `${dev}: ${formatBytes(g.mem_used_bytes)}${finite(g.util_pct) ? ` · ${formatPct(g.util_pct)}` : ""}`);
+  const lines = devices.map(([dev, g]) =>
+    `${dev}: ${formatBytes(g.mem_used_bytes)}` +
+    (finite(g.util_pct) ? ` · device ${formatPct(g.util_pct)}` : "") +
+    (finite(g.proc_util_pct) ? ` · own ${formatPct(g.proc_util_pct)}` : ""));
   if (k.pid_namespace) lines.push(k.pid_namespace);
   return { text: `GPU ${formatBytes(k.gpu_mem_bytes)}`, title: ["GPU memory of the kernel's processes", ...lines].join("\n") };
 }
