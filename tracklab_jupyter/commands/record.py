@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sqlite3
 import sys
 import threading
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tracklab_jupyter.accelerators.base import GPUS_HELP
 
@@ -35,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="longest time samples wait in memory (default: %(default)s)")
     parser.add_argument("--wait", action="store_true",
                         help="if another process records, wait and take over when it ends")
+    parser.add_argument("--alerts", nargs="?", const="", default=None, metavar="JSON",
+                        help="also evaluate the host alert rules and store alerts (off by "
+                             "default: it adds about 0.01 %% of a core); JSON settings as "
+                             "for c.TrackLab.alerts, else $TRACKLAB_ALERTS, else the "
+                             "defaults (docs/ALERTS.md)")
     parser.set_defaults(func=run)
 
 
@@ -42,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: building the CLI parser must not pay for numpy and the store.
     from tracklab_jupyter.recorder import RECORDER, Recorder, RecorderConfig, describe_holder
     from tracklab_jupyter.sampler.factory import SamplerConfig
+    from tracklab_jupyter.sampler.hub import Hub
     from tracklab_jupyter.store.config import StoreConfig
     from tracklab_jupyter.store.schema import StoreVersionError
 
@@ -49,6 +56,18 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         sampler=SamplerConfig(interval=args.interval, gpus=args.gpus),
         store=StoreConfig(flush_interval=args.flush_interval))
+    alert_settings = None
+    if args.alerts is not None:
+        from tracklab_jupyter.alerts import settings_from_env
+
+        given = args.alerts.strip()
+        try:
+            alert_settings = settings_from_env(
+                {"TRACKLAB_ALERTS": given} if given else os.environ,
+                source="--alerts" if given else "TRACKLAB_ALERTS")
+        except ValueError as exc:
+            print(f"tracklab-jupyter: {exc}", file=sys.stderr)
+            return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -57,12 +76,14 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         recorder = Recorder(config, takeover=args.wait,
+                            hub=Hub() if alert_settings is not None else None,
                             on_role_change=lambda role: stop.is_set() or _announce(recorder))
     except (StoreVersionError, sqlite3.Error) as exc:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         print(f"tracklab-jupyter: cannot record: {exc}", file=sys.stderr)
         return 2
+    engine: Any = None
     try:
         if recorder.role != RECORDER:
             holder = describe_holder(recorder.holder())
@@ -75,11 +96,15 @@ def run(args: argparse.Namespace) -> int:
                   "(Ctrl+C to give up)", file=sys.stderr, flush=True)
         else:
             _announce(recorder)
+        if alert_settings is not None:
+            engine = _start_alerts(recorder, alert_settings)
         # No timeout: the wait is interrupted by SIGINT/SIGTERM, whose handlers set stop, so
         # the main thread sleeps until then instead of waking twice a second.
         stop.wait()
         return 0
     finally:
+        if engine is not None:
+            engine.stop()  # before the writer closes: a last alert is still stored
         writer = recorder.writer
         recorder.stop()
         if writer is not None:
@@ -88,6 +113,16 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _start_alerts(recorder: Recorder, settings: Any) -> Any:
+    """The alert engine over this recorder (host rules; it evaluates while it records)."""
+    from tracklab_jupyter.alerts.engine import AlertEngine
+    from tracklab_jupyter.alerts.recorder_host import RecorderHost
+
+    engine = AlertEngine(RecorderHost(recorder), settings)
+    engine.start()
+    return engine
 
 
 def _announce(recorder: Recorder) -> bool:
