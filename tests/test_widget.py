@@ -118,3 +118,18 @@ def test_a_longer_window_or_other_metrics_resend_init_and_backfill():
     backfills = [c for c, _ in sent.of("data") if c["backfill"]]
     assert len(backfills) == 3 and all(n.startswith("mem.") for n in backfills[-1]["names"])
     widget.close()
+
+
+def test_kernel_series_reach_the_widget_only_when_asked():
+    from tracklab_jupyter.notebook.columns import to_columns
+    from tracklab_jupyter.sampler.sample import Sample
+
+    kid = "0f3c2a9e-1b2c-4d5e-8f90-123456789abc"
+    samples = [Sample(1.0, "n", {"cpu.util_pct": 5.0}),
+               Sample(2.0, "n", {"cpu.util_pct": 6.0, f"kernel.{kid}.rss_bytes": 1e8}),
+               Sample(2.5, "n", {f"kernel.{kid}.cpu_pct": 3.0})]  # a kernel-only row
+    header, (times, _values) = to_columns(samples, [])
+    assert header == {"names": ["cpu.util_pct"], "n": 2}
+    assert np.frombuffer(times).tolist() == [1.0, 2.0]
+    header, _ = to_columns(samples, ["kernel.*.rss_bytes"])
+    assert header == {"names": [f"kernel.{kid}.rss_bytes"], "n": 3}

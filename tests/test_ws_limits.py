@@ -523,3 +523,15 @@ async def test_a_client_leaving_mid_write_leaves_no_unretrieved_task_error(stand
             await asyncio.sleep(0.1)
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if "never retrieved" in m], messages
+
+
+def test_system_frames_carry_kernel_series_only_when_named():
+    from tracklab_jupyter.server.metric_filter import MetricFilter
+
+    kid = "0f3c2a9e-1b2c-4d5e-8f90-123456789abc"
+    sample = Sample(5.0, "n", {"cpu.util_pct": 3.0, f"kernel.{kid}.rss_bytes": 1e8})
+    frames = ws_protocol._FrameCache()
+    plain = json.loads(frames.text(sample, MetricFilter(())))
+    assert plain["data"]["metrics"] == {"cpu.util_pct": 3.0}
+    named = json.loads(frames.text(sample, MetricFilter(("kernel.*",))))
+    assert named["data"]["metrics"] == {f"kernel.{kid}.rss_bytes": 1e8}

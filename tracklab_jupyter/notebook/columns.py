@@ -18,11 +18,22 @@ def select(names: Iterable[str], globs: Sequence[str]) -> list[str]:
     return sorted(n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs))
 
 
+#: Per-kernel series (``kernel.<id>.*``) ride in the host's samples once per kernel pass;
+#: the host panels do not draw them, so they are sent only when a glob names them.
+KERNEL_PREFIX = "kernel."
+
+
 def to_columns(samples: Sequence[Sample], globs: Sequence[str]) -> tuple[dict[str, Any],
                                                                          list[bytes]]:
     """``({"names", "n"}, [times, values])``: times as float64 epoch seconds, values
-    series-major float64 with NaN where a metric was absent."""
+    series-major float64 with NaN where a metric was absent. Without globs, ``kernel.*``
+    series are left out, and so are samples holding nothing else (rows a server that only
+    reads the store wrote for its kernels)."""
     names = select({k for s in samples for k in s.metrics}, globs)
+    if not globs:
+        names = [n for n in names if not n.startswith(KERNEL_PREFIX)]
+        samples = [s for s in samples
+                   if any(not k.startswith(KERNEL_PREFIX) for k in s.metrics)]
     n = len(samples)
     times = np.fromiter((s.time for s in samples), dtype=np.float64, count=n)
     values = np.full((len(names), n), np.nan)

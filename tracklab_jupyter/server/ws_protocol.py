@@ -512,8 +512,14 @@ class _FrameCache:
             self._sample, self._texts = sample, {}
         text = self._texts.get(metrics.globs)
         if text is None:
-            text = json.dumps(envelope("system_metrics",
-                                       {"metrics": metrics.select(sample.metrics)},
+            if metrics.globs:
+                selected = metrics.select(sample.metrics)
+            else:
+                # Per-kernel series ride in every kernel pass's sample; they have their own
+                # topic (``kernels``), so a client gets them here only by naming them.
+                selected = {k: v for k, v in sample.metrics.items()
+                            if not k.startswith("kernel.")}
+            text = json.dumps(envelope("system_metrics", {"metrics": selected},
                                        sample.node, sample.time))
             if len(self._texts) >= MAX_CACHED_FILTERS:
                 del self._texts[next(iter(self._texts))]
