@@ -40,16 +40,21 @@ def wait_for_alerts(data: Path, proc: subprocess.Popen, wanted: list[tuple[str, 
     raise AssertionError(f"stored alerts {found}, wanted {wanted}")
 
 
-def test_record_with_alerts_stores_a_memory_alert_and_its_resolution(tmp_path):
+def record(tmp_path: Path, *extra: str) -> tuple[FakeCgroup, Path, subprocess.Popen]:
+    """``record`` at 5 Hz on a fake container whose memory is 95 % used."""
     cgroup = FakeCgroup(tmp_path / "cgroup")
     cgroup.use(95)
     data = tmp_path / "data"
     env = {**os.environ, "TRACKLAB_CGROUP_ROOT": str(cgroup.root)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tracklab_jupyter", "record", "--data-dir", str(data),
-         "--interval", "0.2", "--flush-interval", "0.2s",
-         "--alerts", '{"memory": {"for_s": 0}}'],
+         "--interval", "0.2", "--flush-interval", "0.2s", *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return cgroup, data, proc
+
+
+def test_record_with_alerts_stores_a_memory_alert_and_its_resolution(tmp_path):
+    cgroup, data, proc = record(tmp_path, "--alerts", '{"memory": {"for_s": 0}}')
     try:
         wait_for_alerts(data, proc, [("alert", "memory")])
         cgroup.use(30)
@@ -61,14 +66,7 @@ def test_record_with_alerts_stores_a_memory_alert_and_its_resolution(tmp_path):
 
 
 def test_record_without_alerts_stores_none(tmp_path):
-    cgroup = FakeCgroup(tmp_path / "cgroup")
-    cgroup.use(95)
-    data = tmp_path / "data"
-    env = {**os.environ, "TRACKLAB_CGROUP_ROOT": str(cgroup.root)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tracklab_jupyter", "record", "--data-dir", str(data),
-         "--interval", "0.2", "--flush-interval", "0.2s"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _cgroup, data, proc = record(tmp_path)
     try:
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline and not (data / "metrics.db").exists():
