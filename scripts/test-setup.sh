@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond Python packages: Debian's chromium for the browser tests
-# (Playwright drives it; no browser is downloaded) and the JS dev dependencies for the
+# (Playwright drives it; no browser is downloaded), Debian's prometheus for promtool and a
+# real Prometheus server (the exposition tests), and the JS dev dependencies for the
 # widget's unit tests and the sidebar build (node and npm must be on PATH). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x /usr/lib/chromium/chromium ]; then
+need_chromium=0; need_prometheus=0
+[ -x /usr/lib/chromium/chromium ] || need_chromium=1
+command -v promtool >/dev/null || need_prometheus=1
+if [ $need_chromium -eq 1 ] || [ $need_prometheus -eq 1 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get"
+  $APT update -qq
+  if [ $need_chromium -eq 1 ]; then
+    $APT install -y -qq chromium >/dev/null
+  fi
+  if [ $need_prometheus -eq 1 ]; then
+    # Without recommends: they would bring node-exporter and its timers along.
+    $APT install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
 fi
 if [ ! -d js/node_modules/esbuild ]; then
   npm ci --prefix js --no-audit --no-fund

@@ -19,11 +19,12 @@ from tracklab_jupyter.accelerators.base import (
 from tracklab_jupyter.accelerators.registry import devices_in, drivers_in, open_backends
 from tracklab_jupyter.accelerators.throttle import describe_throttle, fold_amd_throttle
 from tracklab_jupyter.notebook.cells import DeviceTally, format_line
+from tracklab_jupyter.prometheus.exposition import render
+from tracklab_jupyter.prometheus.view import NodeView, ScrapeView
 from tracklab_jupyter.runs.gpu import device_readings
 from tracklab_jupyter.runs.process_tree import gpu_memory_by_pid
 from tracklab_jupyter.sampler.events import HardwareWatcher
 from tracklab_jupyter.sampler.sample import Sample
-from tracklab_jupyter.server.prometheus import render_prometheus
 
 UUIDS = ("GPU-8f3a0c1e-0000", "GPU-8f3b99aa-1111", "GPU-1234abcd-2222")
 
@@ -216,13 +217,17 @@ def test_cell_line_process_trees_and_monitor_gpu_cover_npus_and_tpus():
 
 
 def test_prometheus_labels_name_the_device_and_its_vendor():
-    info = {"ascend": {"vendor": "huawei", "kind": "npu", "devices": [
-        {"index": 0, "kind": "npu", "vendor": "huawei", "uuid": "npu-uuid-0"}]}}
-    text = render_prometheus(Sample(1.0, "box", {"npu.0.util_pct": 42.0,
-                                                 "tpu.3.mem_used_bytes": 1.0}), info)
-    assert 'tracklab_npu_util_pct{node="box",npu="0",uuid="npu-uuid-0",vendor="huawei"} 42.0' \
-        in text
-    assert 'tracklab_tpu_mem_used_bytes{node="box",tpu="3"} 1.0' in text
+    info = {"ascend": {"vendor": "huawei", "kind": "npu", "driver": "24.1.rc2", "devices": [
+        {"index": 0, "kind": "npu", "vendor": "huawei", "uuid": "npu-uuid-0",
+         "name": "Ascend 910B3"}]}}
+    node = NodeView("box", True, 1.0, {"npu.0.util_pct": 42.0, "tpu.3.mem_used_bytes": 1.0},
+                    {}, info, local=True)
+    text = render(ScrapeView([node]))[0].decode()
+    assert ('tracklab_npu_utilization_ratio{node="box",npu="0",uuid="npu-uuid-0",'
+            'vendor="huawei"} 0.42') in text
+    assert 'tracklab_tpu_memory_used_bytes{node="box",tpu="3",uuid="",vendor=""} 1.0' in text
+    assert ('tracklab_npu_info{driver="24.1.rc2",name="Ascend 910B3",node="box",npu="0",'
+            'uuid="npu-uuid-0",vendor="huawei"} 1.0') in text
 
 
 # -- a mixed machine: every backend against its fake at once ------------------------------
@@ -342,8 +347,9 @@ async def test_the_server_lists_every_vendor(mixed_host, jp_fetch, jp_ws_fetch,
     info = json.loads((await jp_fetch("tracklab", "api", "system", "info")).body)
     assert len(info["accelerators"]) == 16 and info["amd"]["vendor"] == "amd"
     text = (await jp_fetch("tracklab", "metrics")).body.decode()
-    assert 'tracklab_npu_util_pct{node=' in text and 'vendor="huawei"' in text
-    assert 'tracklab_gpu_util_pct{' in text and 'gpu="3"' in text and 'vendor="amd"' in text
+    assert 'tracklab_npu_utilization_ratio{node=' in text and 'vendor="huawei"' in text
+    assert 'tracklab_gpu_utilization_ratio{' in text and 'gpu="3"' in text
+    assert 'vendor="amd"' in text
     ws = await jp_ws_fetch("tracklab", "ws")
     update = await receive(ws, "hardware_update")
     check(update, "WsHardwareUpdate")

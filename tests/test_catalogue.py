@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from tracklab_jupyter.cli import main
-from tracklab_jupyter.metrics.catalogue import CATALOGUE, render_markdown, spec_for
+from tracklab_jupyter.commands.docs import metrics_markdown
+from tracklab_jupyter.metrics.catalogue import CATALOGUE, spec_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_docs_table_is_generated_from_the_catalogue():
     on_disk = (ROOT / "docs" / "METRICS.md").read_text(encoding="utf-8")
-    assert on_disk == render_markdown(), "docs/METRICS.md is stale: python -m tracklab_jupyter docs"
+    assert on_disk == metrics_markdown(), \
+        "docs/METRICS.md is stale: python -m tracklab_jupyter docs"
 
 
 def test_docs_check_command_detects_a_stale_file(tmp_path, capsys):

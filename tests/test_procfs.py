@@ -127,7 +127,7 @@ def test_net_dev_counts_every_interface_with_loopback() -> None:
     assert NetIO(*rows[b"eth0"]) == NetIO(bytes_sent=200000, bytes_recv=500000,
                                           packets_sent=1500, packets_recv=4000,
                                           errin=2, errout=1, dropin=3, dropout=4)
-    total = NetIO(*(sum(col) for col in zip(*Unwrap()(rows), strict=True)))
+    total = NetIO(*(sum(col) for col in zip(*Unwrap()(rows).values(), strict=True)))
     assert total.bytes_recv == 501000 and total.packets_sent == 1510
 
 
@@ -164,7 +164,7 @@ def test_unwrap_keeps_sums_from_dropping() -> None:
     unwrap = Unwrap()
 
     def total(rows: dict[bytes, tuple[int, ...]]) -> list[int]:
-        return [sum(col) for col in zip(*unwrap(rows), strict=True)]
+        return [sum(col) for col in zip(*unwrap(rows).values(), strict=True)]
 
     assert total({b"a": (100, 5), b"b": (10, 1)}) == [110, 6]
     # a's first field wrapped (or a was re-created): 100 is carried from now on.

@@ -142,22 +142,6 @@ async def test_unknown_node_and_path_get_json_404(jp_fetch):
         validate(json.loads(info.value.response.body), "Error")
 
 
-async def test_prometheus_text(jp_fetch):
-    await wait_for_sample(jp_fetch)
-    response = await jp_fetch("tracklab", "metrics")
-    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    text = response.body.decode()
-    assert "# TYPE tracklab_cpu_util_pct gauge" in text
-    # per-core series carry their core as a label (a core with no clock ticks in a 0.2 s
-    # interval has no value that tick, so not every core is always there)
-    assert re.search(r'tracklab_cpu_core_util_pct\{node="[^"]+",core="\d+"\} ', text)
-    for line in text.splitlines():
-        if not line.startswith("#"):
-            name_labels, value = line.rsplit(" ", 1)
-            float(value)
-            assert "." not in name_labels.split("{")[0]
-
-
 async def test_every_route_refuses_requests_without_credentials(jp_fetch, jp_serverapp):
     from tracklab_jupyter.server.handlers import build_handlers
 

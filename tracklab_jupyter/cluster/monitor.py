@@ -231,7 +231,8 @@ class ClusterMonitor:
             node.info = answer["info"]
             if self._write_info is not None:
                 self._write_info(name, node.info)
-        sample = Sample(float(answer["time"]), name, dict(answer["metrics"]))
+        sample = Sample(float(answer["time"]), name, dict(answer["metrics"]),
+                        answer.get("counters") or {})
         node.latest = sample
         node.last_seen = time.time()
         if self._write is not None:

@@ -29,7 +29,7 @@ def node_name(suffix: str = "") -> str:
 
 
 def sample_host(suffix: str = "", with_info: bool = False) -> dict[str, Any]:
-    """``{"time", "node", "metrics", "events"[, "info"]}`` for this host.
+    """``{"time", "node", "metrics", "events", "counters"[, "info"]}`` for this host.
 
     ``with_info`` adds the static facts (cores, memory, GPUs), which the caller asks for
     when it first sees the node and now and then after.
@@ -58,7 +58,10 @@ def sample_host(suffix: str = "", with_info: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"time": sample.time, "node": node,
                                "metrics": {k: v for k, v in sample.metrics.items()
                                            if not k.startswith("tracklab.")},
-                               "events": events_out}
+                               "events": events_out,
+                               # Raw disk and network counters per device, for Prometheus.
+                               "counters": {group: {dev: list(row) for dev, row in rows.items()}
+                                            for group, rows in sample.device_counters.items()}}
         if with_info or fresh:
             out["info"] = sampler.info
         return out

@@ -14,7 +14,7 @@ real elapsed time. A metric the machine cannot report is left out, never set to 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -30,11 +30,15 @@ class Reading:
     gauges: dict[str, float] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: Raw cumulative counters per device, kept as read for exporters (never rated or
+    #: stored): ``{"net": {"eth0": NetIO(...)}}``; fields in ``procfs.DEVICE_COUNTER_FIELDS``.
+    device_counters: dict[str, dict[str, Sequence[float]]] = field(default_factory=dict)
 
     def merge(self, other: Reading) -> None:
         self.gauges.update(other.gauges)
         self.counters.update(other.counters)
         self.events.extend(other.events)
+        self.device_counters.update(other.device_counters)
 
 
 class Collector:

@@ -1,11 +1,12 @@
 """Disk space per real mounted filesystem and block-device throughput.
 
-Fast path (every tick): the counters of ``disk_io_counters(perdisk=False)``, whose cumulative
-bytes and operations the sampler turns into ``disk.read_bytes_per_s``,
-``disk.write_bytes_per_s`` and ``disk.iops``. On Linux they come from /proc/diskstats kept
-open (:mod:`~tracklab_jupyter.collectors.procfs`: at 1 Hz opening the file cost more than
-reading it), summed over the whole devices listed in /sys/block as psutil does; elsewhere
-from psutil.
+Fast path (every tick): the counters of every whole block device, as
+``disk_io_counters(perdisk=True)`` gives them. Their sums of cumulative bytes and operations
+the sampler turns into ``disk.read_bytes_per_s``, ``disk.write_bytes_per_s`` and
+``disk.iops``; the per-device rows are kept as they are in ``Reading.device_counters["disk"]``
+for the Prometheus counters. On Linux they come from /proc/diskstats kept open
+(:mod:`~tracklab_jupyter.collectors.procfs`: at 1 Hz opening the file cost more than reading
+it), for the whole devices listed in /sys/block as psutil does; elsewhere from psutil.
 
 Slow path (every :attr:`DiskCollector.slow_interval` s): re-read the mount table
 (``disk_partitions``) and /sys/block, and take the space (``disk_usage``) of every mount.
@@ -142,14 +143,13 @@ def _list_mounts() -> list[Mount]:
     return [m for m in mounts if os.path.isdir(m.mountpoint)]
 
 
-def _psutil_io() -> Any:
-    return psutil.disk_io_counters(perdisk=False)
+def _psutil_io() -> dict[str, Any]:
+    # perdisk=True costs what perdisk=False does (psutil sums the same per-disk table).
+    return psutil.disk_io_counters(perdisk=True) or {}
 
 
 def _counter_values(io: Any) -> dict[str, float]:
     """The ``disk.*`` counters from psutil's sdiskio or :class:`procfs.DiskIO`."""
-    if io is None:
-        raise FileNotFoundError("no disks with I/O counters")  # remembered: not asked again
     return {
         "disk.read_bytes_per_s": float(io.read_bytes),
         "disk.write_bytes_per_s": float(io.write_bytes),
@@ -167,7 +167,8 @@ class DiskCollector(Collector):
         self._guard = FieldGuard(self.name, host_permanent)
         self._max_mounts = max_mounts
         self._procfs = procfs.DiskStatsReader.open()
-        self._io: Callable[[], Any] = self._procfs or _psutil_io
+        self._io_each: Callable[[], dict[str, Any]] = (
+            self._procfs.read_each if self._procfs is not None else _psutil_io)
         self._denied: set[str] = set()
         # Swapped as a whole by read_slow; info() on another thread sees one list or the other.
         self._mounts: tuple[Mount, ...] = ()
@@ -186,9 +187,11 @@ class DiskCollector(Collector):
     def read(self) -> Reading:
         """Cumulative I/O counters."""
         out = Reading()
-        counters = self._guard.get("io", self._read_io)
-        if counters:
-            out.counters.update(counters)
+        each = self._guard.get("io", self._io_each)
+        total = procfs.sum_counters(each, procfs.DiskIO) if each else None
+        if total is not None:
+            out.counters.update(_counter_values(total))
+            out.device_counters["disk"] = each
         return out
 
     def read_slow(self) -> Reading:
@@ -204,9 +207,6 @@ class DiskCollector(Collector):
         """Close /proc/diskstats where it is kept open."""
         if self._procfs is not None:
             self._procfs.close()
-
-    def _read_io(self) -> dict[str, float]:
-        return _counter_values(self._io())
 
     def _refresh(self) -> tuple[Mount, ...]:
         mounts = self._guard.get("partitions", _list_mounts)

@@ -1,11 +1,12 @@
 """Network throughput, packets, errors and drops; open connections at slow cadence.
 
-Fast path (every tick): the counters of ``psutil.net_io_counters(pernic=False)``, the sum over
-all interfaces of this network namespace (loopback included on Linux). On Linux they come
-from /proc/net/dev kept open (:mod:`~tracklab_jupyter.collectors.procfs`: at 1 Hz opening
-the file cost more than reading it), elsewhere from psutil. The cumulative values go in
-``Reading.counters``; the sampler turns them into rates. Both paths hide per-interface
-counter wraps and resets as psutil's ``nowrap`` does.
+Fast path (every tick): the counters of every interface of this network namespace
+(loopback included on Linux), as ``psutil.net_io_counters(pernic=True)`` gives them. On Linux
+they come from /proc/net/dev kept open (:mod:`~tracklab_jupyter.collectors.procfs`: at 1 Hz
+opening the file cost more than reading it), elsewhere from psutil. Their sum goes in
+``Reading.counters`` (the sampler turns it into rates); the per-interface rows are kept as
+they are in ``Reading.device_counters["net"]`` for the Prometheus counters. Both paths hide
+per-interface counter wraps and resets as psutil's ``nowrap`` does.
 
 Slow path (every :attr:`NetworkCollector.slow_interval` s): the open inet sockets (TCP and
 UDP over IPv4 and IPv6). On Linux they are the ``inuse`` counts of /proc/net/sockstat and
@@ -31,14 +32,13 @@ from tracklab_jupyter.collectors.base import Collector, FieldGuard, Reading, hos
 log = logging.getLogger("tracklab_jupyter.collectors.network")
 
 
-def _psutil_io() -> Any:
-    return psutil.net_io_counters(pernic=False)
+def _psutil_io() -> dict[str, Any]:
+    # pernic=True costs what pernic=False does (psutil sums the same per-NIC table).
+    return psutil.net_io_counters(pernic=True)
 
 
 def _counter_values(io: Any) -> dict[str, float]:
     """The ``net.*`` counters from psutil's snetio or :class:`procfs.NetIO` (same fields)."""
-    if io is None:
-        raise FileNotFoundError("no network interfaces")  # remembered: not asked again
     return {
         "net.recv_bytes_per_s": float(io.bytes_recv),
         "net.sent_bytes_per_s": float(io.bytes_sent),
@@ -94,7 +94,8 @@ class NetworkCollector(Collector):
     def __init__(self) -> None:
         self._guard = FieldGuard(self.name, host_permanent)
         self._procfs = procfs.NetDevReader.open()
-        self._io: Callable[[], Any] = self._procfs or _psutil_io
+        self._io_each: Callable[[], dict[str, Any]] = (
+            self._procfs.read_each if self._procfs is not None else _psutil_io)
         self._connections: Callable[[], float] = _sockstat_reader() or _connections
 
     def info(self) -> dict[str, Any]:
@@ -108,9 +109,11 @@ class NetworkCollector(Collector):
     def read(self) -> Reading:
         """Cumulative bytes, packets, errors and drops over all interfaces."""
         out = Reading()
-        counters = self._guard.get("io", self._read_io)
-        if counters:
-            out.counters.update(counters)
+        each = self._guard.get("io", self._io_each)
+        total = procfs.sum_counters(each, procfs.NetIO) if each else None
+        if total is not None:
+            out.counters.update(_counter_values(total))
+            out.device_counters["net"] = each
         return out
 
     def read_slow(self) -> Reading:
@@ -125,6 +128,3 @@ class NetworkCollector(Collector):
         """Close /proc/net/dev where it is kept open."""
         if self._procfs is not None:
             self._procfs.close()
-
-    def _read_io(self) -> dict[str, float]:
-        return _counter_values(self._io())

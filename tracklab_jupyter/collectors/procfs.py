@@ -24,7 +24,7 @@ import operator
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Self
 
 import psutil
@@ -160,7 +160,8 @@ def parse_meminfo(data: bytes) -> MemInfo:
 
 
 class NetIO(NamedTuple):
-    """Network counters summed over interfaces; field names and order of psutil's snetio."""
+    """Network counters of one interface or summed over interfaces; field names and order
+    of psutil's snetio."""
 
     bytes_sent: int
     bytes_recv: int
@@ -191,12 +192,19 @@ def parse_net_dev(data: bytes) -> dict[bytes, tuple[int, ...]]:
 
 
 class DiskIO(NamedTuple):
-    """Block-device counters summed over whole devices; names from psutil's sdiskio."""
+    """Block-device counters of one device or summed over whole devices; names and order
+    of the first fields of psutil's sdiskio."""
 
     read_count: int
     write_count: int
     read_bytes: int
     write_bytes: int
+
+
+#: Field names of the per-device counters a sample keeps (``Sample.device_counters``),
+#: by group: what the Prometheus exposition reads its disk and network counters from.
+DEVICE_COUNTER_FIELDS: dict[str, tuple[str, ...]] = {"net": NetIO._fields,
+                                                     "disk": DiskIO._fields}
 
 
 def parse_diskstats(data: bytes, devices: frozenset[bytes]) -> dict[bytes, tuple[int, ...]]:
@@ -261,10 +269,10 @@ def process_counts(proc: str) -> tuple[int, int]:
 
 
 class Unwrap:
-    """psutil's ``nowrap`` for counters summed over keys (interfaces, disks).
+    """psutil's ``nowrap`` for counters kept per key (interfaces, disks).
 
     A per-key value that goes down wrapped or was reset (a NIC re-created): from then on its
-    last value is added back, so the key's contribution, and the sum, never drops. A key
+    last value is added back, so the key's counters, and their sum, never drop. A key
     that disappears forgets what was added, as in psutil.
     """
 
@@ -272,8 +280,9 @@ class Unwrap:
         self._last: Mapping[bytes, tuple[int, ...]] = {}
         self._offsets: dict[bytes, tuple[int, ...]] = {}
 
-    def __call__(self, rows: Mapping[bytes, tuple[int, ...]]) -> Iterable[tuple[int, ...]]:
-        """The rows' values with earlier wraps added back."""
+    def __call__(self, rows: Mapping[bytes, tuple[int, ...]]
+                 ) -> Mapping[bytes, tuple[int, ...]]:
+        """The rows with earlier wraps added back."""
         last, offsets = self._last, self._offsets
         for key, row in rows.items():
             prev = last.get(key)
@@ -286,13 +295,20 @@ class Unwrap:
                 del offsets[key]
         self._last = rows
         if not offsets:
-            return rows.values()
-        return [tuple(map(operator.add, row, offsets[key])) if key in offsets else row
-                for key, row in rows.items()]
+            return rows
+        return {key: tuple(map(operator.add, row, offsets[key])) if key in offsets else row
+                for key, row in rows.items()}
 
 
-def _sum_rows(rows: Iterable[Sequence[int]]) -> list[int]:
-    return [sum(column) for column in zip(*rows, strict=True)]
+def sum_counters(each: Mapping[str, Sequence[int]], cls: Any) -> Any:
+    """Per-device counters (a psutil namedtuple or ours per name) summed field by field into
+    ``cls`` (:class:`NetIO`, :class:`DiskIO`: psutil's first fields, in its order); None
+    when there is no device, as psutil answers then."""
+    if not each:
+        return None
+    width = len(cls._fields)
+    return cls(*[sum(column) for column in zip(*(row[:width] for row in each.values()),
+                                               strict=True)])
 
 
 # --- readers -----------------------------------------------------------------------------------
@@ -369,23 +385,24 @@ class MemInfoReader(_Reader):
 
 
 class NetDevReader(_Reader):
-    """``psutil.net_io_counters(pernic=False)`` (nowrap on) from /proc/net/dev."""
+    """``psutil.net_io_counters(pernic=True)`` (nowrap on) from /proc/net/dev."""
 
     def __init__(self) -> None:
         super().__init__("net/dev")
         self._unwrap = Unwrap()
 
+    def read_each(self) -> dict[str, NetIO]:
+        """Counters of every interface of this network namespace, by name."""
+        rows = self._unwrap(parse_net_dev(self._file.read()))
+        return {os.fsdecode(name): NetIO(*row) for name, row in rows.items()}
+
     def __call__(self) -> NetIO | None:
-        """Counters summed over every interface of this network namespace; None when there
-        is none (as psutil)."""
-        rows = parse_net_dev(self._file.read())
-        if not rows:
-            return None
-        return NetIO(*_sum_rows(self._unwrap(rows)))
+        """Counters summed over every interface; None when there is none (as psutil)."""
+        return sum_counters(self.read_each(), NetIO)
 
 
 class DiskStatsReader(_Reader):
-    """``psutil.disk_io_counters(perdisk=False)`` (nowrap on) from /proc/diskstats.
+    """``psutil.disk_io_counters(perdisk=True)`` (nowrap on) from /proc/diskstats.
 
     The set of whole devices is read once here and again by :meth:`refresh_devices` (the
     disk collector's slow path), where psutil tests /sys/block for every line on every call.
@@ -401,9 +418,11 @@ class DiskStatsReader(_Reader):
         """Re-list /sys/block (a disk attached, a loop device set up)."""
         self.devices = storage_devices(self._sys_block)
 
+    def read_each(self) -> dict[str, DiskIO]:
+        """Counters of every whole device, by the name /proc/diskstats gives it."""
+        rows = self._unwrap(parse_diskstats(self._file.read(), self.devices))
+        return {os.fsdecode(name): DiskIO(*row) for name, row in rows.items()}
+
     def __call__(self) -> DiskIO | None:
         """Counters summed over whole devices; None when there are none (as psutil)."""
-        rows = parse_diskstats(self._file.read(), self.devices)
-        if not rows:
-            return None
-        return DiskIO(*_sum_rows(self._unwrap(rows)))
+        return sum_counters(self.read_each(), DiskIO)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from tracklab_jupyter.metrics.catalogue import render_markdown
+from tracklab_jupyter.prometheus.names import markdown_appendix, markdown_cell
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,8 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def metrics_markdown() -> str:
+    """docs/METRICS.md: the catalogue with each metric's Prometheus family."""
+    return render_markdown(markdown_cell, markdown_appendix())
+
+
 def run(args: argparse.Namespace) -> int:
-    text = render_markdown()
+    text = metrics_markdown()
     path: Path = args.output
     if args.check:
         current = path.read_text(encoding="utf-8") if path.exists() else ""

@@ -106,6 +106,7 @@ class KernelTracker:
         self._listing: list[KernelListing] | None = None
         self._deaths: deque[Death] = deque(maxlen=MAX_PENDING_DEATHS)
         self._body = empty_body(monitor.node, self.interval, FIRST_READ_NOTE)
+        self._series: dict[str, float] = {}
         self._kernels: dict[str, _Kernel] = {}
         self._pending: deque[Event] = deque(maxlen=MAX_PENDING_EVENTS)
         self._host: tuple[float, float | None, str | None, float] | None = None
@@ -148,6 +149,12 @@ class KernelTracker:
         """The latest ``api/kernels`` body, from memory. Shared: do not modify it."""
         with self._lock:
             return self._body
+
+    def latest_series(self) -> dict[str, float]:
+        """The ``kernel.{id}.*`` values of the latest pass (every tracked kernel at once,
+        where samples hold them only on the pass's tick). Shared: do not modify it."""
+        with self._lock:
+            return self._series
 
     # -- the thread ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -215,6 +222,7 @@ class KernelTracker:
                 "kernels": entries}
         with self._lock:
             self._body = body
+            self._series = stored
         self.monitor.hub.publish(KERNELS, body)
         if stored and self._started():
             sampler = self.monitor.sampler

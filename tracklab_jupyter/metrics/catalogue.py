@@ -15,6 +15,7 @@ from a cumulative counter).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -259,8 +260,9 @@ def unit_of(name: str) -> str:
     return spec.unit if spec else ""
 
 
-def render_markdown() -> str:
-    """The body of docs/METRICS.md."""
+def render_markdown(prometheus: Callable[[str], str] | None = None, appendix: str = "") -> str:
+    """The body of docs/METRICS.md; ``prometheus(pattern)`` fills a column with the
+    Prometheus family of each metric, and ``appendix`` ends the page."""
     lines = [
         "# Metrics",
         "",
@@ -273,8 +275,9 @@ def render_markdown() -> str:
         "`{kernel}` Jupyter kernel id. "
         "A metric the machine cannot report is absent, not zero. `rate` metrics marked "
         "*counter* are computed by the sampler from cumulative counters over the real elapsed "
-        "time. In Prometheus output dots become underscores. For accelerators, *vendors* "
-        "says whose devices report the metric; `info` names each device's vendor.",
+        "time. For accelerators, *vendors* says whose devices report the metric; `info` "
+        "names each device's vendor. The *prometheus* column names the family each metric "
+        "is served under at `/metrics` (see the end of this page).",
         "",
     ]
     seen: list[str] = []
@@ -286,11 +289,16 @@ def render_markdown() -> str:
             header, rule = "| name | unit | kind | description |", "|---|---|---|---|"
             if with_vendors:
                 header, rule = header + " vendors |", rule + "---|"
+            if prometheus is not None:
+                header, rule = header + " prometheus |", rule + "---|"
             lines += ["", f"## {title}", "", header, rule]
         kind = spec.kind + (" (counter)" if spec.counter else "")
         unit = spec.unit or "–"
         row = f"| `{spec.pattern}` | {unit} | {kind} | {spec.description} |"
         if with_vendors:
             row += f" {', '.join(spec.vendors)} |"
+        if prometheus is not None:
+            row += f" {prometheus(spec.pattern)} |"
         lines.append(row)
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    return text + "\n" + appendix if appendix else text

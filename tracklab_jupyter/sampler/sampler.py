@@ -198,7 +198,7 @@ class Sampler:
         if self._count:
             metrics["tracklab.sample_ms"] = self._last_ms
             metrics["tracklab.sample_cpu_ms"] = self._last_cpu_ms
-        sample = Sample(stamp, self.node, metrics)
+        sample = Sample(stamp, self.node, metrics, reading.device_counters)
         events = reading.events + self._watcher.check(metrics)
         self.latest = sample
         self._emit_events(events, stamp)
@@ -259,6 +259,11 @@ class Sampler:
             return None
 
     # -- own cost ------------------------------------------------------------------------
+    def cpu_seconds(self) -> float:
+        """CPU time spent on ticks and slow reads since this sampler was made."""
+        with self._slow_lock:
+            return self._cpu_total + self._slow_cpu_total
+
     def stats(self) -> dict[str, Any]:
         """What the sampler costs: per-sample wall and CPU time, and its CPU share."""
         elapsed = time.monotonic() - self._started_at if self._started_at else 0.0

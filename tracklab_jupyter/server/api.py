@@ -15,6 +15,8 @@ from typing import Any
 from tracklab_jupyter._version import __version__
 from tracklab_jupyter.accelerators.registry import devices_in
 from tracklab_jupyter.monitor import Monitor
+from tracklab_jupyter.prometheus.exposition import TooManySeries, render
+from tracklab_jupyter.prometheus.view import scrape_view
 from tracklab_jupyter.server import history_api
 from tracklab_jupyter.server.endpoint import ApiError, Endpoint, Reply, Request, json_response
 from tracklab_jupyter.server.history_api import AGGREGATES, Query
@@ -31,7 +33,6 @@ from tracklab_jupyter.server.params import (
     parse_time,
     time_param,
 )
-from tracklab_jupyter.server.prometheus import render_prometheus
 
 
 def _node(limits: Limits) -> tuple[Param, ...]:
@@ -214,10 +215,14 @@ def events(request: Request) -> Reply:
 
 
 def prometheus(request: Request) -> Reply:
-    sample = request.monitor.latest
-    text = render_prometheus(sample, request.monitor.info) if sample else ""
-    return Reply(text, content_type="text/plain; version=0.0.4; charset=utf-8",
-                 etag=_latest_etag(request))
+    view = scrape_view(request.monitor)
+    try:
+        body, content_type = render(view, request.headers.get("Accept", ""),
+                                    request.limits.max_prometheus_series)
+    except TooManySeries as exc:
+        raise ApiError(413, str(exc), "raise the limit (c.TrackLab.max_prometheus_series) or "
+                       "scrape fewer nodes") from None
+    return Reply(None, content_type=content_type, chunks=iter([body]))
 
 
 _TEXT = {"schema": {"type": "string"}}
@@ -245,6 +250,10 @@ SYSTEM_ENDPOINTS: tuple[Endpoint, ...] = (
              json_response("Events"), _events_params, blocking=True),
     Endpoint("api/health", health, "Sampler, store and version status",
              json_response("Health")),
-    Endpoint("metrics", prometheus, "The latest sample in Prometheus text format",
-             {"text/plain": _TEXT}, etag=True),
+    Endpoint("metrics", prometheus,
+             "The latest values of every node in the Prometheus text format, or OpenMetrics "
+             "when Accept asks for application/openmetrics-text",
+             {"text/plain": _TEXT, "application/openmetrics-text": _TEXT}, blocking=True,
+             errors=(413,), description="Families, names and labels: docs/METRICS.md and "
+             "docs/PROMETHEUS.md."),
 )

@@ -52,13 +52,15 @@ class Reply:
 @dataclass
 class Request:
     """One call of an endpoint: the monitor, the parsed parameters (path ones included),
-    the server's limits, and the body of a PATCH."""
+    the server's limits, the body of a PATCH and the headers endpoints read."""
 
     monitor: Monitor
     args: dict[str, Any]
     limits: Limits
     query: Params = field(default_factory=dict)
     body: bytes = b""
+    #: The request headers an endpoint may read (``Accept``), by name.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _no_params(limits: Limits) -> tuple[Param, ...]:

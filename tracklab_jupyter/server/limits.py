@@ -46,6 +46,10 @@ class Limits:
     max_pattern_chars: int = _limit(200,
         "Characters in one metric name or glob.")
 
+    max_prometheus_series: int = _limit(200_000,
+        "Series in one ``metrics`` (Prometheus) reply; a larger exposition (a cluster of "
+        "hundreds of nodes) is a 413 before it is encoded.")
+
     max_ws_connections: int = _limit(200,
         "WebSocket connections open at once on one server; more are refused with 503.")
 

@@ -24,6 +24,10 @@ log = logging.getLogger("tracklab_jupyter.server")
 MONITOR_KEY = "tracklab_monitor"
 DISABLED_KEY = "tracklab_disabled_reason"
 _DEFAULT_LIMITS = Limits()
+#: Request headers passed on to endpoints (content negotiation), each cut to
+#: READ_HEADER_CHARS characters.
+READ_HEADERS = ("Accept",)
+READ_HEADER_CHARS = 1000
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:token|_xsrf)=)[^&#\s]*")
 
 
@@ -88,8 +92,11 @@ class EndpointMixin:
                 args = read_params(endpoint.params(limits), params, path_args)
             except ParamError as exc:
                 raise ApiError(400, exc.title or f"bad {exc.name}", str(exc)) from None
+            headers = {name: clip(value, READ_HEADER_CHARS)
+                       for name in READ_HEADERS
+                       if (value := handler.request.headers.get(name)) is not None}
             call = Request(self._monitor(), args, limits, params,
-                           b"".join(getattr(self, "_body", [])))
+                           b"".join(getattr(self, "_body", [])), headers)
             # Many long globs take a regex compile of up to a second: on the compile thread.
             heavy = sum(map(len, args.get("metrics") or ())) > INLINE_PATTERN_CHARS
             if endpoint.blocking or heavy:
