@@ -11,14 +11,21 @@ measures event-loop lag) and prints:
   - the largest history reply: a store holding a day of 100 series at 1 Hz (written
     through the real StoreWriter before the server starts), pulled again and again as
     JSON and as CSV (tracklab/api/history?start=-24h) with the 100 clients connected:
-    reply size, time per pull, and event-loop lag during the pulls.
+    reply size, time per pull, and event-loop lag during the pulls;
+  - the Prometheus scrape (tracklab/metrics), once with 8 fake GPUs on this host (the fake
+    NVML of tests/shim, replaying a recorded H200) and once with a 16-node cluster (the
+    bench extension fakecluster_ext, each node this host's answer with the 8 fake GPUs):
+    reply size and series, p50/p99 latency of sequential GETs in the text format and in
+    OpenMetrics, the server's CPU per scrape (above its idle CPU, measured just before
+    over as long), and event-loop lag while scraped beside idle.
 
 Targets (issue 4): added p99 loop lag <= 2 ms; 100 clients <= 5 % of one core;
 sample-to-client p99 <= 50 ms; loop lag p99 <= 5 ms while the largest history reply is
-pulled.
+pulled. Issue 16: scrape p99 <= 5 ms with 8 GPUs and with 16 nodes.
 
     python bench/server.py [--seconds 15] [--clients 100] [--skip-history]
                            [--history-hours 24] [--history-seconds 20]
+                           [--skip-scrape | --scrape-only] [--scrape-seconds 10]
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import importlib.util
 import json
 import os
@@ -60,7 +68,10 @@ def free_port() -> int:
 class JupyterServer:
     """A `jupyter server` subprocess on a free port; its log goes to ``log_path``."""
 
-    def __init__(self, extensions: dict[str, bool], data_dir: Path) -> None:
+    def __init__(self, extensions: dict[str, bool], data_dir: Path,
+                 env: dict[str, str] | None = None) -> None:
+        """``env``: more environment variables for the server; its ``PYTHONPATH``, if any,
+        goes before the bench's own entries (so a shim there shadows installed modules)."""
         self.port = free_port()
         config = {"ServerApp": {"jpserver_extensions": extensions, "open_browser": False,
                                 "port": self.port, "ip": "127.0.0.1", "allow_root": True,
@@ -69,8 +80,10 @@ class JupyterServer:
                   "TrackLab": {"data_dir": str(data_dir / "tracklab"), "interval": 1.0}}
         self.config_file = data_dir / f"config-{self.port}.json"
         self.config_file.write_text(json.dumps(config))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(BENCH), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        extra = dict(env or {})
+        first = [extra.pop("PYTHONPATH")] if "PYTHONPATH" in extra else []
+        env = {**os.environ, **extra, "PYTHONPATH": os.pathsep.join(
+            [*first, str(BENCH), str(ROOT), os.environ.get("PYTHONPATH", "")]),
             "JUPYTER_CONFIG_DIR": str(data_dir / "jupyter-config")}
         self.log_path = data_dir / f"server-{self.port}.log"
         with open(self.log_path, "wb") as log:
@@ -408,53 +421,297 @@ def print_history(args: argparse.Namespace, h: HistoryResult) -> list[tuple]:
     return rows
 
 
-async def main(args: argparse.Namespace) -> None:
-    have_jru = importlib.util.find_spec("jupyter_resource_usage") is not None
-    with tempfile.TemporaryDirectory() as tmp:
-        base = JupyterServer({"looplag_ext": True, "tracklab_jupyter": False}, Path(tmp))
-        ours = JupyterServer({"looplag_ext": True, "tracklab_jupyter": True,
-                              "jupyter_resource_usage": have_jru}, Path(tmp))
-        try:
-            await base.wait_ready()
-            await ours.wait_ready("tracklab/api/system/metrics")
-            print(f"servers up: baseline pid {base.proc.pid}, with tracklab pid "
-                  f"{ours.proc.pid}; {psutil.cpu_count()} CPUs, load average "
-                  f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-            lag_base, lag_idle = await asyncio.gather(loop_lag(base, args.seconds),
-                                                      loop_lag(ours, args.seconds))
-            lag_clients, share, latencies = await run_clients(ours, args.clients, args.seconds)
-            rps_ours = await requests_per_second(ours, "tracklab/api/system/metrics", 5)
-            rps_jru = (await requests_per_second(ours, "api/metrics/v1", 5)) if have_jru else None
-        finally:
-            base.stop()
-            ours.stop()
-        history = None if args.skip_history else await history_phase(args, Path(tmp))
+# -- the Prometheus scrape ---------------------------------------------------------------
+SCRAPE_TARGET_MS = 5.0
+SCRAPE_PATH = "tracklab/metrics"
+FAKE_GPUS = 8
+CLUSTER_NODES = 16
+#: (label, Accept header): the 0.0.4 text format (no Accept, as curl) and OpenMetrics.
+SCRAPE_FORMATS = (("text", ""), ("OpenMetrics", "application/openmetrics-text; version=1.0.0"))
 
+
+def fake_gpu_env() -> dict[str, str]:
+    """Environment that makes ``import pynvml`` the fake NVML with 8 recorded H200s."""
+    return {"PYTHONPATH": str(ROOT / "tests" / "shim"),
+            "TRACKLAB_FAKE_NVML_GPUS": str(FAKE_GPUS), "TRACKLAB_FAKE_NVML_MODE": "trace"}
+
+
+def series_count(body: bytes) -> int:
+    """Samples in an exposition: the lines that are not comments (``# HELP``, ``# EOF``)."""
+    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+
+
+@dataclass
+class Scrapes:
+    """Sequential scrapes in one format, and what the server spent on them."""
+
+    fmt: str
+    latencies: list[float] = field(default_factory=list)  # seconds, successful scrapes
+    size: int = 0  # bytes of the last successful reply
+    series: int = 0
+    content_type: str = ""
+    cpu_s: float = 0.0  # server process CPU (user + system) over the scrapes
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    lag: dict = field(default_factory=dict)
+
+
+def scrape_loop(server: JupyterServer, fmt: str, accept: str, seconds: float) -> Scrapes:
+    """GET the scrape path back to back for ``seconds`` over one keep-alive connection (as
+    Prometheus does), timing each reply in full; the server's CPU is read around it. Runs
+    on a thread: blocking, so the bench's own event loop adds nothing to the timings."""
+    out = Scrapes(fmt)
+    headers = {**HEADERS, **({"Accept": accept} if accept else {})}
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        cpu0 = sum(server.ps.cpu_times()[:2])
+        t_start = time.monotonic()
+        deadline = t_start + seconds
+        while not (out.latencies or out.errors) or time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", "/" + SCRAPE_PATH, headers=headers)
+                response = conn.getresponse()
+                body = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                out.errors.append(f"{type(exc).__name__}: {exc}")
+                conn.close()  # reconnects on the next request
+                if len(out.errors) >= 10:
+                    break
+                continue
+            elapsed = time.perf_counter() - t0
+            if response.status != 200:
+                out.errors.append(f"HTTP {response.status}: {body[:200]!r}")
+                if len(out.errors) >= 10:
+                    break
+                continue
+            out.latencies.append(elapsed)
+            out.size = len(body)
+            out.content_type = response.getheader("Content-Type", "")
+            last = body
+        out.seconds = time.monotonic() - t_start
+        out.cpu_s = sum(server.ps.cpu_times()[:2]) - cpu0
+    finally:
+        conn.close()
+    if out.latencies:
+        out.series = series_count(last)
+    return out
+
+
+@dataclass
+class ScrapeResult:
+    """One server's scrape measurements: idle baseline, then each format."""
+
+    label: str
+    nodes: int = 0
+    gpus: int = 0
+    idle_cpu_s: float = 0.0  # server CPU over the idle window
+    idle_seconds: float = 0.0
+    idle_lag: dict = field(default_factory=dict)
+    formats: list[Scrapes] = field(default_factory=list)
+    log_problems: tuple[int, list[str]] = (0, [])
+
+    def cpu_per_scrape_ms(self, s: Scrapes) -> float:
+        """Server CPU per scrape above its idle CPU over the same time, in ms."""
+        if not s.latencies or not self.idle_seconds:
+            return float("nan")
+        idle_rate = self.idle_cpu_s / self.idle_seconds
+        return (s.cpu_s - idle_rate * s.seconds) / len(s.latencies) * 1e3
+
+
+async def wait_for_scrape(server: JupyterServer, nodes: int, gpus: int,
+                          timeout: float = 90.0) -> None:
+    """Wait until ``cluster/info`` has ``nodes`` online nodes and a scrape shows ``gpus``
+    GPUs in all (their ``tracklab_gpu_info`` series): the view a scrape reads is full."""
+    deadline = time.monotonic() + timeout
+    seen: tuple[int, int, int] = (0, 0, 0)
+    while True:
+        try:
+            info = await server.get("tracklab/api/cluster/info")
+            online = sum(1 for n in info["nodes"] if n["state"] == "online")
+            response = await AsyncHTTPClient().fetch(
+                HTTPRequest(server.url(SCRAPE_PATH), headers=HEADERS))
+            gpu_series = sum(1 for line in response.body.splitlines()
+                             if line.startswith(b"tracklab_gpu_info{"))
+            seen = (len(info["nodes"]), online, gpu_series)
+            if seen == (nodes, nodes, gpus):
+                return
+        except (HTTPClientError, OSError, KeyError, ValueError):
+            pass
+        if time.monotonic() > deadline or server.proc.poll() is not None:
+            _, problems = server.log_problems()
+            raise RuntimeError(
+                f"server on port {server.port}: wanted {nodes} online nodes and {gpus} GPUs "
+                f"in a scrape, saw (nodes, online, GPUs) = {seen}; log problems: {problems}")
+        await asyncio.sleep(0.5)
+
+
+async def measure_scrapes(server: JupyterServer, result: ScrapeResult,
+                          seconds: float) -> None:
+    """Idle first (CPU and loop lag over ``seconds``), then each format for as long."""
+    await asyncio.sleep(2)  # the first ticks after the nodes came up settle
+    await server.get("looplag?reset=1")
+    cpu0 = sum(server.ps.cpu_times()[:2])
+    t0 = time.monotonic()
+    await asyncio.sleep(seconds)
+    result.idle_cpu_s = sum(server.ps.cpu_times()[:2]) - cpu0
+    result.idle_seconds = time.monotonic() - t0
+    result.idle_lag = await server.get("looplag?reset=1")
+    for fmt, accept in SCRAPE_FORMATS:
+        await server.get("looplag?reset=1")
+        scrapes = await asyncio.to_thread(scrape_loop, server, fmt, accept, seconds)
+        scrapes.lag = await server.get("looplag?reset=1")
+        result.formats.append(scrapes)
+
+
+async def scrape_phase(args: argparse.Namespace, tmp: Path) -> list[ScrapeResult]:
+    """The scrape measured on two servers, one after the other (not to share the CPUs):
+    this host with 8 fake GPUs, then the same plus a 16-node bench cluster."""
+    setups = (
+        (f"{FAKE_GPUS} fake GPUs, this host", "scrape-gpus", {}, 1),
+        (f"{CLUSTER_NODES}-node cluster + this host, {FAKE_GPUS} fake GPUs each",
+         "scrape-cluster", {"fakecluster_ext": True}, CLUSTER_NODES + 1),
+    )
+    results = []
+    for label, folder, more, nodes in setups:
+        data = tmp / folder
+        data.mkdir()
+        print(f"\nscrape: {label} ({args.scrape_seconds:g} s idle, then "
+              f"{args.scrape_seconds:g} s per format) ...", flush=True)
+        server = JupyterServer({"looplag_ext": True, "tracklab_jupyter": True, **more}, data,
+                               env={**fake_gpu_env(),
+                                    "FAKECLUSTER_NODES": str(CLUSTER_NODES)})
+        try:
+            await server.wait_ready("tracklab/api/system/metrics")
+            await wait_for_scrape(server, nodes, FAKE_GPUS * nodes)
+            since = server.log_size()  # the 503s of start-up are not the scrapes' doing
+            result = ScrapeResult(label, nodes, FAKE_GPUS * nodes)
+            await measure_scrapes(server, result, args.scrape_seconds)
+            result.log_problems = server.log_problems(since)
+        finally:
+            server.stop()
+        results.append(result)
+    return results
+
+
+def print_scrapes(results: list[ScrapeResult]) -> list[tuple]:
+    """The scrape phase's figures; returns its rows for the targets table."""
+    print(f"\nPrometheus scrape ({SCRAPE_PATH}): sequential GETs on one keep-alive "
+          "connection; CPU is the server process's, above its idle CPU")
+    rows = []
+    short = {1: f"{FAKE_GPUS} GPUs"}
+    for r in results:
+        idle_pct = r.idle_cpu_s / r.idle_seconds * 100 if r.idle_seconds else float("nan")
+        print(f"  {r.label}: {r.nodes} node(s), {r.gpus} GPUs")
+        print(f"    idle          server CPU {idle_pct:5.1f} % of a core   loop lag p50 "
+              f"{r.idle_lag['p50_ms']:6.3f} ms   p99 {r.idle_lag['p99_ms']:6.3f} ms   max "
+              f"{r.idle_lag['max_ms']:6.2f} ms")
+        for s in r.formats:
+            if not s.latencies:
+                print(f"    {s.fmt:<12}  no successful scrape: {s.errors[:3]}")
+                continue
+            print(f"    {s.fmt:<12}  {s.size / 1e3:8.1f} kB  {s.series:6,} series  "
+                  f"{len(s.latencies):6,} scrapes   p50 {pct(s.latencies, 50) * 1e3:6.2f} ms  "
+                  f"p99 {pct(s.latencies, 99) * 1e3:6.2f} ms  max "
+                  f"{max(s.latencies) * 1e3:6.1f} ms")
+            print(f"    {'':<12}  CPU {r.cpu_per_scrape_ms(s):6.2f} ms per scrape   loop lag "
+                  f"p50 {s.lag['p50_ms']:6.3f} ms   p99 {s.lag['p99_ms']:6.3f} ms   max "
+                  f"{s.lag['max_ms']:6.2f} ms   ({s.content_type})")
+            if s.errors:
+                print(f"    {'':<12}  {len(s.errors)} failed scrape(s): {s.errors[:3]}")
+        count, problems = r.log_problems
+        if count:
+            print(f"    server log: {count} error line(s), first: {problems}")
+        worst = max((pct(s.latencies, 99) * 1e3 for s in r.formats if s.latencies),
+                    default=float("nan"))
+        name = short.get(r.nodes, f"{r.nodes - 1} nodes")
+        rows.append((f"scrape p99, {name} (worse format)", worst, SCRAPE_TARGET_MS, "ms"))
+    return rows
+
+
+@dataclass
+class OverheadResult:
+    """What the first phase measured: loop lag, CPU and latency with WebSocket clients,
+    requests per second."""
+
+    lag_base: dict
+    lag_idle: dict
+    lag_clients: dict
+    share: float
+    latencies: list[float]
+    rps_ours: float
+    rps_jru: float | None
+
+
+async def overhead_phase(args: argparse.Namespace, tmp: Path) -> OverheadResult:
+    """A server without tracklab beside one with it: loop lag idle and with clients,
+    the CPU the clients cost, sample-to-client latency, requests per second."""
+    have_jru = importlib.util.find_spec("jupyter_resource_usage") is not None
+    base = JupyterServer({"looplag_ext": True, "tracklab_jupyter": False}, tmp)
+    ours = JupyterServer({"looplag_ext": True, "tracklab_jupyter": True,
+                          "jupyter_resource_usage": have_jru}, tmp)
+    try:
+        await base.wait_ready()
+        await ours.wait_ready("tracklab/api/system/metrics")
+        print(f"servers up: baseline pid {base.proc.pid}, with tracklab pid "
+              f"{ours.proc.pid}; {psutil.cpu_count()} CPUs, load average "
+              f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        lag_base, lag_idle = await asyncio.gather(loop_lag(base, args.seconds),
+                                                  loop_lag(ours, args.seconds))
+        lag_clients, share, latencies = await run_clients(ours, args.clients, args.seconds)
+        rps_ours = await requests_per_second(ours, "tracklab/api/system/metrics", 5)
+        rps_jru = (await requests_per_second(ours, "api/metrics/v1", 5)) if have_jru else None
+    finally:
+        base.stop()
+        ours.stop()
+    return OverheadResult(lag_base, lag_idle, lag_clients, share, latencies, rps_ours,
+                          rps_jru)
+
+
+def print_overhead(args: argparse.Namespace, o: OverheadResult) -> list[tuple]:
+    """The first phase's figures; returns its rows for the targets table."""
     print(f"\nEvent-loop lag over {args.seconds:g} s (10 ms probe):")
-    for label, lag in (("server without tracklab", lag_base),
-                       ("with tracklab, 0 clients", lag_idle),
-                       (f"with tracklab, {args.clients} clients", lag_clients)):
+    for label, lag in (("server without tracklab", o.lag_base),
+                       ("with tracklab, 0 clients", o.lag_idle),
+                       (f"with tracklab, {args.clients} clients", o.lag_clients)):
         print(f"  {label:<32} p50 {lag['p50_ms']:6.3f} ms   p99 {lag['p99_ms']:6.3f} ms   "
               f"max {lag['max_ms']:6.2f} ms")
-    added_idle = lag_idle["p99_ms"] - lag_base["p99_ms"]
-    added_clients = lag_clients["p99_ms"] - lag_base["p99_ms"]
-    p99_latency = pct(latencies, 99) * 1e3
-    print(f"\nServer CPU with {args.clients} clients: {share:.2f} % of one core")
-    print(f"Sample-to-client latency over {len(latencies)} frames: p50 "
-          f"{pct(latencies, 50) * 1e3:.2f} ms, p99 {p99_latency:.2f} ms")
+    added_idle = o.lag_idle["p99_ms"] - o.lag_base["p99_ms"]
+    added_clients = o.lag_clients["p99_ms"] - o.lag_base["p99_ms"]
+    p99_latency = pct(o.latencies, 99) * 1e3
+    print(f"\nServer CPU with {args.clients} clients: {o.share:.2f} % of one core")
+    print(f"Sample-to-client latency over {len(o.latencies)} frames: p50 "
+          f"{pct(o.latencies, 50) * 1e3:.2f} ms, p99 {p99_latency:.2f} ms")
     print("\nRequests per second (8 concurrent, same server):")
-    print(f"  tracklab/api/system/metrics          {rps_ours:8.0f} /s")
-    if rps_jru is not None:
-        print(f"  jupyter-resource-usage /api/metrics/v1 {rps_jru:6.0f} /s   "
-              f"(ratio {rps_ours / rps_jru:.1f}x)")
+    print(f"  tracklab/api/system/metrics          {o.rps_ours:8.0f} /s")
+    if o.rps_jru is not None:
+        print(f"  jupyter-resource-usage /api/metrics/v1 {o.rps_jru:6.0f} /s   "
+              f"(ratio {o.rps_ours / o.rps_jru:.1f}x)")
     else:
         print("  jupyter-resource-usage not installed: pip install jupyter-resource-usage")
-    rows = [("added p99 loop lag, 0 clients", added_idle, 2.0, "ms"),
+    return [("added p99 loop lag, 0 clients", added_idle, 2.0, "ms"),
             (f"added p99 loop lag, {args.clients} clients", added_clients, 2.0, "ms"),
-            (f"server CPU, {args.clients} clients", share, 5.0, "% of a core"),
+            (f"server CPU, {args.clients} clients", o.share, 5.0, "% of a core"),
             ("sample-to-client p99", p99_latency, 50.0, "ms")]
+
+
+async def main(args: argparse.Namespace) -> None:
+    overhead = history = scrapes = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.scrape_only:
+            overhead = await overhead_phase(args, Path(tmp))
+            if not args.skip_history:
+                history = await history_phase(args, Path(tmp))
+        if not args.skip_scrape:
+            scrapes = await scrape_phase(args, Path(tmp))
+
+    rows: list[tuple] = []
+    if overhead is not None:
+        rows += print_overhead(args, overhead)
     if history is not None:
         rows += print_history(args, history)
+    if scrapes is not None:
+        rows += print_scrapes(scrapes)
     print("\nResults against targets:")
     for name, value, target, unit in rows:
         print(f"  {name:<36} {value:8.2f} {unit:<12} target <= {target:g}   "
@@ -472,4 +729,12 @@ if __name__ == "__main__":
     parser.add_argument("--history-seconds", type=float, default=20.0,
                         help="seconds of back-to-back pulls per format, at least one pull "
                              "(default: %(default)s)")
+    scrape = parser.add_mutually_exclusive_group()
+    scrape.add_argument("--skip-scrape", action="store_true",
+                        help="skip the Prometheus scrape phase")
+    scrape.add_argument("--scrape-only", action="store_true",
+                        help="run the Prometheus scrape phase alone")
+    parser.add_argument("--scrape-seconds", type=float, default=10.0,
+                        help="seconds idle, then of scrapes per format, per server (default: "
+                             "%(default)s)")
     asyncio.run(main(parser.parse_args()))

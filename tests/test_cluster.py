@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -186,6 +187,13 @@ async def test_the_jupyter_server_serves_a_configured_dask_cluster(jp_fetch, jp_
                                          params={"node": one, "metrics": "mem.*"})).body)
     assert list(metrics["nodes"]) == [one]
     assert all(k.startswith("mem.") for k in metrics["nodes"][one]["metrics"])
+    # Prometheus: every node's series under its own node label, its raw network counters
+    # carried over from the worker
+    text = (await jp_fetch("tracklab", "metrics")).body.decode()
+    for node in info["nodes"]:
+        assert f'tracklab_memory_used_bytes{{node="{node["node"]}"}}' in text
+        assert re.search(r'tracklab_network_receive_bytes_total\{interface="lo",node="'
+                         + re.escape(node["node"]) + '"', text)
 
     # a killed worker: node_status offline over the WebSocket, after the 3 s timeout
     _cluster, client = dask_cluster

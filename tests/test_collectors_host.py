@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tracklab_jupyter.collectors import cgroup, disk, network, system_info
+from tracklab_jupyter.collectors import cgroup, disk, network, procfs, system_info
 from tracklab_jupyter.collectors.base import Reading
 from tracklab_jupyter.collectors.cpu import CpuCollector, cpu_temperature, cpu_util
 from tracklab_jupyter.collectors.disk import DiskCollector, Mount, keep_mount, select_mounts
@@ -433,6 +433,30 @@ def test_loopback_transfer_raises_net_rates() -> None:
         assert r[name] > 0
     assert second["net.recv_packets_per_s"] > first["net.recv_packets_per_s"]
     assert r["net.errors_per_s"] >= 0 and r["net.drops_per_s"] >= 0
+
+
+@pytest.mark.parametrize("through", ["procfs", "psutil"])
+def test_device_counters_are_the_rows_the_totals_are_summed_from(
+        through: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if through == "psutil":  # the path off Linux: psutil's per-NIC and per-disk tables
+        monkeypatch.setattr(procfs.NetDevReader, "open", classmethod(lambda cls: None))
+        monkeypatch.setattr(procfs.DiskStatsReader, "open", classmethod(lambda cls: None))
+    for collector, group, fields in (
+            (NetworkCollector(), "net", {"net.recv_bytes_per_s": "bytes_recv",
+                                         "net.sent_packets_per_s": "packets_sent"}),
+            (DiskCollector(), "disk", {"disk.read_bytes_per_s": "read_bytes",
+                                       "disk.write_bytes_per_s": "write_bytes"})):
+        reading = collector.read()
+        collector.close()
+        rows = reading.device_counters.get(group)
+        if group == "disk" and not reading.counters:
+            continue  # a machine without block devices (some containers)
+        assert rows, f"no per-device {group} counters"
+        names = procfs.DEVICE_COUNTER_FIELDS[group]
+        for rate_name, field_name in fields.items():
+            index = names.index(field_name)
+            assert reading.counters[rate_name] == sum(row[index] for row in rows.values())
+    assert "lo" in NetworkCollector().read().device_counters["net"]
 
 
 def test_net_connections_counts_a_listening_socket() -> None:
