@@ -436,6 +436,14 @@ def fake_gpu_env() -> dict[str, str]:
             "TRACKLAB_FAKE_NVML_GPUS": str(FAKE_GPUS), "TRACKLAB_FAKE_NVML_MODE": "trace"}
 
 
+def q_ms(seconds: list[float], q: float) -> float:
+    """The ``q``-th percentile in ms, interpolated between samples (never beyond the largest
+    one, unlike ``pct``'s extrapolation, which shows with a few dozen slow scrapes)."""
+    if len(seconds) < 2:
+        return seconds[0] * 1e3 if seconds else float("nan")
+    return statistics.quantiles(seconds, n=100, method="inclusive")[int(q) - 1] * 1e3
+
+
 def series_count(body: bytes) -> int:
     """Samples in an exposition: the lines that are not comments (``# HELP``, ``# EOF``)."""
     return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
@@ -577,7 +585,8 @@ async def scrape_phase(args: argparse.Namespace, tmp: Path) -> list[ScrapeResult
         data = tmp / folder
         data.mkdir()
         print(f"\nscrape: {label} ({args.scrape_seconds:g} s idle, then "
-              f"{args.scrape_seconds:g} s per format) ...", flush=True)
+              f"{args.scrape_seconds:g} s per format); {psutil.cpu_count()} CPUs, load "
+              f"average {' '.join(f'{v:.2f}' for v in os.getloadavg())} ...", flush=True)
         server = JupyterServer({"looplag_ext": True, "tracklab_jupyter": True, **more}, data,
                                env={**fake_gpu_env(),
                                     "FAKECLUSTER_NODES": str(CLUSTER_NODES)})
@@ -611,8 +620,8 @@ def print_scrapes(results: list[ScrapeResult]) -> list[tuple]:
                 print(f"    {s.fmt:<12}  no successful scrape: {s.errors[:3]}")
                 continue
             print(f"    {s.fmt:<12}  {s.size / 1e3:8.1f} kB  {s.series:6,} series  "
-                  f"{len(s.latencies):6,} scrapes   p50 {pct(s.latencies, 50) * 1e3:6.2f} ms  "
-                  f"p99 {pct(s.latencies, 99) * 1e3:6.2f} ms  max "
+                  f"{len(s.latencies):6,} scrapes   p50 {q_ms(s.latencies, 50):6.2f} ms  "
+                  f"p99 {q_ms(s.latencies, 99):6.2f} ms  max "
                   f"{max(s.latencies) * 1e3:6.1f} ms")
             print(f"    {'':<12}  CPU {r.cpu_per_scrape_ms(s):6.2f} ms per scrape   loop lag "
                   f"p50 {s.lag['p50_ms']:6.3f} ms   p99 {s.lag['p99_ms']:6.3f} ms   max "
@@ -622,7 +631,7 @@ def print_scrapes(results: list[ScrapeResult]) -> list[tuple]:
         count, problems = r.log_problems
         if count:
             print(f"    server log: {count} error line(s), first: {problems}")
-        worst = max((pct(s.latencies, 99) * 1e3 for s in r.formats if s.latencies),
+        worst = max((q_ms(s.latencies, 99) for s in r.formats if s.latencies),
                     default=float("nan"))
         name = short.get(r.nodes, f"{r.nodes - 1} nodes")
         rows.append((f"scrape p99, {name} (worse format)", worst, SCRAPE_TARGET_MS, "ms"))

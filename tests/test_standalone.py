@@ -104,7 +104,7 @@ def test_token_is_required_as_header_or_query(server):
     status, _, body = server.get("/api/health", header=False)
     assert status == 200 and json.loads(body)["role"] == "recorder"
     status, _, body = server.get("/metrics")
-    assert status == 200 and b"tracklab_cpu_util_pct" in body
+    assert status == 200 and b"tracklab_memory_used_bytes{" in body
     status, _, body = server.get("/api/nope")
     assert status == 404 and json.loads(body)["error"] == "not found"
     status, _, body = server.get("/api/history?start=whenever")
