@@ -41,8 +41,9 @@ async def test_gpus_setting_and_accelerators_endpoint(jp_fetch, jp_serverapp):
     assert body["drivers"]["nvidia"]["driver_version"] == "580.159.04"
     assert gpu["kind"] == "gpu" and gpu["vendor"] == "nvidia"
     text = (await jp_fetch("tracklab", "metrics")).body.decode()
-    assert f'gpu="1",uuid="{gpu["uuid"]}"' in text
-    assert "tracklab_gpu_power_w{" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("tracklab_gpu_power_watts{"))
+    assert 'gpu="1",' in line and f'uuid="{gpu["uuid"]}"' in line
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(686.452)
 
 
 @pytest.mark.parametrize("bad", [{"interval": 0.01}, {"retention_days": -1},
