@@ -131,6 +131,29 @@ def test_a_view_becomes_labelled_families_with_base_units_and_per_device_counter
         render(view, max_series=5)
 
 
+@pytest.mark.parametrize("accept", ["", OPENMETRICS])
+def test_the_reply_is_encoded_in_pieces_that_join_into_prometheus_clients_own_output(
+        accept, monkeypatch):
+    from prometheus_client.exposition import choose_encoder
+
+    from tracklab_jupyter.prometheus import exposition
+    from tracklab_jupyter.prometheus.families import ScrapeCollector, build_families
+
+    metrics = {f"gpu.{i}.util_pct": float(i) for i in range(4)} | {"mem.used_bytes": 1e9}
+    view = ScrapeView([NodeView("h", True, 1.0, metrics, {"net": {"lo": (1,) * 8}}, {},
+                                local=True)])
+    monkeypatch.setattr(exposition, "PIECE_SECONDS", 0.0)  # one family per piece
+    pieces, _content_type = exposition.render_pieces(view, accept)
+    pieces = list(pieces)
+    families, _count = build_families(view)
+    encoder, _type = choose_encoder(accept)
+    whole = encoder(ScrapeCollector(families))
+    assert len(pieces) >= len(families) > 5
+    assert b"".join(pieces) == whole
+    if accept:
+        assert pieces[-1] == b"# EOF\n" and all(b"# EOF" not in p for p in pieces[:-1])
+
+
 # -- a real server ---------------------------------------------------------------------------
 
 

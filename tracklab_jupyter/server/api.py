@@ -15,7 +15,7 @@ from typing import Any
 from tracklab_jupyter._version import __version__
 from tracklab_jupyter.accelerators.registry import devices_in
 from tracklab_jupyter.monitor import Monitor
-from tracklab_jupyter.prometheus.exposition import TooManySeries, render
+from tracklab_jupyter.prometheus.exposition import TooManySeries, render_pieces
 from tracklab_jupyter.prometheus.view import scrape_view
 from tracklab_jupyter.server import history_api
 from tracklab_jupyter.server.endpoint import ApiError, Endpoint, Reply, Request, json_response
@@ -215,14 +215,15 @@ def events(request: Request) -> Reply:
 
 
 def prometheus(request: Request) -> Reply:
+    # On a thread (a blocking endpoint); the pieces are encoded on threads too, one at a time.
     view = scrape_view(request.monitor)
     try:
-        body, content_type = render(view, request.headers.get("Accept", ""),
-                                    request.limits.max_prometheus_series)
+        pieces, content_type = render_pieces(view, request.headers.get("Accept", ""),
+                                             request.limits.max_prometheus_series)
     except TooManySeries as exc:
         raise ApiError(413, str(exc), "raise the limit (c.TrackLab.max_prometheus_series) or "
                        "scrape fewer nodes") from None
-    return Reply(None, content_type=content_type, chunks=iter([body]))
+    return Reply(None, content_type=content_type, chunks=pieces)
 
 
 _TEXT = {"schema": {"type": "string"}}
