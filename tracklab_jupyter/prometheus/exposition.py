@@ -52,9 +52,11 @@ def render_pieces(view: ScrapeView, accept: str = "", max_series: int | None = N
         while index < len(families):
             started = time.perf_counter()
             parts: list[bytes] = []
-            while index < len(families) and time.perf_counter() - started < PIECE_SECONDS:
+            while True:  # at least one family per piece, however large
                 parts.append(_encode(encoder, families[index], openmetrics))
                 index += 1
+                if index == len(families) or time.perf_counter() - started >= PIECE_SECONDS:
+                    break
             yield b"".join(parts)
         if openmetrics:
             yield _EOF
