@@ -426,8 +426,12 @@ SCRAPE_TARGET_MS = 5.0
 SCRAPE_PATH = "tracklab/metrics"
 FAKE_GPUS = 8
 CLUSTER_NODES = 16
-#: (label, Accept header): the 0.0.4 text format (no Accept, as curl) and OpenMetrics.
-SCRAPE_FORMATS = (("text", ""), ("OpenMetrics", "application/openmetrics-text; version=1.0.0"))
+#: (label, path, Accept header): the baseline (the smallest authenticated reply of the same
+#: server: what Jupyter's request handling costs before any exposition), the 0.0.4 text
+#: format (no Accept, as curl) and OpenMetrics.
+BASELINE = "baseline"
+SCRAPE_FORMATS = ((BASELINE, "tracklab/api/health", ""), ("text", SCRAPE_PATH, ""),
+                  ("OpenMetrics", SCRAPE_PATH, "application/openmetrics-text; version=1.0.0"))
 
 
 def fake_gpu_env() -> dict[str, str]:
@@ -464,7 +468,8 @@ class Scrapes:
     lag: dict = field(default_factory=dict)
 
 
-def scrape_loop(server: JupyterServer, fmt: str, accept: str, seconds: float) -> Scrapes:
+def scrape_loop(server: JupyterServer, fmt: str, path: str, accept: str,
+                seconds: float) -> Scrapes:
     """GET the scrape path back to back for ``seconds`` over one keep-alive connection (as
     Prometheus does), timing each reply in full; the server's CPU is read around it. Runs
     on a thread: blocking, so the bench's own event loop adds nothing to the timings."""
@@ -478,7 +483,7 @@ def scrape_loop(server: JupyterServer, fmt: str, accept: str, seconds: float) ->
         while not (out.latencies or out.errors) or time.monotonic() < deadline:
             t0 = time.perf_counter()
             try:
-                conn.request("GET", "/" + SCRAPE_PATH, headers=headers)
+                conn.request("GET", "/" + path, headers=headers)
                 response = conn.getresponse()
                 body = response.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -565,9 +570,9 @@ async def measure_scrapes(server: JupyterServer, result: ScrapeResult,
     result.idle_cpu_s = sum(server.ps.cpu_times()[:2]) - cpu0
     result.idle_seconds = time.monotonic() - t0
     result.idle_lag = await server.get("looplag?reset=1")
-    for fmt, accept in SCRAPE_FORMATS:
+    for fmt, path, accept in SCRAPE_FORMATS:
         await server.get("looplag?reset=1")
-        scrapes = await asyncio.to_thread(scrape_loop, server, fmt, accept, seconds)
+        scrapes = await asyncio.to_thread(scrape_loop, server, fmt, path, accept, seconds)
         scrapes.lag = await server.get("looplag?reset=1")
         result.formats.append(scrapes)
 
@@ -615,6 +620,7 @@ def print_scrapes(results: list[ScrapeResult]) -> list[tuple]:
         print(f"    idle          server CPU {idle_pct:5.1f} % of a core   loop lag p50 "
               f"{r.idle_lag['p50_ms']:6.3f} ms   p99 {r.idle_lag['p99_ms']:6.3f} ms   max "
               f"{r.idle_lag['max_ms']:6.2f} ms")
+        base = next((s for s in r.formats if s.fmt == BASELINE and s.latencies), None)
         for s in r.formats:
             if not s.latencies:
                 print(f"    {s.fmt:<12}  no successful scrape: {s.errors[:3]}")
@@ -626,13 +632,17 @@ def print_scrapes(results: list[ScrapeResult]) -> list[tuple]:
             print(f"    {'':<12}  CPU {r.cpu_per_scrape_ms(s):6.2f} ms per scrape   loop lag "
                   f"p50 {s.lag['p50_ms']:6.3f} ms   p99 {s.lag['p99_ms']:6.3f} ms   max "
                   f"{s.lag['max_ms']:6.2f} ms   ({s.content_type})")
+            if base is not None and s is not base:
+                print(f"    {'':<12}  p50 {q_ms(s.latencies, 50) / q_ms(base.latencies, 50):.1f}x "
+                      f"the baseline's; the exposition adds "
+                      f"{q_ms(s.latencies, 50) - q_ms(base.latencies, 50):.2f} ms at p50")
             if s.errors:
                 print(f"    {'':<12}  {len(s.errors)} failed scrape(s): {s.errors[:3]}")
         count, problems = r.log_problems
         if count:
             print(f"    server log: {count} error line(s), first: {problems}")
-        worst = max((q_ms(s.latencies, 99) for s in r.formats if s.latencies),
-                    default=float("nan"))
+        worst = max((q_ms(s.latencies, 99) for s in r.formats
+                     if s.latencies and s.fmt != BASELINE), default=float("nan"))
         name = short.get(r.nodes, f"{r.nodes - 1} nodes")
         rows.append((f"scrape p99, {name} (worse format)", worst, SCRAPE_TARGET_MS, "ms"))
     return rows

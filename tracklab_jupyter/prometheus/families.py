@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Mapping
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
@@ -60,7 +60,11 @@ class _Families:
         self.count += 1
 
 
-@cache
+#: Metric names whose families are remembered: names come and go with pids and kernels.
+NAME_CACHE = 16384
+
+
+@lru_cache(maxsize=NAME_CACHE)
 def _families_of(name: str) -> tuple[tuple[Family, ...], tuple[str, ...], str]:
     """For a concrete metric name: its families that read the sample's value, the label
     names of its placeholders (in order), and its catalogue group; ((), (), "") when it is
@@ -76,7 +80,7 @@ def _families_of(name: str) -> tuple[tuple[Family, ...], tuple[str, ...], str]:
     return families, keys, spec.group
 
 
-@cache
+@lru_cache(maxsize=NAME_CACHE)
 def _placeholder_values(name: str) -> tuple[str, ...]:
     spec = spec_for(name)
     assert spec is not None
