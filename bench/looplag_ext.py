@@ -9,6 +9,7 @@ bench/server.py with ``PYTHONPATH=bench``.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 
@@ -17,6 +18,17 @@ from tornado import ioloop, web
 
 PERIOD_S = 0.010
 _lags: list[float] = []
+#: Garbage-collection pauses since the last reset, per generation: a full (gen 2) collection
+#: of a large heap stops every thread, the loop's included.
+_gc_pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+_gc_started = [0.0]
+
+
+def _on_gc(phase: str, info: dict) -> None:
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        _gc_pauses[info["generation"]].append(time.perf_counter() - _gc_started[0])
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -31,11 +43,15 @@ class LoopLagHandler(JupyterHandler):
     def get(self) -> None:
         body = {"n": len(_lags), "p50_ms": _percentile(_lags, 0.5) * 1e3,
                 "p99_ms": _percentile(_lags, 0.99) * 1e3, "max_ms": max(_lags, default=0) * 1e3,
-                "sum_ms": sum(_lags) * 1e3}  # one long stall is one sample: see the sum
+                "sum_ms": sum(_lags) * 1e3,  # one long stall is one sample: see the sum
+                "gc": {str(gen): {"n": len(p), "max_ms": max(p, default=0) * 1e3,
+                                  "sum_ms": sum(p) * 1e3} for gen, p in _gc_pauses.items()}}
         if self.get_argument("samples", None):
             body["lags_ms"] = [round(lag * 1e3, 4) for lag in _lags]
         if self.get_argument("reset", None):
             _lags.clear()
+            for pauses in _gc_pauses.values():
+                pauses.clear()
         self.finish(json.dumps(body))
 
 
@@ -52,6 +68,7 @@ def _load_jupyter_server_extension(serverapp) -> None:
         expected[0] = now + PERIOD_S
         loop.call_later(PERIOD_S, tick)
 
+    gc.callbacks.append(_on_gc)
     loop = ioloop.IOLoop.current()
     loop.call_later(PERIOD_S, tick)
     base = serverapp.web_app.settings["base_url"]

@@ -632,6 +632,10 @@ def print_scrapes(results: list[ScrapeResult]) -> list[tuple]:
             print(f"    {'':<12}  CPU {r.cpu_per_scrape_ms(s):6.2f} ms per scrape   loop lag "
                   f"p50 {s.lag['p50_ms']:6.3f} ms   p99 {s.lag['p99_ms']:6.3f} ms   max "
                   f"{s.lag['max_ms']:6.2f} ms   ({s.content_type})")
+            full = s.lag.get("gc", {}).get("2")
+            if full:
+                print(f"    {'':<12}  full GC: {full['n']} pause(s), max {full['max_ms']:.1f} ms,"
+                      f" {full['sum_ms']:.0f} ms in all")
             if base is not None and s is not base:
                 print(f"    {'':<12}  p50 {q_ms(s.latencies, 50) / q_ms(base.latencies, 50):.1f}x "
                       f"the baseline's; the exposition adds "

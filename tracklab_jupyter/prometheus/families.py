@@ -117,31 +117,43 @@ def _add_values(out: _Families, node: str, metrics: Mapping[str, float],
                 info: Mapping[str, Any], skip_kernels: bool) -> None:
     devices = _device_labels(info)
     mounts = _mount_labels(info)
+    # One label dict per device (or per process, kernel, mount), shared by all its series:
+    # prometheus_client only reads them, and a scrape of a large cluster otherwise makes
+    # thousands of dicts, whose churn brings on full garbage collections of the server.
+    shared: dict[tuple[str, tuple[str, ...], tuple[str, ...]], dict[str, str]] = {}
     for name, value in metrics.items():
         if skip_kernels and name.startswith("kernel."):
             continue
         families, keys, group = _families_of(name)
         if not families:
             continue
-        labels = {"node": node}
-        for key, part in zip(keys, _placeholder_values(name), strict=True):
-            labels[PLACEHOLDER_LABELS[key]] = part
-        if group in KINDS:
-            labels.update(devices.get((group, labels[group]), {"uuid": "", "vendor": ""}))
-        elif group == "disk" and "mountpoint" in labels:
-            labels.update(mounts.get(labels["mountpoint"], {"device": "", "fstype": ""}))
+        parts = _placeholder_values(name) if keys else ()
+        labels = shared.get((group, keys, parts))
+        if labels is None:
+            labels = {"node": node}
+            for key, part in zip(keys, parts, strict=True):
+                labels[PLACEHOLDER_LABELS[key]] = part
+            if group in KINDS:
+                labels.update(devices.get((group, labels[group]), {"uuid": "", "vendor": ""}))
+            elif group == "disk" and "mountpoint" in labels:
+                labels.update(mounts.get(labels["mountpoint"], {"device": "", "fstype": ""}))
+            shared[(group, keys, parts)] = labels
         for family in families:
             out.add(family, labels, value * family.scale if family.scale != 1.0 else value)
 
 
 def _add_counters(out: _Families, node: NodeView) -> None:
+    shared: dict[tuple[str, str], dict[str, str]] = {}  # as in _add_values
     for family, group, index in _COUNTER_FAMILIES:
         rows = node.device_counters.get(group)
         if not rows:
             continue
+        label = family.counter_label
         for device, row in rows.items():
-            out.add(family, {"node": node.node, family.counter_label: device},
-                    float(row[index]))
+            labels = shared.get((label, device))
+            if labels is None:
+                labels = shared[(label, device)] = {"node": node.node, label: device}
+            out.add(family, labels, float(row[index]))
 
 
 def _add_facts(out: _Families, node: NodeView) -> None:
