@@ -16,9 +16,8 @@ import time
 from collections.abc import Iterator
 
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import Metric
 
-from tracklab_jupyter.prometheus.families import ScrapeCollector, build_families
+from tracklab_jupyter.prometheus.families import FamilySeries, ScrapeCollector, build_families
 from tracklab_jupyter.prometheus.view import ScrapeView
 
 #: Encoding time of one piece of the reply (a family is never split).
@@ -64,7 +63,7 @@ def render_pieces(view: ScrapeView, accept: str = "", max_series: int | None = N
     return pieces(), content_type
 
 
-def _encode(encoder: object, family: Metric, openmetrics: bool) -> bytes:
+def _encode(encoder: object, family: FamilySeries, openmetrics: bool) -> bytes:
     data: bytes = encoder(ScrapeCollector([family]))  # type: ignore[operator]
     if openmetrics:
         assert data.endswith(_EOF), "OpenMetrics output without its # EOF line"

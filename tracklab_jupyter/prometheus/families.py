@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -33,30 +34,59 @@ _EXTRA_HELP = {name: help_ for name, _type, _labels, help_ in EXTRA_FAMILIES}
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
+@dataclass
+class FamilySeries:
+    """One family's series, gathered before any prometheus_client object is made: the
+    labels (dicts shared between families) and values in two lists. Its :class:`Metric`
+    and samples are made by :meth:`metric` when it is encoded, and dropped after, so a
+    large scrape never holds thousands of live sample tuples at once: those would be
+    promoted through the garbage collector's generations and bring on full collections of
+    the server's whole heap (pauses of 100+ ms in a Jupyter server)."""
+
+    name: str  # as served in the text format
+    base_name: str
+    type: str
+    help: str
+    unit: str
+    labels: list[dict[str, str]] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    def metric(self) -> Metric:
+        """The prometheus_client family, made now."""
+        metric = Metric(self.base_name, self.help, self.type, self.unit)
+        name = self.name
+        for labels, value in zip(self.labels, self.values, strict=True):
+            metric.add_sample(name, labels, value)
+        return metric
+
+
 class _Families:
-    """Metric objects by family name, made when the first series of a family comes."""
+    """Families by name, with their series, in the order they first came."""
 
     def __init__(self) -> None:
-        self.by_name: dict[str, Metric] = {}
+        self.by_name: dict[str, FamilySeries] = {}
         self.count = 0
 
     def add(self, family: Family, labels: dict[str, str], value: float) -> None:
-        metric = self.by_name.get(family.name)
-        if metric is None:
-            metric = self.by_name[family.name] = Metric(
-                family.base_name, family.help, family.type, family.unit)
-        metric.add_sample(family.name, labels, value)
+        series = self.by_name.get(family.name)
+        if series is None:
+            series = self.by_name[family.name] = FamilySeries(
+                family.name, family.base_name, family.type, family.help, family.unit)
+        series.labels.append(labels)
+        series.values.append(value)
         self.count += 1
 
     def add_extra(self, name: str, type_: str, labels: dict[str, str],
                   value: float = 1.0) -> None:
-        metric = self.by_name.get(name)
-        if metric is None:
+        series = self.by_name.get(name)
+        if series is None:
             base = name.removesuffix("_info") if type_ == "info" else name
             base = base.removesuffix("_total") if type_ == "counter" else base
             unit = "seconds" if base.endswith("_seconds") else ""
-            metric = self.by_name[name] = Metric(base, _EXTRA_HELP[name], type_, unit)
-        metric.add_sample(name, labels, value)
+            series = self.by_name[name] = FamilySeries(name, base, type_, _EXTRA_HELP[name],
+                                                       unit)
+        series.labels.append(labels)
+        series.values.append(value)
         self.count += 1
 
 
@@ -187,7 +217,7 @@ def _add_kernels(out: _Families, view: ScrapeView, node: str) -> None:
     _add_values(out, node, view.kernel_series, {}, skip_kernels=False)
 
 
-def build_families(view: ScrapeView) -> tuple[list[Metric], int]:
+def build_families(view: ScrapeView) -> tuple[list[FamilySeries], int]:
     """Every family of ``view`` with at least one series, and the number of series."""
     out = _Families()
     out.add_extra("tracklab_build_info", "info", {"version": view.version})
@@ -213,11 +243,13 @@ def build_families(view: ScrapeView) -> tuple[list[Metric], int]:
 
 
 class ScrapeCollector:
-    """A prometheus_client collector over families built beforehand (so the series count
-    can be checked against its limit before anything is encoded)."""
+    """A prometheus_client collector over families gathered beforehand (so the series count
+    can be checked against its limit before anything is encoded); each family's metric
+    object is made as the encoder comes to it."""
 
-    def __init__(self, families: list[Metric]) -> None:
+    def __init__(self, families: list[FamilySeries]) -> None:
         self._families = families
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._families
+        for family in self._families:
+            yield family.metric()
