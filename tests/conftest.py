@@ -4,6 +4,8 @@ replaying the recorded H200, and an isolated data dir for every test."""
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -109,3 +111,24 @@ def browser():
             "--no-first-run"])
         yield b
         b.close()
+
+
+def loopback_transfer(nbytes: int) -> int:
+    """Send nbytes over a loopback TCP connection; returns what the receiver got."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    got = [0]
+
+    def receive() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while data := conn.recv(1 << 20):
+                got[0] += len(data)
+
+    worker = threading.Thread(target=receive)
+    worker.start()
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(b"\0" * nbytes)
+    worker.join(10)
+    server.close()
+    return got[0]

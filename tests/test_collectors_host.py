@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 import pytest
+from conftest import loopback_transfer
 
 from tracklab_jupyter.collectors import cgroup, disk, network, procfs, system_info
 from tracklab_jupyter.collectors.base import Reading
@@ -398,33 +399,12 @@ def test_counter_reset_gives_no_negative_rate() -> None:
 # --- network ----------------------------------------------------------------------------------
 
 
-def _loopback_transfer(nbytes: int) -> int:
-    """Send nbytes over a loopback TCP connection; returns what the receiver got."""
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    got = [0]
-
-    def receive() -> None:
-        conn, _ = server.accept()
-        with conn:
-            while data := conn.recv(1 << 20):
-                got[0] += len(data)
-
-    worker = threading.Thread(target=receive)
-    worker.start()
-    with socket.create_connection(("127.0.0.1", port)) as client:
-        client.sendall(b"\0" * nbytes)
-    worker.join(10)
-    server.close()
-    return got[0]
-
-
 def test_loopback_transfer_raises_net_rates() -> None:
     collector = NetworkCollector()
     rates = RateTracker()
     first = collector.read().counters
     rates.update(first, time.monotonic())
-    assert _loopback_transfer(20 * MB) == 20 * MB
+    assert loopback_transfer(20 * MB) == 20 * MB
     second = collector.read().counters
     r = rates.update(second, time.monotonic())
     # Loopback counts each byte once as sent and once as received (plus TCP/IP headers).

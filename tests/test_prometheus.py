@@ -8,12 +8,10 @@ import asyncio
 import json
 import re
 import shutil
-import socket
 import subprocess
-import threading
 
 import pytest
-from conftest import IN_CI
+from conftest import IN_CI, loopback_transfer
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import HTTPClientError
@@ -185,25 +183,6 @@ async def scrape_when(jp_fetch, predicate, what: str, timeout: float = 20.0) -> 
             return text
         assert loop.time() < deadline, f"no scrape with {what}:\n{text[:2000]}"
         await asyncio.sleep(0.2)
-
-
-def loopback_transfer(nbytes: int) -> None:
-    """Send ``nbytes`` to ourselves over TCP on 127.0.0.1."""
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-
-    def receive() -> None:
-        conn, _ = server.accept()
-        with conn:
-            while conn.recv(1 << 16):
-                pass
-
-    worker = threading.Thread(target=receive)
-    worker.start()
-    with socket.create_connection(("127.0.0.1", port)) as client:
-        client.sendall(b"\0" * nbytes)
-    worker.join(10)
-    server.close()
 
 
 async def test_promtool_finds_nothing_to_lint_and_openmetrics_parses(jp_fetch, tmp_path):
