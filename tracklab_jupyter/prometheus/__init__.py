@@ -1,3 +1,3 @@
 """The Prometheus exposition: catalogue names mapped to Prometheus families (``names``),
-what one scrape reads (``snapshot``), the families built from it (``families``) and the
+what one scrape reads (``view``), the families gathered from it (``families``) and the
 encoded reply (``exposition``)."""

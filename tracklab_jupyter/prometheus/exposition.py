@@ -13,7 +13,8 @@ that too, ended by one ``# EOF`` line, which the pieces leave to the last one.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 
@@ -63,8 +64,8 @@ def render_pieces(view: ScrapeView, accept: str = "", max_series: int | None = N
     return pieces(), content_type
 
 
-def _encode(encoder: object, family: FamilySeries, openmetrics: bool) -> bytes:
-    data: bytes = encoder(ScrapeCollector([family]))  # type: ignore[operator]
+def _encode(encoder: Callable[[Any], bytes], family: FamilySeries, openmetrics: bool) -> bytes:
+    data = encoder(ScrapeCollector([family]))
     if openmetrics:
         assert data.endswith(_EOF), "OpenMetrics output without its # EOF line"
         data = data[:-len(_EOF)]

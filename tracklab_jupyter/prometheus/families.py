@@ -1,8 +1,10 @@
-"""The metric families of one scrape, as ``prometheus_client`` metric objects.
+"""The metric families of one scrape.
 
-:class:`ScrapeCollector` is a custom collector (``collect()`` yields families) built around
-one :class:`~tracklab_jupyter.prometheus.view.ScrapeView`; prometheus_client's own encoders
-write it as text or OpenMetrics. Each family is yielded once, holding every node's series.
+:func:`build_families` gathers the series of a
+:class:`~tracklab_jupyter.prometheus.view.ScrapeView` by family (each family once, holding
+every node's series); :class:`ScrapeCollector` is the custom prometheus_client collector
+(``collect()`` yields metric families) whose output prometheus_client's own encoders write
+as text or OpenMetrics.
 """
 
 from __future__ import annotations
