@@ -24,6 +24,7 @@ from tracklab_jupyter._version import __version__
 from tracklab_jupyter.sampler.factory import SamplerConfig
 from tracklab_jupyter.sampler.hub import EVENT, SAMPLE, Hub
 from tracklab_jupyter.sampler.sample import Event, Sample
+from tracklab_jupyter.settings import DEFAULTS, check_all
 from tracklab_jupyter.store.config import DAY, StoreConfig
 from tracklab_jupyter.store.paths import resolve_data_dir
 from tracklab_jupyter.threads import name_os_thread
@@ -45,43 +46,34 @@ class MonitorConfig:
     cache_size: int = 1000
 
     @classmethod
-    def from_settings(cls, *, interval: float = 1.0, data_dir: str | None = None,
-                      retention_days: float = 30.0, enable_cpu: bool = True,
-                      enable_memory: bool = True, enable_disk: bool = True,
-                      enable_network: bool = True, enable_gpu: bool = True,
-                      gpus: list[str] | None = None, batch_size: int = 100,
-                      flush_interval: float = 1.0, cache_size: int = 1000,
-                      source: str = "settings") -> MonitorConfig:
-        """Build and validate; a ValueError names the setting (``c.TrackLab.interval: ...``)."""
-        def bad(name: str, message: str) -> ValueError:
-            return ValueError(f"{source}.{name}: {message}")
-
+    def from_settings(cls, *, source: str = "settings", **values: Any) -> MonitorConfig:
+        """Build and validate from settings (``tracklab_jupyter.settings``; the ones not
+        given, or None, take their defaults); a ValueError names the setting as
+        ``source.name`` (``c.TrackLab.interval: ...``)."""
+        unknown = set(values) - set(MONITOR_SETTINGS)
+        if unknown:
+            raise TypeError(f"not monitor settings: {', '.join(sorted(unknown))}")
+        given = {k: v for k, v in values.items() if v is not None}
+        v = check_all({**{n: DEFAULTS[n] for n in MONITOR_SETTINGS}, **given}, source)
+        sampler = SamplerConfig(interval=v["interval"], enable_cpu=v["enable_cpu"],
+                                enable_memory=v["enable_memory"], enable_disk=v["enable_disk"],
+                                enable_network=v["enable_network"], enable_gpu=v["enable_gpu"],
+                                gpus=list(v["gpus"]) or None)
+        days = v["retention_days"]
+        store = StoreConfig(minute_retention=days * DAY,
+                            hour_retention=max(365 * DAY, days * DAY),
+                            batch_size=v["batch_size"], flush_interval=v["flush_interval"])
         try:
-            sampler = SamplerConfig(interval=interval, enable_cpu=enable_cpu,
-                                    enable_memory=enable_memory, enable_disk=enable_disk,
-                                    enable_network=enable_network, enable_gpu=enable_gpu,
-                                    gpus=gpus)
-        except ValueError as exc:
-            raise bad("interval", str(exc)) from None
-        if not retention_days > 0:
-            raise bad("retention_days",
-                      f"must be a positive number of days, got {retention_days!r}")
-        if not 0.05 <= flush_interval <= 60:
-            raise bad("flush_interval",
-                      f"must be between 0.05 and 60 seconds, got {flush_interval!r}")
-        if cache_size < 1:
-            raise bad("cache_size", f"must be at least 1, got {cache_size!r}")
-        try:
-            store = StoreConfig(minute_retention=retention_days * DAY,
-                                hour_retention=max(365 * DAY, retention_days * DAY),
-                                batch_size=batch_size, flush_interval=flush_interval)
-        except ValueError as exc:
-            raise bad("batch_size", str(exc)) from None
-        try:
-            resolved = resolve_data_dir(data_dir)
+            resolved = resolve_data_dir(v["data_dir"] or None)
         except (OSError, ValueError) as exc:
-            raise bad("data_dir", str(exc)) from None
-        return cls(data_dir=resolved, sampler=sampler, store=store, cache_size=cache_size)
+            raise ValueError(f"{source}.data_dir: {exc}") from None
+        return cls(data_dir=resolved, sampler=sampler, store=store, cache_size=v["cache_size"])
+
+
+#: The settings a :class:`MonitorConfig` is made of (the rest belong to its callers).
+MONITOR_SETTINGS = ("interval", "data_dir", "retention_days", "enable_cpu", "enable_memory",
+                    "enable_disk", "enable_network", "enable_gpu", "gpus", "batch_size",
+                    "flush_interval", "cache_size")
 
 
 class Monitor:

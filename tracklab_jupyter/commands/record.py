@@ -12,6 +12,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from tracklab_jupyter.accelerators.base import GPUS_HELP
+from tracklab_jupyter.settings import DEFAULT_INTERVAL
 
 if TYPE_CHECKING:
     from tracklab_jupyter.recorder import Recorder
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "--wait takes over when the first one ends.")
     parser.add_argument("--data-dir", default=None,
                         help="store directory (default: $TRACKLAB_DATA_DIR or ~/.tracklab)")
-    parser.add_argument("--interval", type=float, default=1.0,
+    parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL,
                         help="seconds between samples (default: %(default)s)")
     parser.add_argument("--gpus", default=None,
                         help=GPUS_HELP)

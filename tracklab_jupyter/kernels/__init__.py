@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tracklab_jupyter.settings import BY_NAME
+
 log = logging.getLogger("tracklab_jupyter.kernels")
 
 # The kinds of the events kernels leave in the store (docs/KERNELS.md).
@@ -21,10 +23,9 @@ KERNEL_EVENTS = (KERNEL_STARTED, KERNEL_STOPPED, KERNEL_DIED)
 
 
 def check_kernel_interval(value: float, source: str = "kernel_interval") -> float:
-    """Raise ValueError naming ``source`` unless 0.5 <= value <= 3600."""
-    if not 0.5 <= value <= 3600:
-        raise ValueError(f"{source}: must be between 0.5 and 3600 seconds, got {value!r}")
-    return value
+    """``value``, or ValueError naming ``source`` when it is out of the setting's bounds
+    (``tracklab_jupyter.settings``: 0.5 to 3600 seconds)."""
+    return float(BY_NAME["kernel_interval"].check(value, source))
 
 
 def attach_kernels(app: Any, monitor: Any, interval: float = 5.0) -> None:

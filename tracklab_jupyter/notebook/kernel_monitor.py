@@ -14,7 +14,9 @@ import os
 import threading
 from pathlib import Path
 
-from tracklab_jupyter.monitor import Monitor, MonitorConfig
+from tracklab_jupyter.monitor import Monitor
+from tracklab_jupyter.settings import KERNEL, resolve
+from tracklab_jupyter.startup import Prepared, prepare, start
 from tracklab_jupyter.store.paths import resolve_data_dir
 from tracklab_jupyter.threads import name_os_thread
 
@@ -35,12 +37,12 @@ def kernel_monitor(data_dir: str | os.PathLike[str] | None = None) -> Monitor:
     with _lock:
         wanted: Path | None = resolve_data_dir(data_dir) if data_dir is not None else None
         if _monitor is None:
-            config = MonitorConfig.from_settings(
-                interval=float(os.environ.get("TRACKLAB_INTERVAL", "1") or 1),
-                data_dir=str(wanted) if wanted else os.environ.get("TRACKLAB_DATA_DIR") or None,
-                source="TRACKLAB_* environment")
-            _monitor = Monitor(config)
-            threading.Thread(target=_start, args=(_monitor,), name="tracklab-kernel-start",
+            given = {"data_dir": str(wanted)} if wanted else {}
+            resolved = resolve(given, os.environ, KERNEL, "data_dir argument")
+            prepared = prepare(resolved, "TRACKLAB_* environment", serving=False,
+                               bad_alerts="warn")
+            _monitor = prepared.monitor
+            threading.Thread(target=_start, args=(prepared,), name="tracklab-kernel-start",
                              daemon=True).start()
             if not _exit_hook:
                 _exit_hook = True
@@ -51,25 +53,13 @@ def kernel_monitor(data_dir: str | os.PathLike[str] | None = None) -> Monitor:
         return _monitor
 
 
-def _start(monitor: Monitor) -> None:
-    # Monitor.start also runs on callers' own threads: name only this one.
+def _start(prepared: Prepared) -> None:
+    # Monitor.start also runs on callers' own threads: name only this one. Alerts run on
+    # this host where the kernel records it itself (VS Code, a plain kernel): the host rules
+    # run only while this process is the recorder, so the widget can show a banner with no
+    # server. Their settings: $TRACKLAB_ALERTS (JSON, docs/ALERTS.md).
     name_os_thread()
-    monitor.start()
-    _start_alerts(monitor)
-
-
-def _start_alerts(monitor: Monitor) -> None:
-    """Alert on this host where the kernel records it itself (VS Code, a plain kernel):
-    the host rules run only while this process is the recorder, so the widget can show a
-    banner with no server. Settings: ``$TRACKLAB_ALERTS`` (JSON, docs/ALERTS.md)."""
-    from tracklab_jupyter.alerts import settings_from_env, start_alerts
-
-    try:
-        settings = settings_from_env(os.environ)
-    except ValueError as exc:
-        log.warning("tracklab: alerts off in this kernel: %s", exc)
-        return
-    start_alerts(monitor, settings)
+    start(prepared)
 
 
 def stop_kernel_monitor() -> None:

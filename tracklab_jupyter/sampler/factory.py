@@ -10,6 +10,7 @@ from tracklab_jupyter.accelerators.registry import open_backends
 from tracklab_jupyter.collectors.base import Collector
 from tracklab_jupyter.sampler.hub import Hub
 from tracklab_jupyter.sampler.sampler import Sampler, validate_interval
+from tracklab_jupyter.settings import DEFAULT_INTERVAL
 
 log = logging.getLogger("tracklab_jupyter.sampler")
 
@@ -20,7 +21,7 @@ class SamplerConfig:
     any vendor; None means every accelerator (each vendor's visibility variable, such as
     ``CUDA_VISIBLE_DEVICES``, still applies)."""
 
-    interval: float = 1.0
+    interval: float = DEFAULT_INTERVAL
     enable_cpu: bool = True
     enable_memory: bool = True
     enable_disk: bool = True

@@ -21,12 +21,13 @@ from tracklab_jupyter.sampler.events import HardwareWatcher
 from tracklab_jupyter.sampler.hub import EVENT, SAMPLE, Hub
 from tracklab_jupyter.sampler.rates import RateTracker
 from tracklab_jupyter.sampler.sample import Event, Sample
+from tracklab_jupyter.settings import BY_NAME, DEFAULT_INTERVAL
 from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.sampler")
 
-MIN_INTERVAL = 0.1
-MAX_INTERVAL = 3600.0
+MIN_INTERVAL: float = BY_NAME["interval"].low  # type: ignore[assignment]
+MAX_INTERVAL: float = BY_NAME["interval"].high  # type: ignore[assignment]
 
 # Events after which a collector's static facts are read again.
 _INFO_CHANGING_EVENTS = {"gpu_lost", "gpu_appeared", "mig_mode_changed", "mig_devices_changed",
@@ -56,7 +57,7 @@ class Sampler:
     :meth:`stop` returns within one interval.
     """
 
-    def __init__(self, collectors: Sequence[Collector], *, interval: float = 1.0,
+    def __init__(self, collectors: Sequence[Collector], *, interval: float = DEFAULT_INTERVAL,
                  node: str | None = None, hub: Hub | None = None,
                  system_info: Callable[[], dict[str, Any]] | None = None) -> None:
         self.interval = validate_interval(interval)
