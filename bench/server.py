@@ -254,7 +254,7 @@ def fill_history(data_dir: Path, hours: float, node: str) -> int:
     import numpy as np
     from store import generate  # bench/store.py
 
-    from tracklab_jupyter.sampler.sample import Sample
+    from tracklab_jupyter.metrics.sample import Sample
     from tracklab_jupyter.store import StoreWriter
     from tracklab_jupyter.store.maintenance import Maintenance
 

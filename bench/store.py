@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tracklab_jupyter.history import history
-from tracklab_jupyter.sampler.sample import Sample
+from tracklab_jupyter.metrics.sample import Sample
 from tracklab_jupyter.store import StoreConfig, StoreWriter
 from tracklab_jupyter.store.maintenance import Maintenance
 from tracklab_jupyter.store.rollups import replace_rows
+from tracklab_jupyter.system_history import history
 
 TRACE = Path(__file__).resolve().parent.parent / "tests/fixtures/nvidia-h200/h200_trace.csv"
 NODE = "bench-node"

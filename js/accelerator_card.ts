@@ -5,6 +5,7 @@
 // shows no empty chart for them).
 
 import {
+  finite,
   formatBytesOf,
   formatWattsOf,
   h,
@@ -59,9 +60,6 @@ export function deviceKey(d: { kind?: string; index: number }): string {
   return `${d.kind ?? "gpu"}.${d.index}`;
 }
 
-function finite(v: number | null | undefined): v is number {
-  return typeof v === "number" && Number.isFinite(v);
-}
 
 /** Adds one device's card to `grid`; returns it with the metric names it shows. */
 export function buildAcceleratorCard(dash: Dashboard, grid: HTMLElement, d: AcceleratorFacts, opts: AcceleratorCardOptions = {}): PanelEntry {

@@ -3,6 +3,7 @@
 // Protocol: js/PROTOCOL.md, "Cluster view".
 
 import { formatBytes, formatBytesOf, formatClock, formatNumber, formatPct, formatRate, MISSING } from "./format";
+import { isLive } from "./node_status";
 import "./cluster_widget.css";
 
 interface Model {
@@ -18,7 +19,8 @@ interface NodeInfo {
   node: string;
   address?: string;
   role?: string;
-  state?: string;
+  /** up | starting | stale | down (docs/CLUSTER.md, "Node status"). */
+  status?: string;
   last_seen?: number | null;
   resources?: { cores?: number | null; memory_bytes?: number | null; gpus?: number | null };
   error?: string | null;
@@ -30,7 +32,7 @@ interface ClusterInfo {
   provider?: string;
   address?: string;
   nodes?: NodeInfo[];
-  totals?: { nodes?: number; online?: number; cores?: number; memory_bytes?: number; gpus?: number };
+  totals?: { nodes?: number; up?: number; cores?: number; memory_bytes?: number; gpus?: number };
   used?: { cpu_cores?: number; memory_bytes?: number; gpu_memory_bytes?: number; gpu_util_pct?: number | null };
 }
 
@@ -95,7 +97,7 @@ function pathOf(t: number[], col: number[], t0: number, span: number, w: number,
 
 interface Row {
   el: HTMLElement;
-  state: HTMLElement;
+  status: HTMLElement;
   role: HTMLElement;
   sparks: { svg: SVGSVGElement; value: HTMLElement }[];
 }
@@ -187,7 +189,7 @@ class ClusterView {
     this.#table.textContent = "";
     this.#select.textContent = "";
     const head = h("div", "tlc-row tlc-colhead");
-    for (const t of ["node", "role", "state", ...LABELS]) head.append(h("span", "", t));
+    for (const t of ["node", "role", "status", ...LABELS]) head.append(h("span", "", t));
     this.#table.append(head);
     this.#onInfo(msg.cluster, msg.hint);
     this.#root.dataset.state = "live";
@@ -204,7 +206,7 @@ class ClusterView {
     this.#where.textContent = [c.provider, c.address].filter(Boolean).join(" · ");
     const gpus = t.gpus ? ` · ${t.gpus} GPUs` : "";
     this.#totals.textContent =
-      `${t.online ?? 0}/${t.nodes ?? 0} online · CPU ${ok(u.cpu_cores) ? u.cpu_cores.toFixed(1) : MISSING} / ${t.cores ?? MISSING} cores` +
+      `${t.up ?? 0}/${t.nodes ?? 0} up · CPU ${ok(u.cpu_cores) ? u.cpu_cores.toFixed(1) : MISSING} / ${t.cores ?? MISSING} cores` +
       ` · memory ${formatBytesOf(u.memory_bytes, t.memory_bytes)}` +
       (t.gpus ? ` · GPU ${formatPct(u.gpu_util_pct)}${gpus}` : "");
     this.#hint.hidden = !hint;
@@ -262,9 +264,9 @@ class ClusterView {
       if (e.key === "Enter" || e.key === " ") this.#choose(name);
     };
     const role = h("span", "tlc-role");
-    const state = h("span", "tlc-badge");
+    const status = h("span", "tlc-badge");
     el.append(h("span", "tlc-name", name), role, h("span", "", undefined));
-    el.lastElementChild!.append(state);
+    el.lastElementChild!.append(status);
     const sparks = KINDS.map((kind) => {
       const cell = h("span", "tlc-cell");
       const s = svg("tlc-spark", 100, 24, [kind]);
@@ -275,7 +277,7 @@ class ClusterView {
       el.append(cell);
       return { svg: s, value };
     });
-    r = { el, state, role, sparks };
+    r = { el, status, role, sparks };
     this.#rows.set(name, r);
     this.#order.push(name);
     this.#table.append(el);
@@ -321,13 +323,14 @@ class ClusterView {
     for (const [name, r] of this.#rows) {
       const info = this.#nodes.get(name) ?? { node: name };
       const s = this.#series.get(name);
-      const state = info.state ?? "online";
-      r.el.dataset.state = state;
-      r.el.classList.toggle("tlc-offline", state !== "online");
+      const status = info.status ?? "up";
+      const live = isLive(status);
+      r.el.dataset.status = status;
+      r.el.classList.toggle("tlc-down", !live);
       r.el.classList.toggle("tlc-selected", name === sel);
-      r.el.title = state !== "online" ? `${name} is ${state}${info.reason || info.error ? `: ${info.reason || info.error}` : ""}` : name;
-      r.state.textContent = state;
-      r.state.dataset.state = state;
+      r.el.title = !live ? `${name} is ${status}${info.reason || info.error ? `: ${info.reason || info.error}` : ""}` : name;
+      r.status.textContent = status;
+      r.status.dataset.status = status;
       r.role.textContent = info.role ?? "";
       const hasGpu = (info.resources?.gpus ?? 0) > 0 || (s?.v[2].some(ok) ?? false);
       r.sparks.forEach((sp, c) => {
@@ -362,7 +365,7 @@ class ClusterView {
     }
     const title = this.#title;
     const facts = this.#facts;
-    title.textContent = [n.role, n.address, n.state].filter(Boolean).join(" · ");
+    title.textContent = [n.role, n.address, n.status].filter(Boolean).join(" · ");
     const gpuMem = ok(l["gpu.mem_used_bytes"]) ? ` · ${formatBytesOf(l["gpu.mem_used_bytes"], l["gpu.mem_total_bytes"])}` : "";
     const seen = n.last_seen ?? (s?.t.length ? s.t[s.t.length - 1] : null);
     const rows: [string, string][] = [
@@ -374,7 +377,7 @@ class ClusterView {
       ["network", `↓ ${formatRate(l["net.recv_bytes_per_s"])} ↑ ${formatRate(l["net.sent_bytes_per_s"])}`],
       ["swap", formatBytes(l["swap.used_bytes"])],
     ];
-    if (n.state && n.state !== "online") rows.push(["reason", n.reason || n.error || MISSING]);
+    if (!isLive(n.status)) rows.push(["reason", n.reason || n.error || MISSING]);
     facts.textContent = "";
     for (const [k, v] of rows) {
       const pair = h("div");

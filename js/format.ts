@@ -1,5 +1,8 @@
-// Pure helpers shared by the widget and the sidebar: unit formatting, metric-name
-// matching and accelerator throttle decoding. No DOM, no uPlot: unit-tested under plain node.
+// The front-end kit's one formatting module, shared by the widget (js/) and the sidebar
+// (labextension/src/ imports it, directly or through js/charts.ts): unit formatting, run
+// durations and logged values, metric-name matching and accelerator throttle decoding.
+// No DOM, no uPlot: unit-tested under plain node (js/tests/format.test.mjs). Anything that
+// writes a number for a person belongs here, so the widget and the sidebar say it alike.
 
 /** Text shown where a value is missing (metric absent, NaN, not yet received). */
 export const MISSING = "–";
@@ -7,9 +10,11 @@ export const MISSING = "–";
 const BIN_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 const DEC_UNITS = ["B", "kB", "MB", "GB", "TB", "PB"];
 
-function ok(v: number | null | undefined): v is number {
+/** A finite number (not null, undefined, NaN or ±Infinity). */
+export function finite(v: unknown): v is number {
   return typeof v === "number" && Number.isFinite(v);
 }
+const ok = finite;
 
 /** Three significant digits at most, but never drop integer digits: 1.23, 12.3, 123. */
 function sig3(x: number): string {
@@ -98,11 +103,22 @@ export function formatValue(v: number | null | undefined): string {
   return ok(v) ? String(+v.toPrecision(4)) : MISSING;
 }
 
-/** A run's duration as a clock: "00:00:42", "02:05:09", "3d 04:05:09". */
+/** A run's duration as a clock, in the widget and the sidebar alike: "00:00:42", "02:05:09", "3d 04:05:09". */
 export function formatDuration(s: number | null | undefined): string {
   if (!ok(s) || s < 0) return MISSING;
   const hms = new Date(s * 1000).toISOString().slice(11, 19);
   return s < 86400 ? hms : `${Math.floor(s / 86400)}d ${hms}`;
+}
+
+/**
+ * A value a run logged under `name`: unit-carrying names (`*_bytes`, `*_pct`) in their unit,
+ * whole numbers below 10⁷ as they are (steps, counts), others at four significant digits.
+ */
+export function formatLogged(name: string, v: number | null | undefined): string {
+  if (!ok(v)) return MISSING;
+  if (unitOf(name) !== "number") return formatMetric(name, v);
+  if (Number.isInteger(v) && Math.abs(v) < 1e7) return String(v);
+  return formatValue(v);
 }
 
 /** "value": a plain number at four significant digits (a run's logged metrics). */

@@ -18,13 +18,13 @@ from tracklab_jupyter.accelerators.base import (
 )
 from tracklab_jupyter.accelerators.registry import devices_in, drivers_in, open_backends
 from tracklab_jupyter.accelerators.throttle import describe_throttle, fold_amd_throttle
+from tracklab_jupyter.metrics.sample import Sample
 from tracklab_jupyter.notebook.cells import DeviceTally, format_line
 from tracklab_jupyter.prometheus.exposition import render
 from tracklab_jupyter.prometheus.view import NodeView, ScrapeView
 from tracklab_jupyter.runs.gpu import device_readings
 from tracklab_jupyter.runs.process_tree import gpu_memory_by_pid
-from tracklab_jupyter.sampler.events import HardwareWatcher
-from tracklab_jupyter.sampler.sample import Sample
+from tracklab_jupyter.sampler.hardware_events import HardwareWatcher
 
 UUIDS = ("GPU-8f3a0c1e-0000", "GPU-8f3b99aa-1111", "GPU-1234abcd-2222")
 

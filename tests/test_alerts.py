@@ -17,11 +17,11 @@ from tracklab_jupyter.alerts import parse_alert_settings, start_alerts
 from tracklab_jupyter.alerts.engine import AlertEngine
 from tracklab_jupyter.alerts.settings import RULES, defaults, settings_from_env
 from tracklab_jupyter.collectors.disk import DiskCollector
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.monitor import Monitor, MonitorConfig
-from tracklab_jupyter.sampler.events import HardwareWatcher
 from tracklab_jupyter.sampler.factory import SamplerConfig, build_sampler
+from tracklab_jupyter.sampler.hardware_events import HardwareWatcher
 from tracklab_jupyter.sampler.hub import EVENT, KERNELS, NODE, SAMPLE, Hub
-from tracklab_jupyter.sampler.sample import Event, Sample
 
 GiB = float(1 << 30)
 
@@ -323,23 +323,23 @@ def test_node_offline_and_back_or_gone(machine: Machine) -> None:
     host = Host(machine.info)
     engine = engine_for(host)
 
-    def status(node: str, state: str, reason: str) -> dict[str, Any]:
+    def status(node: str, status: str, reason: str) -> dict[str, Any]:
         # as ClusterMonitor publishes it: NodeState.to_dict() and the reason
         return {"node": node, "address": "tcp://10.0.0.2:40000", "role": "worker",
-                "state": state, "status": "up" if state == "online" else "down",
+                "status": status,
                 "last_seen": 1.0, "resources": {"cores": 8, "memory_bytes": 1e10, "gpus": 0},
-                "error": None if state == "online" else reason, "reason": reason}
+                "error": None if status == "up" else reason, "reason": reason}
 
-    for item in (status("w1", "offline", "no answer for 12 s"),
-                 status("w1", "offline", "no answer for 20 s"),
-                 status("w2", "offline", "no answer for 11 s"),
-                 status("w1", "online", "answering"),
-                 status("w2", "offline", "left the cluster")):
+    for item in (status("w1", "down", "no answer for 12 s"),
+                 status("w1", "down", "no answer for 20 s"),
+                 status("w2", "down", "no answer for 11 s"),
+                 status("w1", "up", "answering"),
+                 status("w2", "down", "left the cluster")):
         engine.handle(NODE, item)
     assert host.told() == [("alert", "node_offline:w1"), ("alert", "node_offline:w2"),
                            ("alert_resolved", "node_offline:w1"),
                            ("alert_resolved", "node_offline:w2")]
-    assert host.recorded[0].message == "Cluster node w1 is offline: no answer for 12 s"
+    assert host.recorded[0].message == "Cluster node w1 is down: no answer for 12 s"
     assert host.recorded[-1].message == "resolved: w2 left the cluster"
 
 
@@ -573,11 +573,11 @@ def test_a_kernel_that_records_itself_alerts_on_its_host(tmp_path, monkeypatch, 
                                                           ) -> None:
     """VS Code, a plain kernel: no server, so the kernel's own monitor runs the host rules
     (here a disk rule every real disk crosses) for the widget's banner."""
-    from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor, stop_kernel_monitor
+    from tracklab_jupyter.process_monitor import process_monitor, stop_process_monitor
 
     monkeypatch.setenv("TRACKLAB_ALERTS", '{"disk": {"threshold_pct": 1, "clear_pct": 0.5}}')
     monkeypatch.setenv("TRACKLAB_INTERVAL", "0.2")
-    monitor = kernel_monitor(tmp_path / "kernel-data")
+    monitor = process_monitor(tmp_path / "kernel-data")
     try:
         events = monitor.hub.subscribe([EVENT])
         deadline = time.monotonic() + 20
@@ -588,10 +588,10 @@ def test_a_kernel_that_records_itself_alerts_on_its_host(tmp_path, monkeypatch, 
         assert monitor.role == "recorder" and told[0].data["rule"] == "disk"
         assert monitor.alerts.settings["disk"]["threshold_pct"] == 1
     finally:
-        stop_kernel_monitor()
+        stop_process_monitor()
     # settings that do not parse leave alerts off, with a warning, and the monitor running
     monkeypatch.setenv("TRACKLAB_ALERTS", '{"disk": {"threshold_pct": 150}}')
-    monitor = kernel_monitor(tmp_path / "kernel-data-2")
+    monitor = process_monitor(tmp_path / "kernel-data-2")
     try:
         deadline = time.monotonic() + 20
         while "alerts off in this kernel" not in caplog.text:
@@ -600,4 +600,4 @@ def test_a_kernel_that_records_itself_alerts_on_its_host(tmp_path, monkeypatch, 
         assert "TRACKLAB_ALERTS.disk.threshold_pct: must be between 1 and 100" in caplog.text
         assert monitor.alerts is None
     finally:
-        stop_kernel_monitor()
+        stop_process_monitor()

@@ -28,7 +28,7 @@ from tracklab_jupyter.accelerators.amd import AmdBackend
 from tracklab_jupyter.accelerators.base import AcceleratorUnavailable, NoDevices
 from tracklab_jupyter.accelerators.registry import open_backends
 from tracklab_jupyter.metrics.catalogue import spec_for
-from tracklab_jupyter.sampler.events import HardwareWatcher
+from tracklab_jupyter.sampler.hardware_events import HardwareWatcher
 
 try:
     from .fake_amdsmi import FIXTURE_DIR, FakeAmdSmi, shim_env

@@ -24,7 +24,7 @@ from tracklab_jupyter.accelerators.ascend import AscendBackend, davinci_devices
 from tracklab_jupyter.accelerators.base import AcceleratorUnavailable, NoDevices
 from tracklab_jupyter.accelerators.registry import open_backends
 from tracklab_jupyter.metrics.catalogue import spec_for
-from tracklab_jupyter.sampler.events import HardwareWatcher
+from tracklab_jupyter.sampler.hardware_events import HardwareWatcher
 
 try:
     from .conftest_ascend import ASCEND_FIXTURES, FakeDcmi, FakeNpuSmi, make_host

@@ -1,6 +1,6 @@
 """JupyterLab in headless chromium: a notebook cell starts a Dask ``LocalCluster`` with two
 worker processes, attaches it (``tracklab.connect_cluster(client, per_worker=True)``) and
-shows ``tracklab.widget(cluster=True)``: three rows come online (this kernel's host first,
+shows ``tracklab.widget(cluster=True)``: three rows come up (this kernel's host first,
 then the two workers), their sparklines grow, and a click on a row shows that node's detail.
 
 With TRACKLAB_UPDATE_DOC_IMAGES=1 the picture is copied to docs/images/widget-cluster.png."""
@@ -73,12 +73,12 @@ def _check_in_browser(base: str, tmp_path: Path, browser) -> None:
         page.locator(".tlc-root[data-state=live]").wait_for(timeout=40_000)
         page.wait_for_function("""() => {
             const rows = [...document.querySelectorAll('.tlc-node')];
-            return rows.length === 3 && rows.every((r) => r.dataset.state === 'online'
+            return rows.length === 3 && rows.every((r) => r.dataset.status === 'up'
                 && +r.querySelector('[data-spark=cpu]').dataset.points >= 2);
         }""", timeout=20_000)
     except Exception:
         page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
-        raise AssertionError("the cluster view never showed three nodes online; cell output:\n"
+        raise AssertionError("the cluster view never showed three nodes up; cell output:\n"
                              + page.locator(".jp-OutputArea").first.inner_text()) from None
 
     nodes = root.locator(".tlc-node").evaluate_all("rs => rs.map((r) => r.dataset.node)")
@@ -87,7 +87,7 @@ def _check_in_browser(base: str, tmp_path: Path, browser) -> None:
     roles = root.locator(".tlc-node .tlc-role").all_inner_texts()
     assert roles == ["local", "worker", "worker"]
     assert root.locator(".tlc-where").inner_text().startswith("dask · tcp://127.0.0.1:")
-    assert root.locator(".tlc-totals").inner_text().startswith("3/3 online")
+    assert root.locator(".tlc-totals").inner_text().startswith("3/3 up")
     assert not root.locator(".tlc-hint").is_visible()
     assert "live · dask" in root.locator(".tlc-status").inner_text()
     # every row has values; the fake NVML gives each node two GPUs

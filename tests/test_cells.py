@@ -16,12 +16,12 @@ import pytest
 from test_kernel import Kernel
 from wakeups import wake_ups_over
 
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.metrics.units import format_bytes
 from tracklab_jupyter.notebook import cells_table
 from tracklab_jupyter.notebook.cell_probe import CellProbe, _cpu_delta, check_period
 from tracklab_jupyter.notebook.cells import DeviceTally, first_line, format_line
 from tracklab_jupyter.notebook.cells_table import cells_frame
-from tracklab_jupyter.sampler.sample import Event, Sample
 from tracklab_jupyter.store.config import StoreConfig
 from tracklab_jupyter.store.writer import StoreWriter
 

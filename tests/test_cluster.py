@@ -96,11 +96,11 @@ def test_dask_workers_are_sampled_as_nodes_and_a_killed_one_goes_offline(dask_cl
         assert by_name[monitor.node]["role"] == "local"
         for name in names:
             node = by_name[name]
-            assert (node["state"], node["role"]) == ("online", "worker")
+            assert (node["status"], node["role"]) == ("up", "worker")
             assert node["address"].startswith("tcp://127.0.0.1:")
             assert node["resources"]["cores"] == os.cpu_count()  # the node's own facts
             assert node["resources"]["memory_bytes"] > 0
-        assert info["totals"]["online"] == WORKERS + 1
+        assert info["totals"]["up"] == WORKERS + 1
         assert info["used"]["memory_bytes"] > 0
 
         # kill one worker process: it stops answering and goes offline after the timeout
@@ -113,7 +113,7 @@ def test_dask_workers_are_sampled_as_nodes_and_a_killed_one_goes_offline(dask_cl
 
         def offline_status():
             for topic, item in sub.drain():
-                if topic == NODE and item["node"] == victim and item["state"] == "offline":
+                if topic == NODE and item["node"] == victim and item["status"] == "down":
                     return item
             return None
         status = wait_for(offline_status, 20, f"{victim} to go offline")
@@ -125,7 +125,7 @@ def test_dask_workers_are_sampled_as_nodes_and_a_killed_one_goes_offline(dask_cl
         assert all(time.time() - latest[n]["time"] < 2.0 for n in names - {victim})
         # the nanny restarts the worker: the node comes back online under the same name
         wait_for(lambda: any(
-            t == NODE and i["node"] == victim and i["state"] == "online"
+            t == NODE and i["node"] == victim and i["status"] == "up"
             for t, i in sub.drain()), 40, f"{victim} to come back")
     finally:
         sub.close()
@@ -142,7 +142,7 @@ def test_dask_workers_are_sampled_as_nodes_and_a_killed_one_goes_offline(dask_cl
                            data_dir=tmp_path / "data")
     assert one.nodes == [victim] and len(one) >= 2  # before the kill and after the restart
     kinds = {(e.node, e.kind) for e in hist.events}
-    assert (victim, "node_offline") in kinds and (victim, "node_online") in kinds
+    assert (victim, "node_down") in kinds and (victim, "node_up") in kinds
 
 
 @pytest.fixture
@@ -207,10 +207,10 @@ async def test_the_jupyter_server_serves_a_configured_dask_cluster(jp_fetch, jp_
         assert loop.time() < deadline, "no node_status offline"
         message = json.loads(await asyncio.wait_for(ws.read_message(), 10))
         if (message["type"] == "node_status" and message["data"]["node"] == victim
-                and message["data"]["state"] == "offline"):
+                and message["data"]["status"] == "down"):
             status = message["data"]
     validate(status, "NodeStatus")
     info = json.loads((await jp_fetch("tracklab", "api", "cluster", "info")).body)
     gone = next(n for n in info["nodes"] if n["node"] == victim)
-    assert gone["state"] == "offline" and gone["error"]  # says why, after a reload too
+    assert gone["status"] == "down" and gone["error"]  # says why, after a reload too
     ws.close()

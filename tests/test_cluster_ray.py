@@ -47,8 +47,8 @@ def test_ray_nodes_are_sampled_by_pinned_actors_and_a_removed_node_goes_offline(
         info = monitor.cluster_info()
         roles = sorted(n["role"] for n in info["nodes"])
         assert roles == ["head", "local", "worker", "worker"]
-        assert all(n["state"] == "online" for n in info["nodes"])
-        assert info["provider"] == "ray" and info["totals"]["online"] == 4
+        assert all(n["status"] == "up" for n in info["nodes"])
+        assert info["provider"] == "ray" and info["totals"]["up"] == 4
         latest = monitor.cluster_metrics()["nodes"]
         assert all("mem.used_bytes" in n["metrics"] for n in latest.values())
         # The sampling actors hold no CPU: the cluster still has all of its CPUs free.
@@ -59,14 +59,13 @@ def test_ray_nodes_are_sampled_by_pinned_actors_and_a_removed_node_goes_offline(
         deadline = time.monotonic() + 30
         gone = None
         while gone is None:
-            assert time.monotonic() < deadline, "no node went offline"
+            assert time.monotonic() < deadline, "no node went down"
             for _topic, status in sub.get(0.5):
-                if status["state"] == "offline":
+                if status["status"] == "down":
                     gone = status
         assert gone["node"] in names_before and gone["role"] == "worker"
-        online = {n["node"] for n in monitor.cluster_info()["nodes"]
-                  if n["state"] == "online"}
-        assert gone["node"] not in online and len(online) == 3
+        up = {n["node"] for n in monitor.cluster_info()["nodes"] if n["status"] == "up"}
+        assert gone["node"] not in up and len(up) == 3
     finally:
         sub.close()
         monitor.stop()

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 from tracklab_jupyter.cli import main
-from tracklab_jupyter.history import History, UnknownMetricError, history
-from tracklab_jupyter.sampler.sample import Event, Sample
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.store import StoreConfig, StoreNotFoundError, StoreWriter
 from tracklab_jupyter.store.maintenance import Maintenance
 from tracklab_jupyter.store.timespec import TimeFormatError, parse_duration, parse_time
+from tracklab_jupyter.system_history import History, UnknownMetricError, history
 
 HOUR = 3600
 NAMES = ("cpu.util_pct", "gpu.0.util_pct", "gpu.1.util_pct", "mem.used_bytes")
@@ -142,6 +142,40 @@ def test_step_and_agg_match_pandas_resample(store, agg):
     pd.testing.assert_series_equal(got, expected, check_names=False, check_freq=False)
 
 
+def test_one_list_of_aggregates_and_one_check(store, tmp_path):
+    """AGGREGATES (store/config.py) is what every reader offers, and check_agg what refuses
+    any other: history() before it opens the store, the reader, REST, the command line."""
+    import argparse
+
+    from tracklab_jupyter.commands.history import register
+    from tracklab_jupyter.server.openapi import openapi_dict
+    from tracklab_jupyter.store.config import AGGREGATES
+    from tracklab_jupyter.store.query import FIELDS_FOR
+    from tracklab_jupyter.store.reader import StoreReader
+
+    assert AGGREGATES == ("mean", "min", "max", "last")
+    assert set(FIELDS_FOR) - {None} == set(AGGREGATES)
+    message = r"agg must be one of mean, min, max, last; got 'median'"
+    with pytest.raises(ValueError, match=message):  # not StoreNotFoundError: checked first
+        history("cpu.util_pct", agg="median", data_dir=tmp_path / "nothing")
+    reader = StoreReader(store[0])
+    try:
+        with pytest.raises(ValueError, match=message):
+            reader.read(["cpu.util_pct"], 0, 1, agg="median")
+    finally:
+        reader.close()
+    doc = openapi_dict()
+    assert doc["components"]["schemas"]["History"]["properties"]["agg"]["enum"] == list(
+        AGGREGATES)
+    agg = next(p for p in doc["paths"]["/api/history"]["get"]["parameters"]
+               if p["name"] == "agg")
+    assert agg["schema"]["enum"] == list(AGGREGATES)
+    sub = argparse.ArgumentParser().add_subparsers()
+    register(sub)
+    (command,) = sub.choices.values()
+    assert next(a for a in command._actions if a.dest == "agg").choices == AGGREGATES
+
+
 def test_rollup_tier_for_minute_steps(store):
     root, _ = store
     result = history("gpu.0.util_pct", start="-30min", step="5min", node="alpha",
@@ -244,7 +278,7 @@ def test_progress_bar_draws_for_long_exports(capsys):
 
 
 def test_importing_history_loads_neither_pandas_nor_numpy():
-    code = ("import sys, tracklab_jupyter.history; "
+    code = ("import sys, tracklab_jupyter.system_history; "
             "print('pandas' in sys.modules, 'numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

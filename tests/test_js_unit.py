@@ -182,21 +182,21 @@ def test_widget_placeholder_and_bad_messages(browser, http_root):
 
 CLUSTER_INFO = {
     "provider": "dask", "address": "tcp://10.0.0.5:8786",
-    "totals": {"nodes": 3, "online": 3, "cores": 48, "memory_bytes": 3 * 64 * 2**30,
+    "totals": {"nodes": 3, "up": 3, "cores": 48, "memory_bytes": 3 * 64 * 2**30,
                "gpus": 2},
     "used": {"cpu_cores": 12.5, "memory_bytes": 40 * 2**30, "gpu_memory_bytes": 0,
              "gpu_util_pct": 55.0},
     "nodes": [
-        {"node": "head", "role": "local", "state": "online", "address": "",
+        {"node": "head", "role": "local", "status": "up", "address": "",
          "last_seen": 1795819260.0, "error": None,
          "resources": {"cores": 16, "memory_bytes": 64 * 2**30, "gpus": 0},
          "latest": {"mem.used_bytes": 8 * 2**30, "mem.limit_bytes": 64 * 2**30}},
-        {"node": "gpu-1", "role": "worker", "state": "online", "address": "tcp://10.0.0.6:1",
+        {"node": "gpu-1", "role": "worker", "status": "up", "address": "tcp://10.0.0.6:1",
          "last_seen": 1795819260.0, "error": None,
          "resources": {"cores": 16, "memory_bytes": 64 * 2**30, "gpus": 2},
          "latest": {"mem.used_bytes": 32 * 2**30, "mem.limit_bytes": 64 * 2**30,
                     "gpu.mem_used_bytes": 70 * 2**30, "gpu.mem_total_bytes": 280 * 2**30}},
-        {"node": "cpu-2", "role": "worker", "state": "online", "address": "tcp://10.0.0.7:1",
+        {"node": "cpu-2", "role": "worker", "status": "up", "address": "tcp://10.0.0.7:1",
          "last_seen": 1795819260.0, "error": None,
          "resources": {"cores": 16, "memory_bytes": 64 * 2**30, "gpus": 0}, "latest": {}},
     ],
@@ -230,7 +230,7 @@ def test_cluster_bundle_in_browser(browser, http_root):
     assert rows.evaluate_all("rs => rs.map((r) => r.dataset.node)") == ["head", "gpu-1", "cpu-2"]
     assert page.locator(".tlc-where").inner_text() == "dask · tcp://10.0.0.5:8786"
     totals = page.locator(".tlc-totals").inner_text()
-    assert "3/3 online" in totals and "48 cores" in totals and "GPU 55 %" in totals
+    assert "3/3 up" in totals and "48 cores" in totals and "GPU 55 %" in totals
     assert not page.locator(".tlc-hint").is_visible()
 
     def spark(node: str, kind: str) -> int:
@@ -269,19 +269,19 @@ def test_cluster_bundle_in_browser(browser, http_root):
     page.locator(".tlc-select").select_option("cpu-2")
     page.wait_for_function("document.querySelector('.tlc-detail').dataset.node === 'cpu-2'")
 
-    # a node goes offline: dimmed, badge, reason as tooltip; a new node gets a row
+    # a node goes down: dimmed, badge, reason as tooltip; a new node gets a row
     page.evaluate("""() => {
-        __tlc.emit({type: 'node', node: {node: 'cpu-2', state: 'offline', role: 'worker',
+        __tlc.emit({type: 'node', node: {node: 'cpu-2', status: 'down', role: 'worker',
                     reason: 'no answer for 10 s'}});
         __tlc.emit(...__tlc.data({'new-3': [[1795819270, 5, 5, NaN]]}, false));
     }""")
     off = page.locator('.tlc-node[data-node="cpu-2"]')
     page.wait_for_function(
-        "document.querySelector('[data-node=\"cpu-2\"]').dataset.state === 'offline'")
-    assert "tlc-offline" in off.get_attribute("class")
-    assert off.get_attribute("title") == "cpu-2 is offline: no answer for 10 s"
+        "document.querySelector('[data-node=\"cpu-2\"]').dataset.status === 'down'")
+    assert "tlc-down" in off.get_attribute("class")
+    assert off.get_attribute("title") == "cpu-2 is down: no answer for 10 s"
     assert float(off.evaluate("e => getComputedStyle(e).opacity")) < 0.6
-    assert off.locator(".tlc-badge").inner_text() == "offline"
+    assert off.locator(".tlc-badge").inner_text() == "down"
     assert detail.locator('[data-key="reason"] .tlc-v').inner_text() == "no answer for 10 s"
     assert rows.count() == 4 and page.locator(".tlc-select option").count() == 4
 

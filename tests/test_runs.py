@@ -189,7 +189,7 @@ def test_system_monitor_records_the_process_tree_and_its_gpu_memory(tmp_path):
     # the system history of the run, joined with its metrics on time
     hist = tracklab.history("cpu.util_pct", run=run_id, data_dir=data)
     assert hist.start == run["start"] and hist.end == run["end"]
-    from tracklab_jupyter.runs.history import run_history
+    from tracklab_jupyter.runs.run_history import run_history
 
     df = run_history(run_id, data_dir=data).to_pandas()
     assert list(df["step"]) == list(range(13))
@@ -387,7 +387,7 @@ def test_run_metrics_are_paged_by_step(tmp_path):
 def test_the_run_writer_sleeps_without_a_run(tmp_path):
     """After a run ends the writer's thread lives on for the process: it must sleep, not
     poll (it woke four times a second), and still answer a flush at once."""
-    from tracklab_jupyter.runs.writer import RunWriter
+    from tracklab_jupyter.runs.run_writer import RunWriter
 
     writer = RunWriter(tmp_path)
     try:

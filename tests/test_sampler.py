@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tracklab_jupyter.collectors.base import Collector, Reading
-from tracklab_jupyter.sampler.events import HardwareWatcher
+from tracklab_jupyter.sampler.hardware_events import HardwareWatcher
 from tracklab_jupyter.sampler.hub import EVENT, SAMPLE, Hub
 from tracklab_jupyter.sampler.rates import RateTracker
 from tracklab_jupyter.sampler.sampler import Sampler, validate_interval

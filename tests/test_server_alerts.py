@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import urllib.request
 from dataclasses import replace
@@ -24,8 +25,8 @@ from test_ws_limits import SlowClient, StubMonitor
 
 from tracklab_jupyter.alerts.book import Alert
 from tracklab_jupyter.alerts.engine import AlertEngine
+from tracklab_jupyter.metrics.sample import Event
 from tracklab_jupyter.sampler.hub import EVENT, KERNELS
-from tracklab_jupyter.sampler.sample import Event
 from tracklab_jupyter.server.alerts_api import alerts
 from tracklab_jupyter.server.endpoint import Request
 from tracklab_jupyter.server.limits import Limits
@@ -59,7 +60,11 @@ class FakeCgroup:
         self.use(40)
 
     def use(self, pct: float) -> None:
-        (self.leaf / "memory.current").write_text(f"{int(self.limit * pct / 100)}\n")
+        # Written whole at once (a rename), as the kernel's file is: a sampler reading an
+        # empty, half-written file would take the cgroup for unreadable.
+        staged = self.leaf / "memory.current.new"
+        staged.write_text(f"{int(self.limit * pct / 100)}\n")
+        os.replace(staged, self.leaf / "memory.current")
 
 
 @pytest.fixture

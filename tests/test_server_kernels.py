@@ -20,13 +20,13 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from tracklab_jupyter.accelerators.nvidia import NvidiaBackend
-from tracklab_jupyter.history import history
 from tracklab_jupyter.kernels.deaths import Death, explain
 from tracklab_jupyter.kernels.server_glue import ServerGlue
 from tracklab_jupyter.server.endpoint import Request
 from tracklab_jupyter.server.kernels_api import KERNEL_ENDPOINTS
 from tracklab_jupyter.server.limits import Limits
 from tracklab_jupyter.server.openapi import openapi_dict
+from tracklab_jupyter.system_history import history
 
 COMPONENTS = {"components": openapi_dict("")["components"]}
 MiB = 1 << 20

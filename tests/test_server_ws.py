@@ -131,8 +131,8 @@ async def test_websocket_refuses_without_credentials(jp_ws_fetch):
 
 
 async def test_hardware_events_reach_subscribers(jp_ws_fetch, tracklab_server):
+    from tracklab_jupyter.metrics.sample import Event
     from tracklab_jupyter.sampler.hub import EVENT
-    from tracklab_jupyter.sampler.sample import Event
 
     ws = await jp_ws_fetch("tracklab", "ws")
     await receive(ws, "hardware_update")

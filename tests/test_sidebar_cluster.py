@@ -1,9 +1,9 @@
 """The JupyterLab sidebar's cluster section (docs/CLUSTER.md), end to end: a real Dask
 ``LocalCluster`` with three worker processes, monitored by a real JupyterLab configured with
 ``--TrackLab.cluster=dask://...`` in test mode (each worker its own node), shown in headless
-chromium: four nodes online with growing sparklines and values, a row click shows that
-node in the charts, a worker killed with SIGKILL turns offline (and back online once its
-nanny restarted it), a worker stopped with SIGSTOP stays offline until SIGCONT, and with
+chromium: four nodes up with growing sparklines and values, a row click shows that
+node in the charts, a worker killed with SIGKILL turns down (and back up once its
+nanny restarted it), a worker stopped with SIGSTOP stays down until SIGCONT, and with
 the WebSocket broken by a proxy the rows still follow by REST polling."""
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def test_cluster_nodes_in_the_sidebar_live(tmp_path, browser):
         deadline = time.monotonic() + 30
         while True:
             info = api(base, "cluster/info")
-            if info["totals"]["online"] == WORKERS + 1:
+            if info["totals"]["up"] == WORKERS + 1:
                 break
             assert time.monotonic() < deadline, info
             time.sleep(0.3)
@@ -121,17 +121,17 @@ def test_cluster_nodes_in_the_sidebar_live(tmp_path, browser):
         assert section.locator("[data-field=cluster-where]").inner_text() == \
             f"dask · tcp://{address}"
         totals = section.locator("[data-field=cluster-totals]").inner_text()
-        assert totals.startswith("4 / 4 nodes online"), totals
+        assert totals.startswith("4 / 4 nodes up"), totals
         assert "cores" in totals and "GPUs" in totals, totals  # this host's two fake H200s
         use = section.locator("[data-field=cluster-use]").inner_text()
         assert re.search(r"CPU [\d.]+ of \d+ cores", use) and "GPU" in use, use
 
-        # one row per node, this host first, all online; the selector lists every node
+        # one row per node, this host first, all up; the selector lists every node
         names = [e.get_attribute("data-node") for e in page.locator(f"{SECTION} .tl-node").all()]
         assert names[0] == local and sorted(names[1:]) == sorted(workers.values()), names
         for name in names:
-            assert page.locator(row(name)).get_attribute("data-state") == "online"
-            assert page.locator(f"{row(name)} [data-field=state]").inner_text() == "online"
+            assert page.locator(row(name)).get_attribute("data-status") == "up"
+            assert page.locator(f"{row(name)} [data-field=status]").inner_text() == "up"
         assert page.locator(f"{row(local)} [data-field=role]").inner_text() == "this host"
         options = page.locator(f"{SIDE} .tl-node-select option").all_inner_texts()
         assert sorted(options) == sorted(names), options
@@ -176,16 +176,16 @@ def test_cluster_nodes_in_the_sidebar_live(tmp_path, browser):
         page.locator(f'{SIDE} .tl-status:text-is("live · {local}")').wait_for(timeout=15_000)
         page.locator(f"{SIDE} .tl-gpu").first.wait_for(timeout=10_000)
 
-        # SIGKILL one worker and SIGSTOP another. The killed one turns offline, then its
-        # nanny restarts it under the same name (online again, often within a second or
-        # two: every state its row takes is recorded). The stopped one hangs: offline after
+        # SIGKILL one worker and SIGSTOP another. The killed one turns down, then its
+        # nanny restarts it under the same name (up again, often within a second or
+        # two: every status its row takes is recorded). The stopped one hangs: down after
         # the node timeout, dimmed, with the reason, until SIGCONT.
         page.evaluate("""list => {
             window.__tlStates = [];
             new MutationObserver(ms => ms.forEach(m => window.__tlStates.push(
-                [m.target.dataset.node, m.target.dataset.state, performance.now()])))
+                [m.target.dataset.node, m.target.dataset.status, performance.now()])))
               .observe(document.querySelector(list), {subtree: true, attributes: true,
-                                                      attributeFilter: ["data-state"]});
+                                                      attributeFilter: ["data-status"]});
         }""", f"{SECTION} .tl-node-list")
         t_kill = page.evaluate("performance.now()")
         os.kill(pids[victim_address], signal.SIGKILL)
@@ -193,28 +193,28 @@ def test_cluster_nodes_in_the_sidebar_live(tmp_path, browser):
         stack.callback(os.kill, pids[hung_address], signal.SIGCONT)
         with screenshot_on_failure(page, tmp_path / "failed.png"):
             page.wait_for_function(
-                f"() => window.__tlStates.some(([n, s]) => n === '{victim}' && s === 'offline')",
+                f"() => window.__tlStates.some(([n, s]) => n === '{victim}' && s === 'down')",
                 timeout=10_000)
-            page.locator(f'{row(hung)}[data-state="offline"]').wait_for(state="attached",
-                                                                         timeout=10_000)
-            page.locator(f'{row(victim)}[data-state="online"]').wait_for(state="attached",
-                                                                         timeout=15_000)
+            page.locator(f'{row(hung)}[data-status="down"]').wait_for(state="attached",
+                                                                       timeout=10_000)
+            page.locator(f'{row(victim)}[data-status="up"]').wait_for(state="attached",
+                                                                      timeout=15_000)
         states = page.evaluate("window.__tlStates")
-        offline_s = next(t for n, s, t in states if n == victim and s == "offline") - t_kill
-        assert offline_s / 1000 < 10, states
+        down_s = next(t for n, s, t in states if n == victim and s == "down") - t_kill
+        assert down_s / 1000 < 10, states
         hung_row = page.locator(row(hung))
-        assert hung_row.locator("[data-field=state]").inner_text() == "offline"
-        assert re.match(r"offline: no answer for \d+ s", hung_row.get_attribute("title") or ""), \
+        assert hung_row.locator("[data-field=status]").inner_text() == "down"
+        assert re.match(r"down: no answer for \d+ s", hung_row.get_attribute("title") or ""), \
             hung_row.get_attribute("title")
         assert hung_row.locator('[data-spark="cpu"] [data-field=value]').inner_text() == "–"
         assert float(hung_row.locator(".tl-node-name").evaluate(
             "e => getComputedStyle(e).opacity")) < 1
         page.wait_for_function(  # totals follow (node_status re-reads cluster/info)
             f"() => document.querySelector('{SECTION} [data-field=cluster-totals]')"
-            ".textContent.startsWith('3 / 4 nodes online')", timeout=5_000)
+            ".textContent.startsWith('3 / 4 nodes up')", timeout=5_000)
         option = page.locator(f'{SIDE} .tl-node-select option[value="{hung}"]')
-        assert option.inner_text() == f"{hung} (offline)"
-        assert all(page.locator(row(n)).get_attribute("data-state") == "online"
+        assert option.inner_text() == f"{hung} (down)"
+        assert all(page.locator(row(n)).get_attribute("data-status") == "up"
                    for n in names if n != hung)
 
         widen_sidebar(page, 160)
@@ -226,10 +226,10 @@ def test_cluster_nodes_in_the_sidebar_live(tmp_path, browser):
         if os.environ.get("TRACKLAB_UPDATE_DOC_IMAGES"):
             shutil.copy(tmp_path / "sidebar-cluster.png", ROOT / "docs" / "images")
 
-        # the hung worker resumes: online again with its next answer
+        # the hung worker resumes: up again with its next answer
         os.kill(pids[hung_address], signal.SIGCONT)
-        hung_row.and_(page.locator('[data-state="online"]')).wait_for(state="attached",
-                                                                      timeout=10_000)
+        hung_row.and_(page.locator('[data-status="up"]')).wait_for(state="attached",
+                                                                   timeout=10_000)
 
         # the requests are the contract's: one history query per kind, over every node
         history = [u for u in requests if "/tracklab/api/history?" in u]
@@ -258,7 +258,7 @@ def test_cluster_nodes_in_the_sidebar_live(tmp_path, browser):
         assert points(page, shown, "cpu") > before
         assert polled and all("metrics=cpu.util_pct%2Cmem.util_pct%2Cgpu.*.util_pct" in u
                               for u in polled), polled
-        assert page.locator(row(hung)).get_attribute("data-state") == "online"
+        assert page.locator(row(hung)).get_attribute("data-status") == "up"
         assert not errors, errors
         page.close()
-        print(f"killed worker's row offline {offline_s / 1000:.1f} s after SIGKILL")
+        print(f"killed worker's row down {down_s / 1000:.1f} s after SIGKILL")

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tracklab_jupyter.collectors.base import Collector, Reading
-from tracklab_jupyter.sampler.sample import Event, Sample
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.sampler.sampler import Sampler
 from tracklab_jupyter.store import (
     SCHEMA_VERSION,

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 import tracklab
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.monitor import Monitor, MonitorConfig
 from tracklab_jupyter.runs.store import RunStore
-from tracklab_jupyter.sampler.sample import Event, Sample
 from tracklab_jupyter.store import StoreConfig, StoreReader, StoreWriter
 from tracklab_jupyter.store.db import StoreUnavailableError
-from tracklab_jupyter.store.events import append_events
+from tracklab_jupyter.store.side_events import append_events
 
 ODD = "a #b ?c=1&mode=ro %41 100% x"  # each of these broke or redirected the reader's URI
 
@@ -160,6 +160,6 @@ def test_a_data_dir_without_a_store_is_still_no_store_yet(tmp_path):
 def _isolated(monkeypatch):
     monkeypatch.delenv("TRACKLAB_DATA_DIR", raising=False)
     yield
-    from tracklab_jupyter.runs.writer import close_writers
+    from tracklab_jupyter.runs.run_writer import close_writers
 
     close_writers()

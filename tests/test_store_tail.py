@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from wakeups import voluntary_switches, wake_ups_over
 
-from tracklab_jupyter.sampler.sample import Sample
+from tracklab_jupyter.metrics.sample import Sample
 from tracklab_jupyter.store import StoreConfig, StoreReader, StoreWriter
 from tracklab_jupyter.store.codec import encode_ints, encode_mask, encode_values
 from tracklab_jupyter.store.maintenance import Maintenance
@@ -192,7 +192,7 @@ def _crash_metrics(i: int) -> dict[str, float]:
 
 _CHILD_PRELUDE = """
     import os, signal, sys, time
-    from tracklab_jupyter.sampler.sample import Sample
+    from tracklab_jupyter.metrics.sample import Sample
     from tracklab_jupyter.store import StoreConfig, StoreWriter
 
     def metrics(i):
@@ -683,7 +683,7 @@ def test_sealing_old_tail_rows_by_age_takes_whole_minutes(tmp_path):
     data = tmp_path / "data"
     minute = hour_ago(3) + 600
     child = run_child(f"""
-        from tracklab_jupyter.sampler.sample import Sample
+        from tracklab_jupyter.metrics.sample import Sample
         from tracklab_jupyter.store import StoreConfig, StoreWriter
         w = StoreWriter({str(data)!r}, StoreConfig(flush_interval=3600), maintenance=False)
         for i in range(30):

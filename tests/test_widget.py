@@ -13,7 +13,7 @@ from conftest import wait_for
 from widget_recorder import Recorded, _fresh_kernel_monitor, feed_threads, ready  # noqa: F401 (autouse)
 
 import tracklab
-from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+from tracklab_jupyter.process_monitor import process_monitor
 
 
 def decode(content: dict, buffers: list) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -41,7 +41,7 @@ def test_bad_arguments_say_what_to_fix(kwargs, needle):
 
 
 def test_ready_gets_init_backfill_then_live_batches():
-    monitor = kernel_monitor()
+    monitor = process_monitor()
     wait_for(lambda: monitor.latest is not None and "cpu.util_pct" in monitor.latest.metrics)
     time.sleep(0.5)
     widget = tracklab.widget(window="1m", metrics=["cpu.*", "mem.*"])
@@ -64,7 +64,7 @@ def test_ready_gets_init_backfill_then_live_batches():
 
 
 def test_several_widgets_share_one_feed_thread_which_ends_with_the_last():
-    kernel_monitor()
+    process_monitor()
     widgets = [tracklab.widget() for _ in range(3)]
     recorders = [Recorded(w) for w in widgets]
     for w in widgets:
@@ -81,7 +81,7 @@ def test_several_widgets_share_one_feed_thread_which_ends_with_the_last():
 def test_thousand_display_close_cycles_leave_no_threads_or_memory():
     import tracemalloc
 
-    monitor = kernel_monitor()
+    monitor = process_monitor()
     wait_for(lambda: monitor.latest is not None)
     threads_before = threading.active_count()
 
@@ -107,7 +107,7 @@ def test_thousand_display_close_cycles_leave_no_threads_or_memory():
 
 
 def test_a_longer_window_or_other_metrics_resend_init_and_backfill():
-    monitor = kernel_monitor()
+    monitor = process_monitor()
     wait_for(lambda: monitor.latest is not None)
     widget = tracklab.widget(window="30s")
     sent = Recorded(widget)
@@ -121,8 +121,8 @@ def test_a_longer_window_or_other_metrics_resend_init_and_backfill():
 
 
 def test_kernel_series_reach_the_widget_only_when_asked():
+    from tracklab_jupyter.metrics.sample import Sample
     from tracklab_jupyter.notebook.columns import to_columns
-    from tracklab_jupyter.sampler.sample import Sample
 
     kid = "0f3c2a9e-1b2c-4d5e-8f90-123456789abc"
     samples = [Sample(1.0, "n", {"cpu.util_pct": 5.0}),

@@ -14,9 +14,9 @@ from test_js_unit import ROOT, _unavailable, http_root  # noqa: F401  (fixture)
 from widget_recorder import Recorded, _fresh_kernel_monitor, ready  # noqa: F401 (autouse)
 
 import tracklab
+from tracklab_jupyter.metrics.sample import Event
 from tracklab_jupyter.notebook.feed import fold_alerts
-from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
-from tracklab_jupyter.sampler.sample import Event
+from tracklab_jupyter.process_monitor import process_monitor
 
 INIT = {"type": "init", "node": "vm", "interval_s": 0.2, "window_s": 300,
         "info": {"cpu_model": "Xeon", "cpu_count": 4, "accelerators": []}}
@@ -69,7 +69,7 @@ def test_fold_alerts_keeps_the_newest_unresolved_alert_per_key():
 def test_banner_follows_the_alerts_the_feed_sends(browser, http_root):  # noqa: F811
     if not (ROOT / "tracklab_jupyter" / "static" / "widget.js").exists():
         _unavailable("tracklab_jupyter/static/widget.js not built")
-    monitor = kernel_monitor()
+    monitor = process_monitor()
     wait_for(lambda: monitor.latest is not None, what="the kernel monitor's first sample")
 
     # before the widget: memory active (value NaN: sent as null), disk raised and resolved,

@@ -19,7 +19,7 @@ from widget_recorder import Recorded, _fresh_kernel_monitor, feed_threads, ready
 
 import tracklab
 from tracklab_jupyter.notebook.cluster_widget import ClusterWidget
-from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+from tracklab_jupyter.process_monitor import process_monitor
 
 distributed = pytest.importorskip("distributed")
 
@@ -53,7 +53,7 @@ def dask_client():
 
 
 def test_cluster_view_has_every_node_live_and_a_killed_worker_goes_offline(dask_client):
-    monitor = kernel_monitor()
+    monitor = process_monitor()
     tracklab.connect_cluster(dask_client, per_worker=True, node_timeout=2)
     workers = {f"{monitor.node}-w{i}" for i in range(2)}
     everyone = workers | {monitor.node}
@@ -72,11 +72,11 @@ def test_cluster_view_has_every_node_live_and_a_killed_worker_goes_offline(dask_
     assert cluster["provider"] == "dask" and cluster["address"].startswith("tcp://")
     names = [n["node"] for n in cluster["nodes"]]
     assert names[0] == monitor.node and set(names) == everyone
-    assert cluster["totals"]["online"] == 3 and cluster["totals"]["cores"] > 0
+    assert cluster["totals"]["up"] == 3 and cluster["totals"]["cores"] > 0
     by_name = {n["node"]: n for n in cluster["nodes"]}
     assert {by_name[w]["role"] for w in workers} == {"worker"}
     for name in everyone:
-        assert by_name[name]["state"] == "online"
+        assert by_name[name]["status"] == "up"
         assert by_name[name]["latest"]["mem.used_bytes"] > 0
 
     # the backfill: stored rows of every node, within the window, ascending
@@ -108,25 +108,25 @@ def test_cluster_view_has_every_node_live_and_a_killed_worker_goes_offline(dask_
             last[name] = times[-1]
     wait_for(lambda: sent.of("info"), 5, "an info refresh")
 
-    # kill one worker: a node message says it is offline, with the reason
+    # kill one worker: a node message says it is down, with the reason
     pids = dask_client.run(os.getpid)
     address = sorted(pids)[0]
     victim = next(w for w in workers if by_name[w]["address"] == address)
     os.kill(pids[address], signal.SIGKILL)
     offline = wait_for(lambda: [c["node"] for c, _ in sent.of("node")
                             if c["node"]["node"] == victim
-                            and c["node"]["state"] == "offline"], 15, "the offline message")
+                            and c["node"]["status"] == "down"], 15, "the offline message")
     assert offline[0]["reason"]
     # the nanny starts a new worker process under the same name: online again
     wait_for(lambda: [c for c, _ in sent.of("node")
-                  if c["node"]["node"] == victim and c["node"]["state"] == "online"
+                  if c["node"]["node"] == victim and c["node"]["status"] == "up"
                   and c["node"]["address"] != address], 20, "the restarted worker")
     widget.close()
     wait_for(lambda: not feed_threads())
 
 
 def test_without_a_cluster_it_shows_this_host_and_a_hint():
-    monitor = kernel_monitor()
+    monitor = process_monitor()
     wait_for(lambda: monitor.latest is not None and "cpu.util_pct" in monitor.latest.metrics)
     widget = tracklab.widget(cluster=True)
     sent = Recorded(widget)
@@ -153,11 +153,42 @@ def test_cluster_view_refuses_other_arguments_clearly():
         tracklab.widget(cluster=True, window=1)
 
 
+def test_cluster_widget_is_the_cluster_view_and_takes_only_window():
+    """tracklab.cluster_widget(): the cluster view's own entry point (exported), the one
+    that widget(cluster=True) delegates to."""
+    import inspect
+
+    assert "cluster_widget" in tracklab.__all__
+    assert list(inspect.signature(tracklab.cluster_widget).parameters) == ["window"]
+    monitor = process_monitor()
+    wait_for(lambda: monitor.latest is not None and "cpu.util_pct" in monitor.latest.metrics)
+    widget = tracklab.cluster_widget(window="1m")
+    assert isinstance(widget, ClusterWidget) and widget.window_s == 60
+    sent = Recorded(widget)
+    ready(widget)
+    (init, _), = sent.of("init")
+    assert init["local"] == monitor.node and init["cluster"]["provider"] == "local"
+    wait_for(lambda: len(sent.of("data")) >= 2, 10, "live rows")
+    widget.close()
+    # the default window, and widget(cluster=True) builds the same view
+    default = tracklab.cluster_widget()
+    assert default.window_s == 300
+    default.close()
+    delegated = tracklab.widget(cluster=True, window="1m")
+    assert isinstance(delegated, ClusterWidget) and delegated.window_s == 60
+    delegated.close()
+    with pytest.raises(ValueError, match="window must be between"):
+        tracklab.cluster_widget(window=1)
+    with pytest.raises(TypeError):
+        tracklab.cluster_widget(run="abc")  # type: ignore[call-arg]
+    wait_for(lambda: not feed_threads())
+
+
 def test_display_close_cycles_leave_no_threads_or_memory():
     import gc
     import tracemalloc
 
-    monitor = kernel_monitor()
+    monitor = process_monitor()
     wait_for(lambda: monitor.latest is not None)
 
     def cycle() -> None:

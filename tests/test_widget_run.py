@@ -16,8 +16,8 @@ from widget_recorder import Recorded, _fresh_kernel_monitor, feed_threads, ready
 
 import tracklab
 from tracklab_jupyter.notebook.columns import StepColumns
-from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
-from tracklab_jupyter.notebook.widget import make_widget
+from tracklab_jupyter.notebook.monitor_widget import make_widget
+from tracklab_jupyter.process_monitor import process_monitor
 from tracklab_jupyter.runs.store import RunNotFoundError, RunStore
 
 
@@ -69,7 +69,7 @@ def child_run(tmp_path, monkeypatch):
 
 def test_run_widget_sends_the_run_then_live_steps_and_its_end(child_run):
     run_id, child = child_run
-    monitor = kernel_monitor()
+    monitor = process_monitor()
     with RunStore(monitor.data_dir) as store:
         wait_for(lambda: len(store.metrics(run_id)["step"]) >= 15, what="the first steps")
     widget = make_widget(monitor, run=run_id)
@@ -144,7 +144,7 @@ def _front_end_steps(sent: Recorded) -> tuple[list[int], dict[str, list[float]]]
 
 
 def test_a_finished_run_shows_its_lifetime_and_gets_no_live_host_data(tmp_path):
-    monitor = kernel_monitor()
+    monitor = process_monitor()
     monitor.wait_started()
     run = tracklab.init(project="widget-test", system_monitor=False,
                         data_dir=monitor.data_dir)
@@ -170,7 +170,7 @@ def test_a_finished_run_shows_its_lifetime_and_gets_no_live_host_data(tmp_path):
 
 
 def test_unknown_run_and_bad_arguments_say_what_to_do():
-    monitor = kernel_monitor()
+    monitor = process_monitor()
     with pytest.raises(RunNotFoundError, match=r"no run 'nope'.*tracklab\.runs\(\)"):
         tracklab.widget(run="nope")
     assert issubclass(RunNotFoundError, LookupError)

@@ -24,8 +24,8 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 from tornado.websocket import websocket_connect
 
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.sampler.hub import CLUSTER, EVENT, NODE, RUN, RUN_METRICS, SAMPLE
-from tracklab_jupyter.sampler.sample import Event, Sample
 from tracklab_jupyter.server import ws_protocol
 from tracklab_jupyter.server.limits import LIMITS_KEY, Limits
 from tracklab_jupyter.server.standalone import make_app

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from tracklab_jupyter.notebook import feed as feed_module
-from tracklab_jupyter.notebook.kernel_monitor import stop_kernel_monitor
+from tracklab_jupyter.process_monitor import stop_process_monitor
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +20,7 @@ def _fresh_kernel_monitor(monkeypatch):
     monkeypatch.setattr(feed_module, "FLUSH_PERIOD_S", 0.05)
     yield
     feed_module.close_feeds()
-    stop_kernel_monitor()
+    stop_process_monitor()
 
 
 class Recorded:

@@ -18,16 +18,19 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracklab_jupyter._version import __version__
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.sampler.factory import SamplerConfig
 from tracklab_jupyter.sampler.hub import EVENT, SAMPLE, Hub
-from tracklab_jupyter.sampler.sample import Event, Sample
 from tracklab_jupyter.settings import DEFAULTS, check_all
 from tracklab_jupyter.store.config import DAY, StoreConfig
 from tracklab_jupyter.store.paths import resolve_data_dir
 from tracklab_jupyter.threads import name_os_thread
+
+if TYPE_CHECKING:
+    from tracklab_jupyter.cluster.monitor import ClusterMonitor
 
 log = logging.getLogger("tracklab_jupyter.monitor")
 
@@ -145,7 +148,7 @@ class Monitor:
                 self._run_watcher.start()
 
     def attach_cluster(self, target: Any, *, per_worker: bool = False,
-                       node_timeout: float = 10.0) -> Any:
+                       node_timeout: float = 10.0) -> ClusterMonitor:
         """Sample a cluster's nodes too (blocking: connects to the engine): ``target`` is a
         spec (``"dask://host:8786"``, ``"ray:auto"``, ``"local"``), a
         ``distributed.Client`` or the ``ray`` module. Replaces a cluster attached before.
@@ -194,9 +197,10 @@ class Monitor:
 
     def cluster_info(self) -> dict[str, Any]:
         """Nodes with state and resources, and the cluster's totals and use."""
-        from tracklab_jupyter.cluster.summary import cluster_info
+        from tracklab_jupyter.cluster.summary import cluster_info, local_node
 
-        return cluster_info(self)
+        local = local_node(self.node, self.node_status(), self.info)
+        return cluster_info(local, self.cluster_metrics()["nodes"], self.cluster, self.interval)
 
     def stop(self) -> None:
         """Stop sampling (flushing the store) or reading. Idempotent."""
@@ -360,7 +364,7 @@ class Monitor:
             writer.write_event(event)
             self.hub.publish(EVENT, event)
             return
-        from tracklab_jupyter.store.events import append_events
+        from tracklab_jupyter.store.side_events import append_events
 
         try:  # the tail thread republishes it from the store within a second
             append_events(self.data_dir, [event])
@@ -369,11 +373,11 @@ class Monitor:
 
     # -- stored data ---------------------------------------------------------------------
     def history(self, **query: Any) -> Any:
-        """:func:`tracklab_jupyter.history.history` on this monitor's data dir (blocking).
+        """:func:`tracklab_jupyter.system_history.history` on this monitor's data dir (blocking).
         Raises StoreNotFoundError before anything is recorded, StoreUnavailableError when
         the store cannot be used."""
-        from tracklab_jupyter.history import history
         from tracklab_jupyter.store.db import unavailable_as_error
+        from tracklab_jupyter.system_history import history
 
         with unavailable_as_error(self.data_dir):
             return history(data_dir=self.data_dir, **query)

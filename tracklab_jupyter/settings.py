@@ -136,7 +136,7 @@ SETTINGS: tuple[Setting, ...] = (
             "'dask://HOST:PORT' (a Dask scheduler), 'ray:auto' or 'ray://HOST:PORT'.",
             env="TRACKLAB_CLUSTER", where=(JUPYTER, SERVE)),
     Setting("cluster_node_timeout", "float", 10.0,
-            "Seconds without an answer before a cluster node is offline.", low=0,
+            "Seconds without an answer before a cluster node is down.", low=0,
             low_open=True, unit="seconds", where=(JUPYTER, SERVE)),
     Setting("cluster_per_worker", "bool", False,
             "Monitor each Dask worker or Ray node as its own node even when several share a "

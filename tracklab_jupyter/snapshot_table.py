@@ -10,7 +10,7 @@ from tracklab_jupyter._version import __version__
 from tracklab_jupyter.accelerators.registry import device_label, devices_in
 from tracklab_jupyter.accelerators.throttle import describe_throttle
 from tracklab_jupyter.metrics.units import format_bytes, format_rate
-from tracklab_jupyter.sampler.events import HEALTH_WORDS
+from tracklab_jupyter.sampler.hardware_events import HEALTH_WORDS
 
 _BAR_WIDTH = 20
 

@@ -1,6 +1,6 @@
 """The one way a monitor is made and started, for the three processes that run one: the
 Jupyter server extension, the standalone server (``tracklab-jupyter serve``) and a kernel or
-script (``kernel_monitor``).
+script (``process_monitor``).
 
 :func:`prepare` turns resolved settings (``tracklab_jupyter.settings``) into a monitor and
 the alert settings, raising ValueError that names a bad setting before anything starts;

@@ -140,4 +140,11 @@ test("a run's duration and its logged values", () => {
   assert.equal(F.formatValue(-3e-9), "-3e-9");
   assert.equal(F.formatValue(NaN), F.MISSING);
   assert.equal(F.FORMATTERS.value, F.formatValue);
+  // the sidebar's runs list: a name's unit first, whole numbers (steps, counts) as they are
+  assert.equal(F.formatLogged("loss", 0.00123456), "0.001235");
+  assert.equal(F.formatLogged("step", 123456), "123456");
+  assert.equal(F.formatLogged("gpu_mem_bytes", 1536), "1.50 KiB");
+  assert.equal(F.formatLogged("acc_pct", 97.2), "97 %");
+  assert.equal(F.formatLogged("loss", null), F.MISSING);
+  assert.equal(F.finite(0) && !F.finite(NaN) && !F.finite("1") && !F.finite(null), true);
 });

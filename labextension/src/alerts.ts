@@ -13,8 +13,9 @@
 import { Notification } from "@jupyterlab/apputils";
 
 import { alertNotebook, alertText, notificationType, resolvedText, type AlertData, type AlertFrame, type Severity } from "./alert_model";
+import { finite } from "../../js/format";
 import { ApiError, type Api } from "./api";
-import { Backoff, closeSocket, openSocket } from "./ws";
+import { Transport } from "./ws";
 
 interface AlertsBody {
   active?: AlertData[];
@@ -38,9 +39,6 @@ const MAX_INSTANT_SEEN = 500;
 /** The topics a new connection gets by default that this socket does not want. */
 const UNWANTED_TOPICS = ["system_metrics", "hardware_update"];
 
-function finite(v: unknown): v is number {
-  return typeof v === "number" && Number.isFinite(v);
-}
 
 // -- the notifier -----------------------------------------------------------------------
 
@@ -64,12 +62,8 @@ export class AlertNotifier {
   #opts: AlertNotifierOptions;
   #settings: AlertSettings = { enabled: true, muted: [] };
   #running = false;
-  /** The server has no alerts (no `alerts` topic, api/alerts 404): nothing to listen to. */
-  #absent = false;
-  #ws: WebSocket | null = null;
-  #backoff = new Backoff(BACKOFF_MIN_MS, BACKOFF_MAX_MS);
-  #reconnectTimer = 0;
-  #pollTimer = 0;
+  /** Its own socket (only the `alerts` topic); `api/alerts` every ALERTS_POLL_MS while down. */
+  #link: Transport;
   #loadSeq = 0;
   /** Active alerts with a notification, by key. */
   #shown = new Map<string, Shown>();
@@ -79,6 +73,14 @@ export class AlertNotifier {
   constructor(api: Api, opts: AlertNotifierOptions) {
     this.#api = api;
     this.#opts = opts;
+    this.#link = new Transport({
+      url: () => this.#api.wsUrl(),
+      backoffMs: [BACKOFF_MIN_MS, BACKOFF_MAX_MS],
+      onOpen: (t) => t.send({ type: "unsubscribe", topics: UNWANTED_TOPICS }),
+      onMessage: (msg, t) => this.#onMessage(t, msg),
+      // alerts keep coming by REST while the socket is down (a proxy that breaks it)
+      polls: [{ everyMs: () => ALERTS_POLL_MS, run: () => void this.load() }],
+    });
   }
 
   /** Apply settings: on starts listening, off stops and clears TrackLab's notifications. */
@@ -99,15 +101,12 @@ export class AlertNotifier {
   start(): void {
     if (this.#running || !this.#settings.enabled) return;
     this.#running = true;
-    this.#absent = false;
-    this.#connect();
+    this.#link.start();
   }
 
   stop(): void {
     this.#running = false;
-    this.#closeSocket();
-    window.clearTimeout(this.#reconnectTimer);
-    this.#stopPolling();
+    this.#link.stop();
     this.#loadSeq++;
   }
 
@@ -145,70 +144,22 @@ export class AlertNotifier {
 
   /** A server without alerts: stop trying until the page is reloaded. */
   #giveUp(): void {
-    this.#absent = true;
-    this.#closeSocket();
-    this.#stopPolling();
-    window.clearTimeout(this.#reconnectTimer);
+    this.#link.stop(); // running stays set: configure() does not start it again
   }
 
   // -- the socket -------------------------------------------------------------------------
-  #connect(): void {
-    if (!this.#running || this.#absent) return;
-    this.#closeSocket();
-    this.#ws = openSocket(this.#api.wsUrl(), {
-      open: (ws) => {
-        this.#backoff.reset();
-        ws.send(JSON.stringify({ type: "unsubscribe", topics: UNWANTED_TOPICS }));
-      },
-      message: (ws, msg) => this.#onMessage(ws, msg),
-      close: (ws) => {
-        if (this.#ws !== ws) return;
-        this.#ws = null;
-        this.#onSocketFailed();
-      },
-    });
-    if (!this.#ws) this.#onSocketFailed();
-  }
-
-  #closeSocket(): void {
-    const ws = this.#ws;
-    this.#ws = null;
-    closeSocket(ws);
-  }
-
-  #onSocketFailed(): void {
-    if (!this.#running || this.#absent) return;
-    // alerts keep coming by REST while the socket is down (a proxy that breaks it)
-    this.#poll();
-    window.clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = window.setTimeout(() => this.#connect(), this.#backoff.next());
-  }
-
-  #poll(): void {
-    if (this.#pollTimer) return;
-    void this.load();
-    this.#pollTimer = window.setInterval(() => void this.load(), ALERTS_POLL_MS);
-  }
-
-  #stopPolling(): void {
-    window.clearInterval(this.#pollTimer);
-    this.#pollTimer = 0;
-  }
-
   /** One frame of this socket (a JSON object). */
-  #onMessage(ws: WebSocket, msg: any): void {
+  #onMessage(link: Transport, msg: any): void {
     if (msg.type === "hello") {
       const topics: unknown = msg.data?.topics;
       if (Array.isArray(topics) && !topics.includes("alerts")) {
         // no alert frames on this server's socket: REST only (a 404 there stops it all)
-        this.#closeSocket();
-        this.#poll();
+        link.pollOnly();
         return;
       }
       // "alerts" is a default topic; asked for all the same (a client that unsubscribed
       // it before reconnecting gets a fresh session anyway), then the active ones by REST
-      ws.send(JSON.stringify({ type: "subscribe", topics: ["alerts"] }));
-      this.#stopPolling();
+      link.send({ type: "subscribe", topics: ["alerts"] });
       void this.load();
     } else if (msg.type === "alert") {
       this.handleFrame(msg.data);

@@ -1,12 +1,14 @@
 // The sidebar's cluster section (contract: docs/CLUSTER.md): the nodes from
-// `GET api/cluster/info` with totals and use, one row per node with an online/offline badge
+// `GET api/cluster/info` with totals and use, one row per node with its status badge
 // and three sparklines (CPU, memory, mean GPU utilisation) over the sidebar's time window.
 // The sparklines are backfilled from `GET api/history` (every node in one answer) and then
 // follow the WebSocket topics `cluster_metrics` and `node_status` (or `api/cluster/metrics`
 // while the panel falls back to REST polling). A click on a row selects that node.
 
 import { MISSING, formatBytes, formatBytesOf, formatClock, formatPct, h } from "../../js/charts";
+import { isLive } from "../../js/node_status";
 import { ApiError, type Api } from "./api";
+import { Section, type Frame } from "./section";
 import { Trail, axisStart, finite, setText, sparkPath, sparkSvg } from "./spark";
 
 export interface NodeResources {
@@ -19,12 +21,12 @@ export interface ClusterNode {
   node: string;
   address?: string;
   role: string;
-  state: string;
-  status?: string;
+  /** up | starting | stale | down (docs/CLUSTER.md, "Node status"). */
+  status: string;
   last_seen?: number | null;
   resources?: NodeResources;
   error?: string | null;
-  /** Only in `node_status` messages: why the state changed. */
+  /** Only in `node_status` messages: why the status changed. */
   reason?: string;
 }
 
@@ -34,7 +36,7 @@ export interface ClusterInfo {
   interval_s?: number;
   node_timeout_s?: number | null;
   nodes: ClusterNode[];
-  totals?: { nodes?: number; online?: number; cores?: number; memory_bytes?: number; gpus?: number };
+  totals?: { nodes?: number; up?: number; cores?: number; memory_bytes?: number; gpus?: number };
   used?: { cpu_cores?: number; memory_bytes?: number; gpu_memory_bytes?: number; gpu_util_pct?: number | null };
 }
 
@@ -118,9 +120,7 @@ export interface ClusterSectionOptions {
   windowS: () => number;
 }
 
-export class ClusterSection {
-  readonly el: HTMLElement;
-  #api: Api;
+export class ClusterSection extends Section {
   #opts: ClusterSectionOptions;
   #where: HTMLElement;
   #totals: HTMLElement;
@@ -136,20 +136,15 @@ export class ClusterSection {
   /** Per node and kind; a node no longer listed keeps its values until they age out. */
   #trails = new Map<string, Record<Kind, Trail>>();
   #selected = "";
-  #active = false;
   #backfilled = false;
   /** A whole window was backfilled once: after a pause only the gap is asked for. */
   #filled = false;
   #pausedAt = 0;
-  #refreshTimer = 0;
-  #debounceTimer = 0;
   #frame = 0;
-  #loadSeq = 0;
 
   constructor(api: Api, opts: ClusterSectionOptions) {
-    this.#api = api;
+    super(api, h("section", "tl-panel tl-cluster", { "data-field": "cluster-section", "data-nodes": "0", "data-up": "0" }));
     this.#opts = opts;
-    this.el = h("section", "tl-panel tl-cluster", { "data-field": "cluster-section", "data-nodes": "0", "data-online": "0" });
     const head = h("header", "tl-panel-head");
     this.#where = h("span", "tl-cluster-where", { "data-field": "cluster-where" });
     head.append(h("span", "tl-cluster-title", undefined, "Cluster"), this.#where);
@@ -180,57 +175,50 @@ export class ClusterSection {
   }
 
   /** The panel is visible: re-read the nodes every few seconds (totals, joins, leaves). */
-  resume(): void {
-    this.#active = true;
-    window.clearInterval(this.#refreshTimer);
-    this.#refreshTimer = window.setInterval(() => void this.load().catch(() => undefined), INFO_REFRESH_MS);
+  protected onResume(): void {
+    this.every("refresh", INFO_REFRESH_MS, () => void this.load().catch(() => undefined));
   }
 
-  pause(): void {
-    this.#active = false;
+  protected onPause(): void {
     this.#pausedAt = Date.now() / 1000;
-    window.clearInterval(this.#refreshTimer);
-    window.clearTimeout(this.#debounceTimer);
-    this.#refreshTimer = 0;
-    this.#debounceTimer = 0;
   }
 
   /** `GET api/cluster/info`; throws when the server does not answer (the panel shows why). */
   async load(): Promise<ClusterInfo> {
-    const seq = ++this.#loadSeq;
+    const seq = this.nextLoad();
     let info: ClusterInfo;
     try {
-      info = await this.#api.get<ClusterInfo>("cluster/info");
+      info = await this.api.get<ClusterInfo>("cluster/info");
     } catch (e) {
-      if (seq === this.#loadSeq && this.#info) {
+      if (this.isLatest(seq) && this.#info) {
         this.#error.hidden = false;
         this.#error.textContent = `cluster not refreshed: ${(e as Error).message}`;
       }
       throw e;
     }
     // an older answer overtaken by a newer one (node_status and the timer both load)
-    if (seq !== this.#loadSeq) return this.#info ?? info;
+    if (!this.isLatest(seq)) return this.#info ?? info;
     this.#error.hidden = true;
     const wasMulti = this.multi;
     this.#nodes = this.#merge(info.nodes ?? []);
     this.#info = info;
     this.#changed();
     // nodes joined a cluster that had only this host: fill their window now
-    if (this.#active && !wasMulti && this.multi && this.#backfilled) void this.backfill();
+    if (this.active && !wasMulti && this.multi && this.#backfilled) void this.backfill();
     return info;
   }
 
   /**
    * The listed nodes in the server's order (this host first, then by name; a node that left
-   * stays listed offline for a while). `cluster/info` has no `reason`: an offline node keeps
-   * the one its node_status gave until it is back.
+   * stays listed down for a while). `cluster/info` has no `reason`: a node that is not live
+   * keeps the one its node_status gave until it is back.
    */
   #merge(listed: ClusterNode[]): Map<string, ClusterNode> {
     const fresh = new Map<string, ClusterNode>();
     for (const n of listed) {
       this.#unlisted.delete(n.node);
       const old = this.#nodes.get(n.node);
-      const reason = n.state !== "online" && old?.state !== "online" ? old?.reason : undefined;
+      const reason = !isLive(n.status) && old && !isLive(old.status) ? old.reason : undefined;
       fresh.set(n.node, reason ? { ...n, reason } : n);
     }
     return fresh;
@@ -258,7 +246,7 @@ export class ClusterSection {
     const start = gap ? String(this.#pausedAt - 5) : `-${Math.round(windowS)}s`;
     const hasGpus = [...this.#nodes.values()].some((n) => (n.resources?.gpus ?? 0) > 0);
     const ask = (metrics: string) =>
-      this.#api.get<HistoryTable>("history", { metrics, start }).catch((e) => {
+      this.api.get<HistoryTable>("history", { metrics, start }).catch((e) => {
         // a fresh store (nothing recorded yet) answers 400 for names it has not seen
         if (!(e instanceof ApiError && e.status === 400)) console.warn("tracklab: cluster backfill failed", e);
         return null;
@@ -322,17 +310,24 @@ export class ClusterSection {
       const trails = this.#trailsOf(node);
       const newer = t > Math.max(...KINDS.map((k) => trails[k.kind].lastTime()));
       for (const { kind } of KINDS) trails[kind].push(t, values[kind]);
-      // a new answer: online even before node_status or the next info says so (a repeated
+      // a new answer: up even before node_status or the next info says so (a repeated
       // old sample, as of a stale local recorder, is no sign of life)
       const known = this.#nodes.get(node);
-      if (known && known.state !== "online" && newer) {
-        this.#nodes.set(node, { ...known, state: "online", status: "up", error: null, reason: undefined });
+      if (known && !isLive(known.status) && newer) {
+        this.#nodes.set(node, { ...known, status: "up", error: null, reason: undefined });
         revived = true;
       }
     }
     if (revived) this.#changed();
     if (unknown || revived) this.#scheduleLoad(); // new nodes, or totals that changed
     this.#schedule();
+  }
+
+  /** `node_status` frames (`cluster_metrics` ones the panel hands to `ingest`: its charts may show a node). */
+  handleMessage(msg: Frame): boolean {
+    if (msg.type !== "node_status") return false;
+    this.nodeStatus(msg.data);
+    return true;
   }
 
   /** A `node_status` message: the row changes now, the totals follow from a fresh info. */
@@ -343,11 +338,11 @@ export class ClusterSection {
     this.#scheduleLoad();
   }
 
-  /** REST fallback: the latest sample of every online node, the sparklines' metrics only. */
+  /** REST fallback: the latest sample of every node that is up, the sparklines' metrics only. */
   async poll(): Promise<void> {
     if (!this.multi) return;
     try {
-      this.ingest(await this.#api.get<ClusterMetrics>("cluster/metrics", { metrics: CLUSTER_METRICS.join(",") }));
+      this.ingest(await this.api.get<ClusterMetrics>("cluster/metrics", { metrics: CLUSTER_METRICS.join(",") }));
     } catch (e) {
       console.warn("tracklab: cluster/metrics failed", e);
     }
@@ -357,7 +352,7 @@ export class ClusterSection {
     this.#schedule();
   }
 
-  /** The node states changed: the rows now, and the owner (the node selector). */
+  /** The node statuses changed: the rows now, and the owner (the node selector). */
   #changed(): void {
     if (!this.#info) return;
     this.#info = { ...this.#info, nodes: [...this.#nodes.values()] };
@@ -366,11 +361,8 @@ export class ClusterSection {
   }
 
   #scheduleLoad(): void {
-    if (this.#debounceTimer || !this.#active) return;
-    this.#debounceTimer = window.setTimeout(() => {
-      this.#debounceTimer = 0;
-      void this.load().catch(() => undefined);
-    }, INFO_DEBOUNCE_MS);
+    if (!this.active) return;
+    this.later("info", INFO_DEBOUNCE_MS, () => void this.load().catch(() => undefined));
   }
 
   #trailsOf(node: string): Record<Kind, Trail> {
@@ -383,25 +375,25 @@ export class ClusterSection {
   }
 
   // -- view ------------------------------------------------------------------------------
-  /** Header and rows from the node list (states, totals); sparklines redraw on their own. */
+  /** Header and rows from the node list (statuses, totals); sparklines redraw on their own. */
   #render(): void {
     const info = this.#info;
     if (!info) return;
     const nodes = [...this.#nodes.values()];
-    const online = nodes.filter((n) => n.state === "online").length;
+    const up = nodes.filter((n) => isLive(n.status)).length;
     this.el.setAttribute("data-mode", this.multi ? "cluster" : "solo");
     this.el.setAttribute("data-nodes", String(nodes.length));
-    this.el.setAttribute("data-online", String(online));
+    this.el.setAttribute("data-up", String(up));
     this.el.setAttribute("data-provider", info.provider ?? "");
     setText(this.#where, [info.provider, info.address].filter(Boolean).join(" · "));
-    this.#where.title = info.node_timeout_s ? `a node is offline after ${info.node_timeout_s} s without an answer` : "";
+    this.#where.title = info.node_timeout_s ? `a node is down after ${info.node_timeout_s} s without an answer` : "";
     const tot = info.totals ?? {};
-    const parts = [`${online} / ${nodes.length} nodes online`];
+    const parts = [`${up} / ${nodes.length} nodes up`];
     if (finite(tot.cores) && tot.cores > 0) parts.push(`${formatCores(tot.cores)} cores`);
     if (finite(tot.memory_bytes) && tot.memory_bytes > 0) parts.push(formatBytes(tot.memory_bytes));
     if (finite(tot.gpus) && tot.gpus > 0) parts.push(`${tot.gpus} GPU${tot.gpus === 1 ? "" : "s"}`);
     setText(this.#totals, parts.join(" · "));
-    this.#totals.title = "totals over the online nodes";
+    this.#totals.title = "totals over the nodes that are up";
     const used = info.used ?? {};
     const use = [`CPU ${formatCores(finite(used.cpu_cores) ? Math.round(used.cpu_cores * 10) / 10 : null)} of ${formatCores(tot.cores)} cores`];
     use.push(`memory ${formatBytesOf(used.memory_bytes, tot.memory_bytes)}`);
@@ -433,7 +425,7 @@ export class ClusterSection {
   #createRow(node: string): Row {
     const el = h("div", "tl-node", { "data-node": node, role: "listitem", tabindex: "0" });
     const line = h("div", "tl-node-line");
-    const badge = h("span", "tl-node-badge", { "data-field": "state" });
+    const badge = h("span", "tl-node-badge", { "data-field": "status" });
     const name = h("span", "tl-node-name", { "data-field": "name" }, node);
     const role = h("span", "tl-node-role", { "data-field": "role" });
     const res = h("span", "tl-node-res", { "data-field": "resources" });
@@ -467,10 +459,10 @@ export class ClusterSection {
   }
 
   #updateRow(row: Row, n: ClusterNode): void {
-    const online = n.state === "online";
-    row.el.setAttribute("data-state", online ? "online" : "offline");
+    const live = isLive(n.status);
+    row.el.setAttribute("data-status", n.status);
     row.el.setAttribute("data-role", n.role);
-    setText(row.badge, online ? "online" : "offline");
+    setText(row.badge, n.status);
     setText(row.role, n.role === "local" ? "this host" : n.role);
     const r = n.resources ?? {};
     const res = [finite(r.cores) ? `${formatCores(r.cores)} cores` : "", finite(r.memory_bytes) ? formatBytes(r.memory_bytes) : "", finite(r.gpus) && r.gpus > 0 ? `${r.gpus} GPU${r.gpus === 1 ? "" : "s"}` : ""];
@@ -479,9 +471,9 @@ export class ClusterSection {
     row.sparks.gpu.box.classList.toggle("tl-node-spark-none", !(finite(r.gpus) && r.gpus > 0) && !row.sparks.gpu.trail.length);
     const seen = finite(n.last_seen) ? `last seen ${formatClock(n.last_seen)}` : "not seen yet";
     const why = n.reason || n.error || "";
-    row.el.title = online
+    row.el.title = live
       ? [n.node, n.address, seen].filter(Boolean).join(" · ")
-      : `offline${why ? `: ${why}` : ""} · ${seen}${n.address ? ` · ${n.address}` : ""}`;
+      : `${n.status}${why ? `: ${why}` : ""} · ${seen}${n.address ? ` · ${n.address}` : ""}`;
   }
 
   /** One redraw per animation frame at most, however many frames and statuses came. */
@@ -509,13 +501,13 @@ export class ClusterSection {
     // one time axis for all rows (they compare)
     const t0 = axisStart(now, windowS, first);
     for (const [name, row] of this.#rows) {
-      const online = this.#nodes.get(name)?.state === "online";
+      const live = isLive(this.#nodes.get(name)?.status ?? "down");
       for (const { kind } of KINDS) {
         const s = row.sparks[kind];
         s.path.setAttribute("d", sparkPath(s.trail, t0, now, gapS));
         s.box.setAttribute("data-points", String(s.trail.length));
-        // an offline node's last value is history, not its current use
-        setText(s.value, online ? formatPct(s.trail.last()) : MISSING);
+        // a down node's last value is history, not its current use
+        setText(s.value, live ? formatPct(s.trail.last()) : MISSING);
       }
     }
   }

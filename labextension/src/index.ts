@@ -4,7 +4,10 @@
 // alerts become JupyterLab notifications (alerts.ts), sidebar open or not. It talks to the
 // server extension under `{base_url}tracklab/`: REST through ServerConnection (auth + XSRF)
 // and the WebSocket `{base_url}tracklab/ws` (envelope {type, data, time, node};
-// js/PROTOCOL.md and tracklab_jupyter/server/ws_protocol.py).
+// js/PROTOCOL.md and tracklab_jupyter/server/ws_protocol.py). The socket, its REST
+// fallback and reconnect backoff are ws.ts's Transport (the alert notifier has its own);
+// the sections share section.ts's base and get the socket's frames through handleMessage;
+// every number is written by js/format.ts, as in the widget.
 
 import { ILayoutRestorer, type JupyterFrontEnd, type JupyterFrontEndPlugin } from "@jupyterlab/application";
 import { ICommandPalette } from "@jupyterlab/apputils";
@@ -14,14 +17,15 @@ import { LabIcon } from "@jupyterlab/ui-components";
 import { Widget } from "@lumino/widgets";
 
 import { buildAcceleratorCard, deviceKey, vendorLabel, type AcceleratorFacts } from "../../js/accelerator_card";
-import { Dashboard, formatBytes, formatClock, h, matchesAny, type Batch, type Panel } from "../../js/charts";
+import { Dashboard, finite, formatBytes, formatClock, h, matchesAny, type Batch, type Panel } from "../../js/charts";
 import { buildHostPanels } from "../../js/host_panels";
+import { isLive } from "../../js/node_status";
 import { AlertNotifier } from "./alerts";
 import { Api } from "./api";
 import { CLUSTER_METRICS, ClusterSection, type ClusterInfo, type ClusterMetrics } from "./cluster";
 import { KernelsSection } from "./kernels";
 import { RunsSection } from "./runs";
-import { Backoff, closeSocket, openSocket } from "./ws";
+import { Transport, type TransportMode } from "./ws";
 import "./sidebar.css";
 
 const PLUGIN_ID = "tracklab-jupyter:plugin";
@@ -52,9 +56,6 @@ const BACKOFF_MAX_MS = 30_000;
 /** Re-poll of the runs list while the socket is down (it has no run_update then). */
 const RUNS_POLL_MS = 3000;
 
-function finite(v: number | null | undefined): v is number {
-  return typeof v === "number" && Number.isFinite(v);
-}
 
 /** One row (a sample's metrics dict) as a Batch for SeriesStore. */
 export function sampleBatch(time: number, metrics: Record<string, number | null>): Batch {
@@ -112,12 +113,10 @@ export class TrackLabPanel extends Widget {
   #points = 0;
   #active = false;
   #started = false;
-  #ws: WebSocket | null = null;
-  #wsOpen = false;
-  #backoff = new Backoff(BACKOFF_MIN_MS, BACKOFF_MAX_MS);
-  #reconnectTimer = 0;
-  #pollTimer = 0;
-  #runsPollTimer = 0;
+  /** The socket, its REST fallback (this node's sample, the cluster's, the runs) and backoff. */
+  #link: Transport;
+  /** A start that failed is tried again after a backoff delay. */
+  #retryTimer = 0;
   #healthTimer = 0;
   #etag = "";
   #lastTime = 0;
@@ -153,6 +152,25 @@ export class TrackLabPanel extends Widget {
       windowS: () => this.#settings.timeWindow,
     });
     this.#kernels = new KernelsSection(this.api, { open, refreshS: () => this.#settings.refreshInterval });
+    this.#link = new Transport({
+      url: () => this.api.wsUrl(),
+      backoffMs: [BACKOFF_MIN_MS, BACKOFF_MAX_MS],
+      onOpen: () => {
+        this.#kernelsTopic = false; // a new session: its hello says again
+        this.#subscribe();
+        // run changes made before the subscription (or while the socket was down) never
+        // arrive as run_update: list them once it is in place
+        void this.#runs.load();
+      },
+      onMessage: (msg) => this.#onMessage(msg),
+      onClose: () => this.#kernels.setStreaming(false),
+      onMode: (mode) => this.#transport(mode),
+      polls: [
+        { everyMs: () => Math.max(0.2, this.#settings.refreshInterval) * 1000, run: () => void this.#pollTick() },
+        // the runs list has no run_update while the socket is down
+        { everyMs: () => RUNS_POLL_MS, run: () => void this.#runs.load(), later: true },
+      ],
+    });
     this.#root.append(head, this.#cluster.el, this.#summary, this.#healthEl, this.#kernels.el, this.#body, this.#runs.el);
     this.node.append(this.#root);
   }
@@ -171,7 +189,7 @@ export class TrackLabPanel extends Widget {
     }
     if (old.metrics.join() !== s.metrics.join()) this.#applyMetrics();
     if (old.refreshInterval !== s.refreshInterval || old.metrics.join() !== s.metrics.join()) this.#subscribe();
-    if (this.#pollTimer) this.#startPolling();
+    this.#link.repoll();
     if (old.refreshInterval !== s.refreshInterval) this.#kernels.refreshChanged();
   }
 
@@ -222,9 +240,11 @@ export class TrackLabPanel extends Widget {
     this.#runs.pause();
     this.#cluster.pause();
     this.#kernels.pause();
-    this.#closeSocket();
-    this.#stopPolling();
-    window.clearTimeout(this.#reconnectTimer);
+    this.#link.stop();
+    this.#clusterTopic = false;
+    this.#kernelsTopic = false;
+    this.#kernels.setStreaming(false);
+    window.clearTimeout(this.#retryTimer);
     window.clearInterval(this.#healthTimer);
     this.#healthTimer = 0;
     if (this.#started) this.#setStatus("paused");
@@ -242,7 +262,7 @@ export class TrackLabPanel extends Widget {
       await Promise.all([this.#backfill(), this.#cluster.backfill()]);
       if (epoch !== this.#epoch) return;
       this.#root.setAttribute("data-state", "live");
-      this.#connect();
+      this.#link.start();
       void this.#loadHealth();
       this.#healthTimer = window.setInterval(() => void this.#loadHealth(), 10_000);
     } catch (e) {
@@ -251,7 +271,7 @@ export class TrackLabPanel extends Widget {
       this.#summary.textContent = "The tracklab server extension did not answer; is it enabled (jupyter server extension list)?";
       this.#active = false;
       // try again later while visible
-      this.#reconnectTimer = window.setTimeout(() => this.isVisible && this.#resume(), this.#backoff.next());
+      this.#retryTimer = window.setTimeout(() => this.isVisible && this.#resume(), this.#link.backoff.next());
     }
   }
 
@@ -260,13 +280,13 @@ export class TrackLabPanel extends Widget {
     await this.#cluster.load(); // its onInfo fills the selector
   }
 
-  /** The node selector lists every node of `cluster/info` (offline ones marked). */
+  /** The node selector lists every node of `cluster/info` (those not live marked with their status). */
   #setNodes(info: ClusterInfo): void {
     const nodes = info.nodes ?? [];
     this.#localNode = nodes.find((n) => n.role === "local")?.node ?? nodes[0]?.node ?? "";
     const names = nodes.map((n) => n.node);
     if (!this.#node) this.#node = this.#localNode;
-    const options: [string, string][] = nodes.map((n) => [n.node, n.state === "online" ? n.node : `${n.node} (${n.state || n.status})`]);
+    const options: [string, string][] = nodes.map((n) => [n.node, isLive(n.status) ? n.node : `${n.node} (${n.status})`]);
     // a selected node that left the cluster stays selected (its charts stop) until another is picked
     if (this.#node && !names.includes(this.#node)) options.push([this.#node, `${this.#node} (left)`]);
     // rebuilt only when something changed: an open dropdown is not closed every few seconds
@@ -371,52 +391,8 @@ export class TrackLabPanel extends Widget {
   }
 
   // -- live feed -------------------------------------------------------------------------
-  #connect(): void {
-    if (!this.#active) return;
-    this.#closeSocket();
-    this.#ws = openSocket(this.api.wsUrl(), {
-      open: () => {
-        this.#wsOpen = true;
-        this.#backoff.reset();
-        this.#stopPolling();
-        this.#subscribe();
-        this.#transport("websocket");
-        // run changes made before the subscription (or while the socket was down) never
-        // arrive as run_update: list them once it is in place
-        void this.#runs.load();
-      },
-      message: (_ws, msg) => this.#onMessage(msg),
-      close: (ws) => {
-        if (this.#ws !== ws) return;
-        this.#ws = null;
-        this.#wsOpen = false;
-        this.#kernels.setStreaming(false);
-        this.#onSocketFailed();
-      },
-    });
-    if (!this.#ws) this.#onSocketFailed();
-  }
-
-  #closeSocket(): void {
-    const ws = this.#ws;
-    this.#ws = null;
-    this.#wsOpen = false;
-    this.#clusterTopic = false;
-    this.#kernelsTopic = false;
-    this.#kernels.setStreaming(false);
-    closeSocket(ws);
-  }
-
-  #onSocketFailed(): void {
-    if (!this.#active) return;
-    // REST polling keeps the panel live while the socket is down (some proxies break it)
-    if (!this.#pollTimer) this.#startPolling();
-    window.clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = window.setTimeout(() => this.#connect(), this.#backoff.next());
-  }
-
   #subscribe(): void {
-    if (!this.#ws || !this.#wsOpen) return;
+    if (!this.#link.connected) return;
     const topics = ["system_metrics", "hardware_update", "run_update", "metric_update", "node_status"];
     // a node's whole sample every interval: only worth it when there are other nodes (or one is shown)
     this.#clusterTopic = this.#cluster.multi || this.#remote();
@@ -425,18 +401,14 @@ export class TrackLabPanel extends Widget {
     const msg: Record<string, unknown> = { type: "subscribe", topics, interval: this.#settings.refreshInterval };
     // the metric filter applies to cluster frames too: the rows' metrics must pass it
     if (this.#settings.metrics.length) msg.metrics = [...new Set([...this.#settings.metrics, ...CLUSTER_METRICS])];
-    this.#ws.send(JSON.stringify(msg));
+    this.#link.send(msg);
   }
 
   /** One frame of the socket (a JSON object). */
   #onMessage(msg: any): void {
-    // runs are listed whichever node they ran on: before the node filter
-    if (this.#runs.handleMessage(msg)) return;
-    // this server's kernels, whichever node the charts show
-    if (msg.type === "kernels") {
-      this.#kernels.ingest(msg.data);
-      return;
-    }
+    // runs (whichever node they ran on), this server's kernels, the cluster's node statuses:
+    // before the node filter
+    for (const section of [this.#runs, this.#kernels, this.#cluster]) if (section.handleMessage(msg)) return;
     if (msg.type === "hello") {
       // asked for only where the server announces it: a server without the topic would
       // refuse the whole subscription (the section then polls api/kernels)
@@ -453,10 +425,6 @@ export class TrackLabPanel extends Widget {
     // cluster topics carry every node: before the node filter too
     if (msg.type === "cluster_metrics") {
       this.#ingestCluster(msg.data);
-      return;
-    }
-    if (msg.type === "node_status") {
-      this.#cluster.nodeStatus(msg.data);
       return;
     }
     if (this.#node && msg.node && msg.node !== this.#node) return;
@@ -479,35 +447,29 @@ export class TrackLabPanel extends Widget {
     }
   }
 
-  #startPolling(): void {
-    this.#stopPolling();
-    this.#transport("polling");
-    const tick = async () => {
-      if (!this.#active || this.#wsOpen) return;
-      if (this.#remote()) {
-        await this.#pollRemote();
-        return;
+  /** One REST poll while the socket is down: this node's sample (or the shown cluster node's). */
+  async #pollTick(): Promise<void> {
+    if (!this.#active) return;
+    if (this.#remote()) {
+      await this.#pollRemote();
+      return;
+    }
+    void this.#cluster.poll();
+    try {
+      const params: Record<string, string> = { node: this.#node };
+      if (this.#settings.metrics.length) params.metrics = this.#settings.metrics.join(",");
+      const r = await this.api.request("system/metrics", { method: "GET", headers: this.#etag ? { "If-None-Match": this.#etag } : {} }, params);
+      if (r.status === 200) {
+        this.#etag = r.headers.get("ETag") ?? "";
+        const body = await r.json();
+        this.#ingest(sampleBatch(Number(body.time), body.metrics ?? {}));
+        this.#transport("polling");
+      } else if (r.status !== 304) {
+        this.#setStatus(`polling: HTTP ${r.status}`, true);
       }
-      void this.#cluster.poll();
-      try {
-        const params: Record<string, string> = { node: this.#node };
-        if (this.#settings.metrics.length) params.metrics = this.#settings.metrics.join(",");
-        const r = await this.api.request("system/metrics", { method: "GET", headers: this.#etag ? { "If-None-Match": this.#etag } : {} }, params);
-        if (r.status === 200) {
-          this.#etag = r.headers.get("ETag") ?? "";
-          const body = await r.json();
-          this.#ingest(sampleBatch(Number(body.time), body.metrics ?? {}));
-          this.#transport("polling");
-        } else if (r.status !== 304) {
-          this.#setStatus(`polling: HTTP ${r.status}`, true);
-        }
-      } catch (e) {
-        this.#setStatus(`offline: ${(e as Error).message}`, true);
-      }
-    };
-    void tick();
-    this.#pollTimer = window.setInterval(() => void tick(), Math.max(0.2, this.#settings.refreshInterval) * 1000);
-    this.#runsPollTimer = window.setInterval(() => this.#active && !this.#wsOpen && void this.#runs.load(), RUNS_POLL_MS);
+    } catch (e) {
+      this.#setStatus(`offline: ${(e as Error).message}`, true);
+    }
   }
 
   /** Polling while a cluster node is shown: one `cluster/metrics` answer feeds both. */
@@ -529,14 +491,8 @@ export class TrackLabPanel extends Widget {
     if (mine?.metrics) this.#ingest(sampleBatch(Number(mine.time), mine.metrics));
   }
 
-  #stopPolling(): void {
-    window.clearInterval(this.#pollTimer);
-    window.clearInterval(this.#runsPollTimer);
-    this.#pollTimer = 0;
-    this.#runsPollTimer = 0;
-  }
-
-  #transport(kind: "websocket" | "polling"): void {
+  #transport(kind: TransportMode): void {
+    if (kind === "stopped") return; // paused: #pause says so
     this.#root.setAttribute("data-transport", kind);
     this.#setStatus(kind === "websocket" ? `live · ${this.#node}` : `live (REST polling) · ${this.#node}`);
   }

@@ -2,7 +2,7 @@
 // `api/kernels` and `kernels` frames (issue 15's contract), ordering and formatting. No
 // DOM: unit-tested under plain node (js/tests/labext.test.mjs).
 
-import { formatBytes, formatPct } from "../../js/format";
+import { finite, formatBytes, formatPct } from "../../js/format";
 
 /** One process of a kernel's tree (the largest by RSS first). */
 export interface KernelProcess {
@@ -56,9 +56,6 @@ export interface KernelsBody {
  */
 export const HISTORY_NAMES_PER_REQUEST = 256;
 
-function finite(v: unknown): v is number {
-  return typeof v === "number" && Number.isFinite(v);
-}
 
 /** `work/train.ipynb` → `train.ipynb`; a kernel without a notebook is named by its spec. */
 export function kernelLabel(k: Pick<KernelEntry, "notebook" | "name" | "id">): string {

@@ -9,6 +9,7 @@
 
 import { MISSING, formatBytes, formatClock, formatPct, h } from "../../js/charts";
 import { ApiError, type Api } from "./api";
+import { Section, type Frame } from "./section";
 import { chunks, gpuText, kernelLabel, memFraction, rssSeries, sortKernels, unknownNames, type KernelEntry, type KernelsBody } from "./kernel_model";
 import { SPARK_H, SPARK_W, Trail, axisStart, finite, setText, sparkPath, sparkSvg } from "./spark";
 
@@ -54,9 +55,7 @@ export interface KernelsSectionOptions {
   refreshS: () => number;
 }
 
-export class KernelsSection {
-  readonly el: HTMLElement;
-  #api: Api;
+export class KernelsSection extends Section {
   #opts: KernelsSectionOptions;
   #count: HTMLElement;
   #limit: HTMLElement;
@@ -69,7 +68,6 @@ export class KernelsSection {
   /** RSS per kernel id: kept while the kernel is listed. */
   #trails = new Map<string, Trail>();
   #order = "";
-  #active = false;
   /** `kernels` frames arrive on the sidebar's socket: no REST re-poll. */
   #streaming = false;
   /** The server has no `api/kernels` (an older extension): nothing to poll. */
@@ -77,15 +75,11 @@ export class KernelsSection {
   #backfillDue = false;
   /** When the list was last refreshed (ms), by a frame or by REST. */
   #lastIngest = 0;
-  #pollTimer = 0;
   #frame = 0;
-  #loadSeq = 0;
-  #epoch = 0;
 
   constructor(api: Api, opts: KernelsSectionOptions) {
-    this.#api = api;
+    super(api, h("section", "tl-panel tl-kernels", { "data-field": "kernels-section", "data-kernels": "0" }));
     this.#opts = opts;
-    this.el = h("section", "tl-panel tl-kernels", { "data-field": "kernels-section", "data-kernels": "0" });
     const head = h("header", "tl-panel-head");
     this.#count = h("span", "tl-kernels-count", { "data-field": "kernels-count" });
     this.#limit = h("span", "tl-kernels-limit", { "data-field": "kernels-limit" });
@@ -100,19 +94,14 @@ export class KernelsSection {
   }
 
   /** The panel is visible: list the kernels, backfill their sparklines, then stay live. */
-  resume(): void {
-    this.#active = true;
-    this.#epoch++;
+  protected onResume(): void {
     this.#backfillDue = true;
     void this.load();
     this.#startTicker();
   }
 
   /** Hidden: no timers, no requests. */
-  pause(): void {
-    this.#active = false;
-    this.#epoch++;
-    this.#stopPolling();
+  protected onPause(): void {
     if (this.#frame) window.cancelAnimationFrame(this.#frame);
     this.#frame = 0;
   }
@@ -127,25 +116,32 @@ export class KernelsSection {
 
   /** The refresh interval changed: the re-poll follows it. */
   refreshChanged(): void {
-    if (this.#pollTimer) this.#startTicker();
+    if (this.pending("poll")) this.#startTicker();
   }
 
   /** `GET api/kernels`. */
   async load(): Promise<void> {
-    const seq = ++this.#loadSeq;
+    const seq = this.nextLoad();
     try {
-      const body = await this.#api.get<KernelsBody>("kernels");
-      if (seq !== this.#loadSeq || !this.#active) return;
+      const body = await this.api.get<KernelsBody>("kernels");
+      if (!this.isLatest(seq) || !this.active) return;
       this.#absent = false;
       this.ingest(body);
     } catch (e) {
-      if (seq !== this.#loadSeq) return;
+      if (!this.isLatest(seq)) return;
       const absent = e instanceof ApiError && e.status === 404;
       this.#absent = absent;
       this.#error.hidden = false;
       this.#error.textContent = absent ? "Kernels: not available (this server extension does not track kernels)" : `kernels not refreshed: ${(e as Error).message}`;
       this.#empty.hidden = true;
     }
+  }
+
+  /** `kernels` frames (this server's kernels, whichever node the charts show). */
+  handleMessage(msg: Frame): boolean {
+    if (msg.type !== "kernels") return false;
+    this.ingest(msg.data);
+    return true;
   }
 
   /** A `kernels` frame or an `api/kernels` answer. */
@@ -163,7 +159,7 @@ export class KernelsSection {
     }
     for (const id of [...this.#trails.keys()]) if (!listed.has(id)) this.#trails.delete(id);
     this.#render(body);
-    if (this.#backfillDue && this.#active) {
+    if (this.#backfillDue && this.active) {
       this.#backfillDue = false;
       void this.backfill(body);
     }
@@ -176,7 +172,7 @@ export class KernelsSection {
    * request made again without it.
    */
   async backfill(body: KernelsBody): Promise<void> {
-    const epoch = this.#epoch;
+    const visit = this.visit;
     const ids = body.kernels.filter((k) => k?.id && k.sampled).map((k) => k.id);
     for (const part of chunks(ids.map(rssSeries))) {
       let names = part;
@@ -184,12 +180,12 @@ export class KernelsSection {
         const params: Record<string, string> = { metrics: names.join(","), start: `-${SPARK_WINDOW_S}s` };
         if (body.node) params.node = body.node;
         try {
-          const table = await this.#api.get<HistoryTable>("history", params);
-          if (epoch !== this.#epoch) return;
+          const table = await this.api.get<HistoryTable>("history", params);
+          if (visit !== this.visit) return;
           this.#mergeHistory(table);
           break;
         } catch (e) {
-          if (epoch !== this.#epoch) return;
+          if (visit !== this.visit) return;
           const gone = e instanceof ApiError && e.status === 404 ? unknownNames(e.detail, names) : [];
           if (!gone.length) {
             // nothing stored yet, or a server without kernel series: the frames fill in
@@ -227,19 +223,13 @@ export class KernelsSection {
    * fresh (streamed, and one came within STALE_PASSES kernel passes).
    */
   #startTicker(): void {
-    this.#stopPolling();
     const refresh = Math.max(0.2, this.#opts.refreshS());
-    this.#pollTimer = window.setInterval(() => {
-      if (!this.#active || this.#absent) return;
+    this.every("poll", refresh * 1000, () => {
+      if (!this.active || this.#absent) return;
       const passS = Number(this.#body?.interval_s) || 5;
       const staleMs = STALE_PASSES * Math.max(passS, refresh) * 1000;
       if (!this.#streaming || Date.now() - this.#lastIngest > staleMs) void this.load();
-    }, refresh * 1000);
-  }
-
-  #stopPolling(): void {
-    window.clearInterval(this.#pollTimer);
-    this.#pollTimer = 0;
+    });
   }
 
   // -- view -------------------------------------------------------------------------------
@@ -374,7 +364,7 @@ export class KernelsSection {
 
   /** One redraw of the sparklines per animation frame at most. */
   #schedule(): void {
-    if (this.#frame || !this.#active) return;
+    if (this.#frame || !this.active) return;
     this.#frame = window.requestAnimationFrame(() => {
       this.#frame = 0;
       this.#draw();

@@ -6,8 +6,9 @@
 
 import { Dialog, showDialog, showErrorMessage } from "@jupyterlab/apputils";
 
-import { MISSING, formatClock, formatMetric, h, unitOf } from "../../js/charts";
+import { MISSING, formatClock, formatDuration, formatLogged, h } from "../../js/charts";
 import { ApiError, type Api } from "./api";
+import { Section, type Frame } from "./section";
 import { SVG_NS, finite, setText } from "./spark";
 
 export const RUNS_LIMIT = 20;
@@ -69,17 +70,6 @@ interface MetricUpdate {
 
 // -- pure helpers ----------------------------------------------------------------------
 
-/** 42 s → "42s", 185 s → "3m 05s", 3720 s → "1h 02m", 2 days → "2d 0h". */
-export function formatDuration(s: number | null | undefined): string {
-  if (!finite(s) || s < 0) return MISSING;
-  const t = Math.floor(s);
-  const p = (x: number) => String(x).padStart(2, "0");
-  if (t < 60) return `${t}s`;
-  if (t < 3600) return `${Math.floor(t / 60)}m ${p(t % 60)}s`;
-  if (t < 86400) return `${Math.floor(t / 3600)}h ${p(Math.floor(t / 60) % 60)}m`;
-  return `${Math.floor(t / 86400)}d ${Math.floor(t / 3600) % 24}h`;
-}
-
 /** Seconds a run has lasted: still counting while it runs. */
 export function runDuration(run: RunSummary, now: number): number | null {
   if (run.state === "running") return finite(run.start) ? Math.max(0, now - run.start) : null;
@@ -100,14 +90,6 @@ export function userMetricNames(summary: Record<string, unknown> | undefined): s
   const names = Object.keys(summary ?? {});
   const user = names.filter((n) => !isProcessMetric(n));
   return user.length ? user : names;
-}
-
-/** A logged value: unit-carrying names (`*_bytes`, `*_pct`) as units, others to 4 digits. */
-export function formatValue(name: string, v: number | null | undefined): string {
-  if (!finite(v)) return MISSING;
-  if (unitOf(name) !== "number") return formatMetric(name, v);
-  if (Number.isInteger(v) && Math.abs(v) < 1e7) return String(v);
-  return String(Number(v.toPrecision(4)));
 }
 
 /** Today: "14:05:09"; another day: "2026-11-27 14:05". */
@@ -179,9 +161,7 @@ interface Detail {
   spark?: { box: HTMLElement; range: HTMLElement; line: SVGPolylineElement };
 }
 
-export class RunsSection {
-  readonly el: HTMLElement;
-  #api: Api;
+export class RunsSection extends Section {
   #list: HTMLElement;
   #count: HTMLElement;
   #empty: HTMLElement;
@@ -191,17 +171,13 @@ export class RunsSection {
   #total = 0;
   #detail: Detail | null = null;
   #epoch = 0;
-  #ticker = 0;
-  #reloadTimer = 0;
-  #loadSeq = 0;
   /** Deleted here or announced deleted: a list answer already in flight must not revive them. */
   #gone = new Set<string>();
   /** metric_update for runs outside the list: reload once for each, not on every batch. */
   #unknown = new Set<string>();
 
   constructor(api: Api) {
-    this.#api = api;
-    this.el = h("section", "tl-panel tl-runs", { "data-field": "runs-section" });
+    super(api, h("section", "tl-panel tl-runs", { "data-field": "runs-section" }));
     const head = h("header", "tl-panel-head");
     this.#count = h("span", "tl-runs-count", { "data-field": "runs-count" });
     head.append(h("span", "tl-runs-title", undefined, "Runs"), this.#count);
@@ -214,29 +190,21 @@ export class RunsSection {
   }
 
   /** The panel is visible: tick durations and fetch the list. */
-  resume(): void {
-    window.clearInterval(this.#ticker);
-    this.#ticker = window.setInterval(() => this.#tick(), 1000);
+  protected onResume(): void {
+    this.every("tick", 1000, () => this.#tick());
     void this.load();
-  }
-
-  pause(): void {
-    window.clearInterval(this.#ticker);
-    window.clearTimeout(this.#reloadTimer);
-    this.#ticker = 0;
-    this.#reloadTimer = 0;
   }
 
   /** `GET api/runs?limit=20`: the rows follow the answer (order, states, summaries). */
   async load(): Promise<void> {
     // the socket's open and the panel's resume both load: only the latest answer counts
-    const seq = ++this.#loadSeq;
+    const seq = this.nextLoad();
     let list: RunList;
     try {
-      list = await this.#api.get<RunList>("runs", { limit: String(RUNS_LIMIT) });
-      if (seq !== this.#loadSeq) return;
+      list = await this.api.get<RunList>("runs", { limit: String(RUNS_LIMIT) });
+      if (!this.isLatest(seq)) return;
     } catch (e) {
-      if (seq !== this.#loadSeq) return;
+      if (!this.isLatest(seq)) return;
       // 404: no store yet, or a server extension older than run tracking: no runs to show
       const none = e instanceof ApiError && e.status === 404;
       this.#empty.title = (e as Error).message;
@@ -256,7 +224,7 @@ export class RunsSection {
   }
 
   /** `run_update` and `metric_update` frames; true when the message was one of them. */
-  handleMessage(msg: { type?: string; data?: any }): boolean {
+  handleMessage(msg: Frame): boolean {
     if (msg.type === "run_update") {
       const run: RunSummary | undefined = msg.data?.run;
       if (!run?.id) return true;
@@ -300,11 +268,7 @@ export class RunsSection {
   }
 
   #scheduleReload(): void {
-    if (this.#reloadTimer) return;
-    this.#reloadTimer = window.setTimeout(() => {
-      this.#reloadTimer = 0;
-      void this.load();
-    }, 500);
+    this.later("reload", 500, () => void this.load());
   }
 
   #tick(): void {
@@ -388,7 +352,7 @@ export class RunsSection {
       row.metrics.textContent = "";
       for (const n of shown) {
         const m = h("span", "tl-run-metric", { "data-run-metric": n });
-        m.append(h("span", "tl-run-metric-name", undefined, n), ` ${formatValue(n, run.summary?.[n])}`);
+        m.append(h("span", "tl-run-metric-name", undefined, n), ` ${formatLogged(n, run.summary?.[n])}`);
         row.metrics.append(m);
       }
     }
@@ -425,7 +389,7 @@ export class RunsSection {
   async #loadDetail(id: string, epoch: number): Promise<void> {
     const path = `runs/${encodeURIComponent(id)}`;
     try {
-      const run = await this.#api.get<Run>(path);
+      const run = await this.api.get<Run>(path);
       if (this.#detail?.epoch !== epoch) return;
       this.#detail.run = { ...run, ...this.#runs.get(id) };
       await this.#loadSeries(epoch);
@@ -448,7 +412,7 @@ export class RunsSection {
     for (let page = 0; page < MAX_SPARK_PAGES; page++) {
       const params: Record<string, string> = d.metric ? { metrics: d.metric } : {};
       if (start !== undefined && start !== null) params.start_step = String(start);
-      const m = await this.#api.get<RunMetrics>(`runs/${encodeURIComponent(d.id)}/metrics`, params);
+      const m = await this.api.get<RunMetrics>(`runs/${encodeURIComponent(d.id)}/metrics`, params);
       if (this.#detail?.epoch !== epoch) return;
       d.metric ||= Object.keys(m.metrics ?? {}).find((n) => !isProcessMetric(n)) ?? "";
       const col = m.metrics?.[d.metric] ?? [];
@@ -581,7 +545,7 @@ export class RunsSection {
     const d = this.#detail;
     if (!d?.spark) return;
     const fin = d.values.filter(finite);
-    const f = (v: number | null | undefined) => formatValue(d.metric, v);
+    const f = (v: number | null | undefined) => formatLogged(d.metric, v);
     const text = fin.length ? `last ${f(lastOf(d.values))} · min ${f(Math.min(...fin))} · max ${f(Math.max(...fin))}` : "no values yet";
     setText(d.spark.range, text);
     d.spark.line.setAttribute("points", sparkPoints(d.values));
@@ -596,7 +560,7 @@ export class RunsSection {
     });
     if (!res.button.accept) return;
     try {
-      await this.#api.delete(`runs/${encodeURIComponent(run.id)}`);
+      await this.api.delete(`runs/${encodeURIComponent(run.id)}`);
     } catch (e) {
       // already gone (deleted elsewhere): the row goes all the same
       if (!(e instanceof ApiError && e.status === 404)) {

@@ -9,9 +9,9 @@ export const SPARK_H = 20;
 /** The shortest time axis of the sparklines (seconds): a fresh line is not a dot. */
 export const MIN_SPAN_S = 60;
 
-export function finite(v: unknown): v is number {
-  return typeof v === "number" && Number.isFinite(v);
-}
+// one definition for both front ends (js/format.ts); re-exported for the sections
+import { finite } from "../../js/format";
+export { finite };
 
 /** Sets an element's text only when it changed (no needless layout). */
 export function setText(e: Element, t: string): void {

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tracklab_jupyter.sampler.sample import Event
+from tracklab_jupyter.metrics.sample import Event
 
 ALERT = "alert"
 RESOLVED = "alert_resolved"

@@ -36,13 +36,13 @@ from tracklab_jupyter.alerts.settings import (
     parse_alert_settings,
 )
 from tracklab_jupyter.alerts.store_view import fold_active, stored_alert_events
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.sampler.hub import EVENT, KERNELS, NODE, SAMPLE
-from tracklab_jupyter.sampler.sample import Event, Sample
 from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.alerts")
 
-#: Seconds between timer checks (the stale recorder, cluster nodes left offline).
+#: Seconds between timer checks (the stale recorder, cluster nodes left down).
 TIMER_S = 5.0
 #: Kernel ids remembered as this server's (for kernel events coming back from the store).
 MAX_KNOWN_KERNELS = 4096
@@ -160,7 +160,7 @@ class AlertEngine:
                 rule.on_event(event)
 
     def tick(self, now: float) -> None:
-        """The slow checks (stale recorder, cluster nodes left offline earlier)."""
+        """The slow checks (stale recorder, cluster nodes left down earlier)."""
         if self.host_scope:
             for rule in self._host:
                 rule.on_timer(now)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.sampler.hub import EVENT
-from tracklab_jupyter.sampler.sample import Event, Sample
 
 
 class RecorderHost:

@@ -24,12 +24,13 @@ from tracklab_jupyter.accelerators.throttle import (
     throttling_bits,
 )
 from tracklab_jupyter.alerts.book import CRITICAL, WARNING, Alert, AlertBook
+from tracklab_jupyter.cluster.status import DOWN, UP
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.metrics.units import format_bytes
-from tracklab_jupyter.sampler.sample import Event, Sample
 
 #: Kernels named by a memory alert.
 TOP_KERNELS = 3
-#: Seconds after start within which a cluster node left offline by an earlier process may
+#: Seconds after start within which a cluster node left down by an earlier process may
 #: still show up (discovery takes a while); after that an unknown one is resolved.
 NODE_VERIFY_S = 120.0
 #: How often the disk and thermal rules look again for mounts and devices that came or went
@@ -378,8 +379,9 @@ class DeviceLostRule(Rule):
 
 
 class NodeOfflineRule(Rule):
-    """A cluster node offline (no answer for the node timeout); resolved when it answers
-    again or leaves the cluster."""
+    """A cluster node ``down`` (no answer for the node timeout); resolved when it is ``up``
+    again or leaves the cluster. The rule keeps its name ``node_offline`` (a setting users
+    write); the status words are docs/CLUSTER.md's."""
 
     name = "node_offline"
 
@@ -394,14 +396,14 @@ class NodeOfflineRule(Rule):
         self._unsure.discard(node)
         key, now = f"node_offline:{node}", time.time()
         reason = str(status.get("reason") or "")
-        if status.get("state") == "online":
-            self.book.resolve(key, now, f"resolved: {node} is online again")
+        if status.get("status") == UP:
+            self.book.resolve(key, now, f"resolved: {node} is up again")
         elif reason.startswith("left"):
             self.book.resolve(key, now, f"resolved: {node} left the cluster")
-        elif status.get("state") == "offline":
+        elif status.get("status") == DOWN:
             self.book.fire(Alert(key=key, rule=self.name, severity=WARNING,
-                                 title="node offline",
-                                 message=f"Cluster node {node} is offline: {reason}",
+                                 title="node down",
+                                 message=f"Cluster node {node} is down: {reason}",
                                  subject=node, since=now))
 
     def loaded(self, alerts: Iterable[Alert]) -> None:
@@ -411,16 +413,16 @@ class NodeOfflineRule(Rule):
         if not self._unsure:
             return
         cluster = getattr(self.ctx.monitor, "cluster", None)
-        states = {n.name: n.state for n in cluster.node_states()} if cluster is not None \
-            else {}
+        statuses = {n.name: n.status for n in cluster.node_states()} \
+            if cluster is not None else {}
         for node in list(self._unsure):
-            state = states.get(node)
-            if state == "offline":
-                self._unsure.discard(node)  # still offline: the next change resolves it
-            elif state == "online":
+            status = statuses.get(node)
+            if status == DOWN:
+                self._unsure.discard(node)  # still down: the next change resolves it
+            elif status == UP:
                 self._unsure.discard(node)
                 self.book.resolve(f"node_offline:{node}", now,
-                                  f"resolved: {node} is online again")
+                                  f"resolved: {node} is up again")
             elif now - self.ctx.started > NODE_VERIFY_S:
                 self._unsure.discard(node)
                 self.book.resolve(f"node_offline:{node}", now,

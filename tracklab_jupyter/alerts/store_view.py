@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tracklab_jupyter.alerts.book import ALERT, KINDS, RESOLVED, Alert
-from tracklab_jupyter.sampler.sample import Event
+from tracklab_jupyter.metrics.sample import Event
 
 log = logging.getLogger("tracklab_jupyter.alerts")
 

@@ -4,14 +4,15 @@ One thread ticks at the sampling interval. Each tick it hands one call per node 
 thread pool and waits at most ``answer_timeout`` (less than an interval) for the answers:
 a node that is slow or gone never holds up the others, and a node whose previous call is
 still running is skipped rather than stacked up. A node that has not answered for
-``node_timeout`` seconds is offline; it is online again with its next answer. Nodes are
+``node_timeout`` seconds is ``down``; it is ``up`` again with its next answer. Nodes are
 re-listed from the engine every few seconds, so joins and leaves are seen too; a node
-that left stays listed as offline for ten minutes.
+that left stays listed as ``down`` for ten minutes. The status words are the ones of
+:mod:`tracklab_jupyter.cluster.status` (docs/CLUSTER.md, "Node status").
 
-Answers become :class:`~tracklab_jupyter.sampler.sample.Sample` objects under the node's
+Answers become :class:`~tracklab_jupyter.metrics.sample.Sample` objects under the node's
 name, go to the store's writer, and each tick one ``CLUSTER`` item (the latest sample of
 every node) is published on the hub; status changes go out as ``NODE`` items and are
-stored as events (``node_online``, ``node_offline``, ``node_left``).
+stored as events (``node_up``, ``node_down``, ``node_left``).
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ from typing import Any
 
 from tracklab_jupyter.accelerators.registry import BACKEND_NAMES, devices_in
 from tracklab_jupyter.cluster.providers import ClusterProvider, NodeTarget
+from tracklab_jupyter.cluster.status import DOWN, UP
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.sampler.hub import CLUSTER, NODE, Hub
-from tracklab_jupyter.sampler.sample import Event, Sample
 from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.cluster")
 
-ONLINE, OFFLINE = "online", "offline"
 DISCOVER_S = 5.0
 INFO_EVERY = 60  # ticks between static-facts refreshes of a node
-LEFT_KEEP_S = 600.0  # a node that left the cluster stays listed (offline) this long
+LEFT_KEEP_S = 600.0  # a node that left the cluster stays listed (down) this long
 
 
 @dataclass
@@ -46,7 +47,9 @@ class NodeState:
     address: str
     role: str
     resources: dict[str, float] = field(default_factory=dict)
-    state: str = OFFLINE
+    # A remote node is up or down only: it is listed once it has answered (no "starting"),
+    # and one that stops answering is down (no "stale").
+    status: str = DOWN
     last_seen: float | None = None
     latest: Sample | None = None
     info: dict[str, Any] = field(default_factory=dict)
@@ -55,8 +58,9 @@ class NodeState:
     left_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The node as ``cluster/info`` and ``node_status`` give it (docs/CLUSTER.md)."""
         return {"node": self.name, "address": self.address, "role": self.role,
-                "state": self.state, "status": "up" if self.state == ONLINE else "down",
+                "status": self.status,
                 "last_seen": self.last_seen, "resources": _resources(self), "error": self.error}
 
 
@@ -168,7 +172,7 @@ class ClusterMonitor:
             # so a node slower than one interval still counts, and is not asked again
             # before it answers.
             future.add_done_callback(lambda f, k=key: self._collect(k, f))
-        self._check_offline()
+        self._check_down()
         self.ticks += 1
         self.hub.publish(CLUSTER, self.metrics())
 
@@ -192,10 +196,10 @@ class ClusterMonitor:
                 name = self._names.pop(key, None)
                 node = self._nodes.get(name) if name else None
                 if node is not None and name not in self._names.values():
-                    # Listed as offline for a while (a restarted worker comes back under
+                    # Listed as down for a while (a restarted worker comes back under
                     # the same name with a new address).
                     node.left_at = time.time()
-                    self._set_state(node, OFFLINE, "left the cluster", kind="node_left")
+                    self._set_status(node, DOWN, "left the cluster", kind="node_left")
             self._targets = fresh
 
     def _answered(self, key: str, future: cf.Future[Any]) -> None:
@@ -239,10 +243,10 @@ class ClusterMonitor:
             self._write(sample)
         for raw in answer.get("events", []):
             self._event(Event(raw["time"], name, raw["kind"], raw["message"], raw["data"]))
-        if node.state != ONLINE:
-            self._set_state(node, ONLINE, "answering")
+        if node.status != UP:
+            self._set_status(node, UP, "answering")
 
-    def _check_offline(self) -> None:
+    def _check_down(self) -> None:
         now = time.time()
         with self._lock:
             for node in list(self._nodes.values()):
@@ -250,21 +254,20 @@ class ClusterMonitor:
                     del self._nodes[node.name]
             nodes = list(self._nodes.values())
         for node in nodes:
-            if (node.state == ONLINE and node.last_seen is not None
+            if (node.status == UP and node.last_seen is not None
                     and now - node.last_seen > self.node_timeout):
-                self._set_state(node, OFFLINE,
+                self._set_status(node, DOWN,
                                 node.error or f"no answer for {now - node.last_seen:.0f} s")
 
-    def _set_state(self, node: NodeState, state: str, reason: str,
-                   kind: str | None = None) -> None:
-        node.state = state
-        if state == OFFLINE and not node.error:
+    def _set_status(self, node: NodeState, status: str, reason: str,
+                    kind: str | None = None) -> None:
+        node.status = status
+        if status == DOWN and not node.error:
             node.error = reason  # so cluster/info says why, not only node_status
-        status = {**node.to_dict(), "reason": reason}
-        self.hub.publish(NODE, status)
-        self._event(Event(time.time(), node.name, kind or f"node_{state}",
-                          f"{node.name} is {state}: {reason}", {"reason": reason}))
-        log.info("tracklab: cluster node %s is %s (%s)", node.name, state, reason)
+        self.hub.publish(NODE, {**node.to_dict(), "reason": reason})
+        self._event(Event(time.time(), node.name, kind or f"node_{status}",
+                          f"{node.name} is {status}: {reason}", {"reason": reason}))
+        log.info("tracklab: cluster node %s is %s (%s)", node.name, status, reason)
 
     def _event(self, event: Event) -> None:
         if self._write_event is not None:
@@ -283,12 +286,12 @@ class ClusterMonitor:
 
     def metrics(self) -> dict[str, Any]:
         """``{"provider", "nodes": {name: {"time", "metrics"}}}``: the local node's latest
-        sample and the latest answer of every online node."""
+        sample and the latest answer of every node that is up."""
         nodes: dict[str, Any] = {}
         local, _info = self._local_state()
         if local is not None:
             nodes[local.node] = {"time": local.time, "metrics": local.metrics}
         for node in self.node_states():
-            if node.latest is not None and node.state == ONLINE:
+            if node.latest is not None and node.status == UP:
                 nodes[node.name] = {"time": node.latest.time, "metrics": node.latest.metrics}
         return {"provider": self.provider.name, "nodes": nodes}

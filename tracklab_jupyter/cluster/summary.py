@@ -1,23 +1,21 @@
-"""``cluster/info``: every node with its state and resources, the totals, and what is used."""
+"""``cluster/info``: every node with its status and resources, the totals, and what is used."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from tracklab_jupyter.accelerators.registry import devices_in
-from tracklab_jupyter.cluster.monitor import ONLINE
+from tracklab_jupyter.cluster.status import counted
 
 if TYPE_CHECKING:
-    from tracklab_jupyter.monitor import Monitor
+    from tracklab_jupyter.cluster.monitor import ClusterMonitor
 
 
-def _local_node(monitor: Monitor) -> dict[str, Any]:
-    status = monitor.node_status()
-    info = monitor.info
+def local_node(node: str, status: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """This host as a ``cluster/info`` node: its name, ``node_status()`` and facts."""
     system = info.get("system", {})
     memory = info.get("memory", {})
-    return {"node": monitor.node, "address": "", "role": "local",
-            "state": ONLINE if status["status"] in ("up", "starting") else "offline",
+    return {"node": node, "address": "", "role": "local",
             "status": status["status"], "last_seen": status["last_seen"],
             "resources": {"cores": system.get("cpu_logical_cores"),
                           "memory_bytes": (memory.get("effective_limit_bytes")
@@ -39,20 +37,21 @@ def _use(metrics: dict[str, float], cores: float | None) -> dict[str, float]:
     return used
 
 
-def cluster_info(monitor: Monitor) -> dict[str, Any]:
-    cluster = monitor.cluster
-    nodes = [_local_node(monitor)]
-    latest = monitor.cluster_metrics()["nodes"]
+def cluster_info(local: dict[str, Any], latest: dict[str, Any],
+                 cluster: ClusterMonitor | None, interval: float) -> dict[str, Any]:
+    """The ``cluster/info`` body: this host (:func:`local_node`), the cluster's nodes, and
+    the totals and use of the nodes that count, from each one's ``latest`` sample."""
+    nodes = [local]
     if cluster is not None:
         nodes += [n.to_dict() for n in cluster.node_states()]
-    totals = {"nodes": len(nodes), "online": 0, "cores": 0.0, "memory_bytes": 0.0, "gpus": 0}
+    totals = {"nodes": len(nodes), "up": 0, "cores": 0.0, "memory_bytes": 0.0, "gpus": 0}
     used = {"cpu_cores": 0.0, "memory_bytes": 0.0, "gpu_memory_bytes": 0.0}
     gpu_util_sum = 0.0
     for node in nodes:
-        if node["state"] != ONLINE:
+        if not counted(node["status"]):
             continue
         res = node["resources"]
-        totals["online"] += 1
+        totals["up"] += 1
         totals["cores"] += res.get("cores") or 0
         totals["memory_bytes"] += res.get("memory_bytes") or 0
         totals["gpus"] += int(res.get("gpus") or 0)
@@ -66,6 +65,6 @@ def cluster_info(monitor: Monitor) -> dict[str, Any]:
     used["gpu_util_pct"] = gpu_util_sum / totals["gpus"] if totals["gpus"] else None
     return {"provider": cluster.provider.name if cluster is not None else "local",
             "address": cluster.provider.address if cluster is not None else "",
-            "interval_s": monitor.interval,
+            "interval_s": interval,
             "node_timeout_s": cluster.node_timeout if cluster is not None else None,
             "nodes": nodes, "totals": totals, "used": used}

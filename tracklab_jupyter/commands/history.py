@@ -8,6 +8,8 @@ import sqlite3
 import sys
 import time
 
+from tracklab_jupyter.store.config import AGGREGATES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--end", default=None, help="end time (default: now)")
     parser.add_argument("--step", default=None,
                         help="bin width such as 10s, 1min, 1h (default: automatic)")
-    parser.add_argument("--agg", default="mean", choices=("mean", "min", "max", "last"),
+    parser.add_argument("--agg", default="mean", choices=AGGREGATES,
                         help="how values in a bin combine (default: %(default)s)")
     parser.add_argument("--node", action="append", default=None,
                         help="only this node (repeatable; default: all)")
@@ -72,9 +74,9 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: building the CLI parser must not pay for numpy.
-    from tracklab_jupyter.history import history
     from tracklab_jupyter.store.reader import StoreReader
     from tracklab_jupyter.store.schema import StoreVersionError
+    from tracklab_jupyter.system_history import history
 
     try:
         if args.list:

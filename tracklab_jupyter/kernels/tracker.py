@@ -31,8 +31,8 @@ from tracklab_jupyter.kernels import KERNEL_DIED, KERNEL_STARTED, KERNEL_STOPPED
 from tracklab_jupyter.kernels.deaths import Death, explain, kernel_label
 from tracklab_jupyter.kernels.procs import ProcessTrees, TreeReading
 from tracklab_jupyter.kernels.server_glue import REMOTE, KernelListing
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.sampler.hub import KERNELS
-from tracklab_jupyter.sampler.sample import Event, Sample
 from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.kernels")

@@ -255,11 +255,6 @@ def is_known(name: str) -> bool:
     return _spec_for(name) is not None
 
 
-def unit_of(name: str) -> str:
-    spec = _spec_for(name)
-    return spec.unit if spec else ""
-
-
 def render_markdown(prometheus: Callable[[str], str] | None = None, appendix: str = "") -> str:
     """The body of docs/METRICS.md; ``prometheus(pattern)`` fills a column with the
     Prometheus family of each metric, and ``appendix`` ends the page."""

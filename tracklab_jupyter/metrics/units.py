@@ -21,17 +21,3 @@ def format_rate(value: float) -> str:
     """Bytes per second as ``'12.3 MB/s'`` (decimal, as network and disk tools do)."""
     return format_bytes(value, decimal=True) + "/s"
 
-
-def format_value(value: float, unit: str) -> str:
-    """A metric value with its catalogue unit."""
-    if unit == "B":
-        return format_bytes(value)
-    if unit == "B/s":
-        return format_rate(value)
-    if unit == "%":
-        return f"{value:.1f} %"
-    if unit in ("°C", "W", "MHz", "J", "ms"):
-        return f"{value:.0f} {unit}" if abs(value) >= 10 else f"{value:.1f} {unit}"
-    if unit == "1/s":
-        return f"{value:.1f}/s"
-    return f"{value:g}"

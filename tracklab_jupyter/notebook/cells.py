@@ -20,11 +20,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.metrics.units import format_bytes
 from tracklab_jupyter.monitor import STARTING
 from tracklab_jupyter.notebook.cell_probe import DEFAULT_PERIOD_S, CellProbe, ProbeResult
 from tracklab_jupyter.sampler.hub import SAMPLE
-from tracklab_jupyter.sampler.sample import Event, Sample
 
 SOURCE_CHARS = 80  # the cell's first line kept in the event
 SAMPLE_DEPTH = 256  # host samples queued between two folds (one fold about every second)

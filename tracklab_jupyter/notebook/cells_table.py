@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tracklab_jupyter.sampler.sample import Event
+    from tracklab_jupyter.metrics.sample import Event
 
 MAX_LIMIT = 100_000  # rows one call returns
 PAGE = 5_000  # events read at a time while filtering by kernel

@@ -1,16 +1,16 @@
 """``tracklab.widget(cluster=True)``: the cluster in a notebook output (anywidget).
 
-One row per node (this kernel's host first, then the cluster's nodes): name, role, an
-online/offline badge and three sparklines (CPU, memory, mean GPU utilisation); a header
-with the provider, address, totals and use (``Monitor.cluster_info()``); a node selector
-showing the chosen node's detail. Without an attached cluster it shows this host alone and
-says how to attach one (``tracklab.connect_cluster(client)``); attaching one later shows
-up in the open widget.
+One row per node (this kernel's host first, then the cluster's nodes): name, role, a
+status badge (docs/CLUSTER.md, "Node status") and three sparklines (CPU, memory, mean GPU
+utilisation); a header with the provider, address, totals and use
+(``Monitor.cluster_info()``); a node selector showing the chosen node's detail. Without an
+attached cluster it shows this host alone and says how to attach one
+(``tracklab.connect_cluster(client)``); attaching one later shows up in the open widget.
 
 The front end is js/cluster_widget.ts, bundled on its own into static/cluster.js (the host
 widget's bundle is near its size budget). Protocol: js/PROTOCOL.md, "Cluster view". Live
 data comes through the kernel's one feed thread (feed.py): local samples from the hub's
-``SAMPLE`` topic, the other nodes' from ``CLUSTER``, state changes from ``NODE``.
+``SAMPLE`` topic, the other nodes' from ``CLUSTER``, status changes from ``NODE``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any
 
 import traitlets
 
+from tracklab_jupyter.metrics.sample import Sample
 from tracklab_jupyter.monitor import Monitor
 from tracklab_jupyter.notebook.feed_widget import FeedWidget, bundle
-from tracklab_jupyter.notebook.widget import DEFAULT_WINDOW_S, json_safe
-from tracklab_jupyter.sampler.sample import Sample
+from tracklab_jupyter.notebook.monitor_widget import DEFAULT_WINDOW_S, json_safe
 
 log = logging.getLogger("tracklab_jupyter.notebook")
 
@@ -41,7 +41,7 @@ DETAIL = ("mem.used_bytes", "mem.limit_bytes", "swap.used_bytes", "cpu.load1",
           "disk.write_bytes_per_s")
 #: Backfill rows per node at most (a longer window is thinned).
 MAX_POINTS = 600
-#: Seconds between two ``info`` messages (header totals, states, latest values).
+#: Seconds between two ``info`` messages (header totals, statuses, latest values).
 INFO_PERIOD_S = 1.0
 HINT = "connect a cluster with tracklab.connect_cluster(client)"
 MAX_WINDOW_S = 86400.0
@@ -107,7 +107,7 @@ class ClusterWidget(FeedWidget):
         self._lock = threading.RLock()
         #: Newest sample time sent per node (nothing is sent twice).
         self._last: dict[str, float] = {}
-        #: Latest detail values per node (kept for nodes that went offline).
+        #: Latest detail values per node (kept for nodes that went down).
         self._latest: dict[str, dict[str, float]] = {}
         self._info_at = 0.0
         super().__init__(monitor, **kwargs)
@@ -150,7 +150,7 @@ class ClusterWidget(FeedWidget):
     def _backfill(self, nodes: list[str]) -> dict[str, list[tuple[float, Any]]]:
         """The window's rows of ``nodes``: stored ones (thinned to MAX_POINTS), then newer
         ones still in memory (this host's recent samples, the cluster's latest answers)."""
-        from tracklab_jupyter.history import UnknownMetricError
+        from tracklab_jupyter.system_history import UnknownMetricError
 
         monitor = self._monitor
         now = time.time()
@@ -186,7 +186,7 @@ class ClusterWidget(FeedWidget):
 
     def feed_cluster(self, samples: list[Sample], clusters: list[dict[str, Any]],
                      statuses: list[dict[str, Any]]) -> None:
-        """Live items from the feed's thread: new rows of every node, state changes, and
+        """Live items from the feed's thread: new rows of every node, status changes, and
         an ``info`` refresh at most once per INFO_PERIOD_S (or at once after a change)."""
         with self._lock:
             if not self.ready:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tracklab_jupyter.sampler.sample import Sample
+from tracklab_jupyter.metrics.sample import Sample
 
 
 def select(names: Iterable[str], globs: Sequence[str]) -> list[str]:

@@ -29,7 +29,7 @@ from tracklab_jupyter.sampler.hub import CLUSTER, EVENT, NODE, RUN, RUN_METRICS,
 from tracklab_jupyter.threads import name_os_thread
 
 if TYPE_CHECKING:
-    from tracklab_jupyter.notebook.widget import MonitorWidget
+    from tracklab_jupyter.notebook.monitor_widget import MonitorWidget
 
 log = logging.getLogger("tracklab_jupyter.notebook")
 

@@ -31,10 +31,10 @@ def unload(shell: Any) -> None:
     cells(shell, on=False)
     shell.magics_manager.magics["line"].pop("tracklab", None)
     from tracklab_jupyter.notebook.feed import close_feeds
-    from tracklab_jupyter.notebook.kernel_monitor import stop_kernel_monitor
+    from tracklab_jupyter.process_monitor import stop_process_monitor
 
     close_feeds()
-    stop_kernel_monitor()
+    stop_process_monitor()
 
 
 def cells(shell: Any, on: bool, period: float | None = None) -> None:
@@ -43,9 +43,9 @@ def cells(shell: Any, on: bool, period: float | None = None) -> None:
     if on and timer is None:
         from tracklab_jupyter.notebook.cell_probe import DEFAULT_PERIOD_S
         from tracklab_jupyter.notebook.cells import CellTimer
-        from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+        from tracklab_jupyter.process_monitor import process_monitor
 
-        timer = CellTimer(shell, kernel_monitor(), period=period or DEFAULT_PERIOD_S)
+        timer = CellTimer(shell, process_monitor(), period=period or DEFAULT_PERIOD_S)
         _state["timer"] = timer
         timer.register()
     elif on and period is not None:
@@ -57,9 +57,9 @@ def cells(shell: Any, on: bool, period: float | None = None) -> None:
 
 def status_text() -> str:
     from tracklab_jupyter.accelerators.registry import device_label, devices_in
-    from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+    from tracklab_jupyter.process_monitor import process_monitor
 
-    monitor = kernel_monitor()
+    monitor = process_monitor()
     monitor.wait_started()
     health = monitor.health()
     devices = devices_in(monitor.info)
@@ -87,9 +87,10 @@ def tracklab_magic(line: str) -> Any:
     except ValueError as exc:
         raise UsageError(f"{exc}\n{USAGE}") from None
     if not args:
-        import tracklab
+        from tracklab_jupyter.notebook.monitor_widget import make_widget
+        from tracklab_jupyter.process_monitor import process_monitor
 
-        return tracklab.widget()
+        return make_widget(process_monitor())
     command, rest = args[0], args[1:]
     if command == "status" and not rest:
         print(status_text())
@@ -110,12 +111,11 @@ def tracklab_magic(line: str) -> Any:
         print(f"tracklab: per-cell costs {rest[0]}{every}")
         return None
     if command == "history" and rest:
-        import tracklab
-        from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+        from tracklab_jupyter.process_monitor import process_monitor
+        from tracklab_jupyter.system_history import history
 
         try:
-            hist = tracklab.history(rest[1:] or None, start=rest[0],
-                                    data_dir=kernel_monitor().data_dir)
+            hist = history(rest[1:] or None, start=rest[0], data_dir=process_monitor().data_dir)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         return hist.to_pandas()

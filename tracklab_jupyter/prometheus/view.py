@@ -1,6 +1,7 @@
 """What one scrape reads: every node's latest sample (with its raw counters) and facts, the
-kernels of this server, and the sampler's own counts. All from memory; nothing is sampled
-again for a scrape."""
+kernels of this server, and the sampler's own counts. All from memory (except, on a
+reader-role server, this host's facts while none are in memory yet: ``Monitor.info`` reads
+them from SQLite, on the scrape's thread); nothing is sampled again for a scrape."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracklab_jupyter._version import __version__
+from tracklab_jupyter.cluster.status import UP
 
 #: A local sample older than this many intervals (plus 2 s) counts as stale: node_up 0.
 STALE_INTERVALS = 3
@@ -54,13 +56,13 @@ def scrape_view(monitor: Any) -> ScrapeView:
                               latest.device_counters, monitor.info, local=True))
     cluster = monitor.cluster
     if cluster is not None:
-        for state in cluster.node_states():
-            sample = state.latest
-            up = state.state == "online" and sample is not None
-            nodes.append(NodeView(state.name, up, sample.time if sample else None,
+        for node in cluster.node_states():
+            sample = node.latest
+            up = node.status == UP and sample is not None
+            nodes.append(NodeView(node.name, up, sample.time if sample else None,
                                   sample.metrics if up and sample else {},
                                   sample.device_counters if up and sample else {},
-                                  state.info))
+                                  node.info))
     series: Mapping[str, float] = {}
     kernels: Sequence[Mapping[str, Any]] = ()
     if monitor.kernels is not None:

@@ -12,7 +12,8 @@ WAIT_FOR_SAMPLE_S = 5.0
 
 
 class GpuLogger:
-    """Logs this host's latest ``gpu.*``, ``npu.*`` and ``tpu.*`` readings into a running run."""
+    """Logs this host's latest ``gpu.*``, ``npu.*`` and ``tpu.*`` readings into a running
+    run: once per :meth:`log_gpu_metrics` call; nothing runs in the background."""
 
     def __init__(self, run_id: str) -> None:
         if not isinstance(run_id, str):
@@ -23,9 +24,9 @@ class GpuLogger:
         """Log and return the accelerators' current values (``gpu.0.util_pct``,
         ``npu.0.mem_used_bytes``, ...; per-process memory excluded). With no accelerator on
         this host, warns and logs nothing."""
-        from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+        from tracklab_jupyter.process_monitor import process_monitor
 
-        monitor = kernel_monitor(self.run.data_dir)
+        monitor = process_monitor(self.run.data_dir)
         monitor.wait_started(15.0)
         deadline = time.monotonic() + WAIT_FOR_SAMPLE_S
         while monitor.latest is None and time.monotonic() < deadline:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracklab_jupyter.runs import metadata
 from tracklab_jupyter.runs.lifecycle import reap_crashed
+from tracklab_jupyter.runs.run_writer import ActiveRun, RunWriter, close_writers, run_writer
 from tracklab_jupyter.runs.store import (
     FAILED,
     FINISHED,
@@ -31,12 +32,11 @@ from tracklab_jupyter.runs.store import (
     check_run_name,
     check_tags,
 )
-from tracklab_jupyter.runs.writer import ActiveRun, RunWriter, close_writers, run_writer
 from tracklab_jupyter.store.paths import ensure_data_dir
 
 if TYPE_CHECKING:
     from tracklab_jupyter.monitor import Monitor
-    from tracklab_jupyter.runs.history import RunHistory
+    from tracklab_jupyter.runs.run_history import RunHistory
 
 ENV_PROJECT = "TRACKLAB_PROJECT"
 DEFAULT_PROJECT = "default"
@@ -177,8 +177,8 @@ class Run:
     def history(self, metrics: Any = None, system: Any = None, step: Any = None,
                 agg: str = "mean") -> RunHistory:
         """This run's metrics and the host's system metrics over its lifetime; see
-        :class:`~tracklab_jupyter.runs.history.RunHistory` (``.to_pandas()``)."""
-        from tracklab_jupyter.runs.history import run_history
+        :class:`~tracklab_jupyter.runs.run_history.RunHistory` (``.to_pandas()``)."""
+        from tracklab_jupyter.runs.run_history import run_history
 
         self._writer.flush()
         return run_history(self.id, metrics=metrics, system=system, step=step, agg=agg,
@@ -230,9 +230,9 @@ def _install_hooks() -> None:
 # -- init -----------------------------------------------------------------------------
 
 def _monitor_for(data_dir: Path) -> Monitor:
-    from tracklab_jupyter.notebook.kernel_monitor import kernel_monitor
+    from tracklab_jupyter.process_monitor import process_monitor
 
-    monitor = kernel_monitor(data_dir)
+    monitor = process_monitor(data_dir)
     if not monitor.wait_started(15.0):
         raise RuntimeError(f"tracklab could not start monitoring {data_dir}: "
                            f"{monitor.health().get('error') or 'timed out'}")

@@ -1,7 +1,7 @@
 """Projects, runs and run metrics in the SQLite store (schema version 2, docs/RUNS.md).
 
 :class:`RunStore` is used by every process: a training script writes its run through it
-(from :class:`~tracklab_jupyter.runs.writer.RunWriter`'s thread), servers read it for the
+(from :class:`~tracklab_jupyter.runs.run_writer.RunWriter`'s thread), servers read it for the
 REST API and edit or delete runs. Writes are short transactions beside the recorder's
 sample writer, which SQLite's WAL mode and busy timeout allow.
 """
@@ -321,14 +321,6 @@ class RunStore:
             raise RunNotFoundError(f"no run {echo(run_id)} in {self.path} (run ids are listed by "
                                    "tracklab.runs() and GET api/runs)")
         return _full(rows[0], time.time())
-
-    def run_summaries(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        ids = list(run_ids)
-        if not ids:
-            return {}
-        now = time.time()
-        rows = self._rows(f"{_SUMMARY_SQL} WHERE r.id IN ({','.join('?' * len(ids))})", ids)
-        return {r[0]: _summary(r, now) for r in rows}
 
     def metric_names(self, run_id: str, *, process: bool = False) -> list[str]:
         op = "IS NULL" if process else "IS NOT NULL"

@@ -23,7 +23,7 @@ RUN = "run"
 RUN_METRICS = "run_metrics"
 #: Each interval, the latest sample of every cluster node: ``{"provider", "nodes"}``.
 CLUSTER = "cluster"
-#: A cluster node came online, went offline or left: its status dict with a ``reason``.
+#: A cluster node's status changed (up, down) or it left: its Node dict with a ``reason``.
 NODE = "node"
 #: Each kernel pass of the server's kernel tracker: ``{"time", "node", "kernels": [...]}``
 #: (the body of ``api/kernels``).

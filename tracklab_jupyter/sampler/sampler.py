@@ -17,10 +17,10 @@ from math import isfinite
 from typing import Any
 
 from tracklab_jupyter.collectors.base import Collector, Reading
-from tracklab_jupyter.sampler.events import HardwareWatcher
+from tracklab_jupyter.metrics.sample import Event, Sample
+from tracklab_jupyter.sampler.hardware_events import HardwareWatcher
 from tracklab_jupyter.sampler.hub import EVENT, SAMPLE, Hub
 from tracklab_jupyter.sampler.rates import RateTracker
-from tracklab_jupyter.sampler.sample import Event, Sample
 from tracklab_jupyter.settings import BY_NAME, DEFAULT_INTERVAL
 from tracklab_jupyter.threads import name_os_thread
 

@@ -1,9 +1,15 @@
 """The system endpoints (latest samples, hardware, cluster, history, events, health,
 Prometheus), shared by the Jupyter extension and the standalone server.
 
-Latest-sample endpoints read memory only; history and events read SQLite and are run off
-the event loop (``blocking``). Each is declared once (:class:`Endpoint`), with its
-parameters, responses and errors, which is also what the OpenAPI document says.
+Latest-sample endpoints (system, hardware, cluster) and health answer from memory on the
+event loop (health also stats the store's files and reads the lock file's holder), with one
+exception: on a reader-role server (another process records) the machine facts
+(``Monitor.info``) that ``api/system/info``, ``api/hardware/*`` and ``api/cluster/info``
+include are read from the recorder's SQLite store while none are in memory yet (asked before
+the reader's tail thread first brought them): a small read of the ``info`` rows. History,
+events and ``/metrics`` read SQLite and are run off the event loop (``blocking``). Each
+endpoint is declared once (:class:`Endpoint`), with its parameters, responses and errors,
+which is also what the OpenAPI document says.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from tracklab_jupyter.prometheus.exposition import TooManySeries, render_pieces
 from tracklab_jupyter.prometheus.view import scrape_view
 from tracklab_jupyter.server import history_api
 from tracklab_jupyter.server.endpoint import ApiError, Endpoint, Reply, Request, json_response
-from tracklab_jupyter.server.history_api import AGGREGATES, Query
+from tracklab_jupyter.server.history_api import Query
 from tracklab_jupyter.server.limits import Limits, clip
 from tracklab_jupyter.server.metric_filter import MetricFilter
 from tracklab_jupyter.server.params import (
@@ -33,6 +39,7 @@ from tracklab_jupyter.server.params import (
     parse_time,
     time_param,
 )
+from tracklab_jupyter.store.config import AGGREGATES
 
 
 def _node(limits: Limits) -> tuple[Param, ...]:
@@ -242,7 +249,7 @@ SYSTEM_ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("api/cluster/info", cluster_info,
              "Nodes of the cluster (this host alone without a provider) with state and "
              "resources; totals and use", json_response("ClusterInfo")),
-    Endpoint("api/cluster/metrics", cluster_metrics, "Latest sample of every online node",
+    Endpoint("api/cluster/metrics", cluster_metrics, "Latest sample of every node that is up",
              json_response("ClusterMetrics"), _node_metrics, errors=(404,), etag=True),
     Endpoint("api/history", history, "Stored metrics over a time range, as columns (or CSV)",
              {**json_response("History"), "text/csv": _TEXT}, _history_params,

@@ -74,6 +74,7 @@ class Endpoint:
 
     path: str
     handler: Callable[[Request], Reply]
+    #: One line: the operation's ``summary`` in the OpenAPI document (openapi.py).
     summary: str
     #: The 200 response's content: ``{media type: schema}``.
     response: dict[str, Any]

@@ -22,7 +22,6 @@ from tracklab_jupyter.server.endpoint import ApiError, Request
 from tracklab_jupyter.server.limits import Limits, clip
 from tracklab_jupyter.store.plan import choose_tier
 
-AGGREGATES = ("mean", "min", "max", "last")
 #: Steps chosen for a request that did not fix one: the finest that fits the cap.
 NICE_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
                 43200, 86400, 604800)
@@ -113,8 +112,8 @@ def size_query(reader: Any, query: Query, names: list[str] | None,
 
 def read_history(request: Request, query: Query) -> tuple[Any, Sized]:
     """The History for ``query``, sized to the limits (blocking)."""
-    from tracklab_jupyter.history import History, UnknownMetricError, select_metrics
     from tracklab_jupyter.store.reader import StoreReader
+    from tracklab_jupyter.system_history import History, UnknownMetricError, select_metrics
 
     monitor = request.monitor
     try:

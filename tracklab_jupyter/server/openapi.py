@@ -11,12 +11,14 @@ from functools import cache
 from typing import Any
 
 from tracklab_jupyter._version import __version__
+from tracklab_jupyter.cluster.status import STATUSES
 from tracklab_jupyter.server.alerts_api import ALERT_SCHEMAS
 from tracklab_jupyter.server.endpoint import Endpoint
 from tracklab_jupyter.server.endpoints import ENDPOINTS
 from tracklab_jupyter.server.kernels_api import KERNEL_SCHEMAS
 from tracklab_jupyter.server.limits import Limits
 from tracklab_jupyter.server.runs_api import RUN_PATCH_SCHEMA
+from tracklab_jupyter.store.config import AGGREGATES
 
 _REF = "#/components/schemas/"
 
@@ -109,8 +111,9 @@ SCHEMAS: dict[str, Any] = {
                            "metrics": _METRIC_MAP}},
     "NodeStatus": {"type": "object", "required": ["node", "status"],
                    "properties": {"node": {"type": "string"},
-                                  "status": {"enum": ["up", "stale", "down", "starting"]},
-                                  "state": {"enum": ["online", "offline"]},
+                                  "status": {"enum": list(STATUSES),
+                                             "description": "up, starting, stale or down: "
+                                                            "docs/CLUSTER.md, Node status"},
                                   "role": {"type": "string"},
                                   "address": {"type": "string"},
                                   "last_seen": {"type": ["number", "null"]},
@@ -120,7 +123,7 @@ SCHEMAS: dict[str, Any] = {
                                       "gpus": _NUMBER_OR_NULL}},
                                   "error": {"type": ["string", "null"]},
                                   "reason": {"type": "string",
-                                             "description": "Why the state changed "
+                                             "description": "Why the status changed "
                                                             "(node_status messages)"}}},
     "ClusterInfo": {"type": "object", "required": ["provider", "nodes", "totals", "used"],
                     "properties": {"provider": {"enum": ["local", "dask", "ray"]},
@@ -129,10 +132,13 @@ SCHEMAS: dict[str, Any] = {
                                    "node_timeout_s": _NUMBER_OR_NULL,
                                    "nodes": {"type": "array", "items": _ref("NodeStatus")},
                                    "totals": {"type": "object", "required": [
-                                       "nodes", "online", "cores", "memory_bytes", "gpus"],
+                                       "nodes", "up", "cores", "memory_bytes", "gpus"],
                                        "properties": {
                                            "nodes": {"type": "integer"},
-                                           "online": {"type": "integer"},
+                                           "up": {"type": "integer",
+                                                  "description": "Nodes up (or this host "
+                                                                 "starting): the ones the "
+                                                                 "totals and use count"},
                                            "cores": {"type": "number"},
                                            "memory_bytes": {"type": "number"},
                                            "gpus": {"type": "integer"}}},
@@ -165,7 +171,7 @@ SCHEMAS: dict[str, Any] = {
                     "note": {"type": ["string", "null"],
                              "description": "Why the data is coarser than asked, if it is"},
                     "tier": {"type": "string"},
-                    "agg": {"enum": ["mean", "min", "max", "last"]},
+                    "agg": {"enum": list(AGGREGATES)},
                     "series": {"type": "array", "items": {
                         "type": "object", "required": ["node", "metric", "values"],
                         "properties": {"node": {"type": "string"}, "metric": {"type": "string"},

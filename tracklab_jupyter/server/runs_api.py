@@ -23,7 +23,6 @@ from tracklab_jupyter.runs.store import (
 from tracklab_jupyter.server import history_api
 from tracklab_jupyter.server.api import history_query
 from tracklab_jupyter.server.endpoint import ApiError, Endpoint, Reply, Request, json_response
-from tracklab_jupyter.server.history_api import AGGREGATES
 from tracklab_jupyter.server.limits import Limits, clip
 from tracklab_jupyter.server.params import (
     Param,
@@ -33,6 +32,7 @@ from tracklab_jupyter.server.params import (
     matching,
     names_param,
 )
+from tracklab_jupyter.store.config import AGGREGATES
 
 PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 RUN_ID_PATTERN = r"^[0-9a-z]{8}$"
@@ -170,7 +170,7 @@ def _system_params(limits: Limits) -> tuple[Param, ...]:
 
 
 def run_system(request: Request) -> Reply:
-    from tracklab_jupyter.runs.history import run_span
+    from tracklab_jupyter.runs.run_history import run_span
 
     args = request.args
     run_id = _known_run(args["run_id"])

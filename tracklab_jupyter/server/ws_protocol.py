@@ -47,9 +47,9 @@ from typing import Any
 from tracklab_jupyter._version import __version__
 from tracklab_jupyter.alerts.book import KINDS as ALERT_KINDS
 from tracklab_jupyter.alerts.store_view import with_kernels
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.monitor import Monitor
 from tracklab_jupyter.sampler.hub import CLUSTER, EVENT, KERNELS, NODE, RUN, RUN_METRICS, SAMPLE
-from tracklab_jupyter.sampler.sample import Event, Sample
 from tracklab_jupyter.server.limits import Limits, clip
 from tracklab_jupyter.server.metric_filter import INLINE_PATTERN_CHARS, MetricFilter
 

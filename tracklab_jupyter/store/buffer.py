@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracklab_jupyter.sampler.sample import Sample
+from tracklab_jupyter.metrics.sample import Sample
 from tracklab_jupyter.store.codec import encode_samples
 
 

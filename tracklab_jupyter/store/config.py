@@ -1,4 +1,5 @@
-"""Tunables of the store: retention per tier, size cap, batching."""
+"""Tunables of the store: retention per tier, size cap, batching; the tiers and the
+aggregates a read may ask for."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ from tracklab_jupyter.store.timespec import parse_duration
 TIERS: tuple[str, ...] = ("raw", "1min", "1h")
 TIER_SECONDS: dict[str, int] = {"raw": 0, "1min": 60, "1h": 3600}
 
+#: How values within a time bin combine, for every reader of the store (history(), the
+#: REST history endpoints, the command line): declared once here, checked by check_agg.
+AGGREGATES: tuple[str, ...] = ("mean", "min", "max", "last")
+
 DAY = 86400.0
+
+
+def check_agg(agg: str) -> str:
+    """``agg`` itself when it is one of :data:`AGGREGATES`, else ValueError."""
+    if agg not in AGGREGATES:
+        raise ValueError(f"agg must be one of {', '.join(AGGREGATES)}; got {agg!r}")
+    return agg
 
 
 @dataclass
@@ -23,7 +35,7 @@ class StoreConfig:
 
     #: Raw samples are kept this long (dropped in whole hour blocks).
     raw_retention: float | str = 48 * 3600.0
-    #: 1-minute rollups are kept this long (the seed's ``DATA_RETENTION_DAYS`` = 30).
+    #: 1-minute rollups are kept this long.
     minute_retention: float | str = 30 * DAY
     #: 1-hour rollups are kept this long.
     hour_retention: float | str = 365 * DAY

@@ -37,7 +37,3 @@ def db_path(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """``{data_dir}/metrics.db`` (the directory is not created)."""
     return resolve_data_dir(data_dir) / DB_NAME
 
-
-def lock_path(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """``{data_dir}/recorder.lock`` (the directory is not created)."""
-    return resolve_data_dir(data_dir) / LOCK_NAME

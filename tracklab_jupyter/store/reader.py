@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from tracklab_jupyter.sampler.sample import Event, Sample
-from tracklab_jupyter.store.config import TIER_SECONDS, StoreConfig
+from tracklab_jupyter.metrics.sample import Event, Sample
+from tracklab_jupyter.store.config import TIER_SECONDS, StoreConfig, check_agg
 from tracklab_jupyter.store.db import check_exists, open_reader_db
 from tracklab_jupyter.store.paths import DB_NAME, resolve_data_dir
 from tracklab_jupyter.store.plan import Plan, choose_tier
@@ -229,8 +229,7 @@ class StoreReader:
         """Data of ``names`` (all when None) in ``[start, end)`` (epoch s) from ``tier``
         (``raw``, ``1min``, ``1h``), binned to ``step`` seconds with ``agg`` when a step is
         given (raw samples as taken otherwise). One :class:`Frame` per node with data."""
-        if agg not in ("mean", "min", "max", "last"):
-            raise ValueError(f"agg must be one of mean, min, max, last; got {agg!r}")
+        check_agg(agg)
         frames: dict[str, Frame] = {}
         with self._snapshot() as conn:
             if conn is None:

@@ -8,8 +8,6 @@ import numpy as np
 
 from tracklab_jupyter.store.query import RollupArrays
 
-AGGREGATES = ("mean", "min", "max", "last")
-
 
 def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and end (exclusive) index of each run of equal, sorted keys."""

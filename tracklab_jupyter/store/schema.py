@@ -230,7 +230,7 @@ def check_version(conn: sqlite3.Connection, path: object) -> int:
     """The schema version; raises :class:`StoreVersionError` when it is newer than ours."""
     version = read_version(conn)
     if version > SCHEMA_VERSION:
-        from tracklab_jupyter import __version__
+        from tracklab_jupyter._version import __version__
 
         raise StoreVersionError(
             f"{path} was written by a newer tracklab-jupyter (schema version {version}; "

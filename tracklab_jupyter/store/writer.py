@@ -36,7 +36,7 @@ from typing import Any
 
 import psutil
 
-from tracklab_jupyter.sampler.sample import Event, Sample
+from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.store.buffer import Block, SampleBuffer
 from tracklab_jupyter.store.codec import encode_sealed, encode_tail
 from tracklab_jupyter.store.config import StoreConfig

@@ -24,12 +24,12 @@ from typing import Any
 import traitlets
 
 from tracklab_jupyter.accelerators.registry import card_facts, devices_in
+from tracklab_jupyter.metrics.sample import Sample
 from tracklab_jupyter.monitor import Monitor
 from tracklab_jupyter.notebook.columns import StepColumns, table_columns, to_columns
 from tracklab_jupyter.notebook.feed import json_safe
 from tracklab_jupyter.notebook.feed_widget import FeedWidget, bundle
 from tracklab_jupyter.sampler.hub import RUN, RUN_METRICS
-from tracklab_jupyter.sampler.sample import Sample
 
 log = logging.getLogger("tracklab_jupyter.notebook")
 

@@ -16,7 +16,7 @@ from tracklab_jupyter.runs.store import RunStore
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tracklab_jupyter.history import History
+    from tracklab_jupyter.system_history import History
 
 
 def run_span(run: dict[str, Any], now: float | None = None) -> tuple[float, float]:
@@ -29,7 +29,7 @@ def run_span(run: dict[str, Any], now: float | None = None) -> tuple[float, floa
 class RunHistory:
     """What :meth:`Run.history` returns. ``run``: the run's record (docs/RUNS.md ``Run``);
     ``metrics``: its logged metrics as columns; ``process``: its process-tree series;
-    ``system``: a :class:`~tracklab_jupyter.history.History` of the host over the run."""
+    ``system``: a :class:`~tracklab_jupyter.system_history.History` of the host over the run."""
 
     def __init__(self, run: dict[str, Any], metrics: dict[str, Any], process: dict[str, Any],
                  system: History | None) -> None:
@@ -93,7 +93,7 @@ def run_history(run_id: str, metrics: Any = None, system: Any = None, step: Any 
     """A run's :class:`RunHistory`. ``metrics``: the run's metrics (names or globs, None
     for all); ``system``: system metrics (None for all, ``[]`` for none); ``step`` and
     ``agg`` as in :func:`tracklab.history` for the system part."""
-    from tracklab_jupyter.history import history
+    from tracklab_jupyter.system_history import history
 
     with RunStore(data_dir) as store:
         run = store.get_run(run_id)

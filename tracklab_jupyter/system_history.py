@@ -19,19 +19,19 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tracklab_jupyter.store.config import check_agg
 from tracklab_jupyter.store.timespec import parse_duration, parse_time
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from tracklab_jupyter.sampler.sample import Event
+    from tracklab_jupyter.metrics.sample import Event
     from tracklab_jupyter.store.reader import Frame
 
 __all__ = ["History", "UnknownMetricError", "history"]
 
 _GLOB_CHARS = "*?["
-AGGREGATES = ("mean", "min", "max", "last")
 #: Kernel events read (the newest before the history's end) to name its kernels.
 MAX_KERNEL_EVENTS = 5000
 _KERNEL_SERIES = re.compile(r"kernel\.([0-9a-f][0-9a-f-]{0,63})\.")
@@ -212,15 +212,6 @@ class History:
         return pd.DataFrame(np.concatenate(blocks).T, index=index(times), columns=columns,
                             copy=False)
 
-    def events_to_pandas(self) -> pd.DataFrame:
-        """The events as a DataFrame (time index, node, kind, message, data)."""
-        import pandas as pd
-
-        frame = pd.DataFrame([e.to_dict() for e in self.events],
-                             columns=["time", "node", "kind", "message", "data"])
-        frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
-        return frame.set_index("time")
-
     def to_csv(self, path: str | os.PathLike[str],
                progress: Callable[[int, int], None] | None = None,
                chunk_rows: int = 20_000) -> Path:
@@ -304,8 +295,7 @@ def history(metrics: str | Iterable[str] | None = None, start: Any = "-1h", end:
     Jupyter kernels' figures are ``kernel.<kernel id>.*`` (``history("kernel.*.rss_bytes")``);
     :meth:`History.info` names each kernel's notebook (docs/KERNELS.md).
     """
-    if agg not in AGGREGATES:
-        raise ValueError(f"agg must be one of {', '.join(AGGREGATES)}; got {agg!r}")
+    check_agg(agg)  # before the store is opened: a bad argument touches nothing
     now = time.time()
     t_start = parse_time(start, now)
     t_end = now if end is None else parse_time(end, now)

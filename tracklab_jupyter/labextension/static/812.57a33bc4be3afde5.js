@@ -792,13 +792,13 @@ body[data-jp-theme-light=false] .tl-theme {
   color: var(--jp-ui-inverse-font-color1, #fff);
   background: var(--tl-state);
 }
-.tl-node[data-state=offline] .tl-node-badge {
+.tl-node:is([data-status=down], [data-status=stale]) .tl-node-badge {
   --tl-state: var(--jp-error-color1, #d32f2f);
 }
-.tl-node[data-state=offline] > .tl-node-sparks,
-.tl-node[data-state=offline] .tl-node-name,
-.tl-node[data-state=offline] .tl-node-role,
-.tl-node[data-state=offline] .tl-node-res {
+.tl-node:is([data-status=down], [data-status=stale]) > .tl-node-sparks,
+.tl-node:is([data-status=down], [data-status=stale]) .tl-node-name,
+.tl-node:is([data-status=down], [data-status=stale]) .tl-node-role,
+.tl-node:is([data-status=down], [data-status=stale]) .tl-node-res {
   opacity: 0.5;
 }
 .tl-node-sparks {

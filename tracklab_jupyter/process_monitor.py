@@ -27,7 +27,7 @@ _monitor: Monitor | None = None
 _exit_hook = False
 
 
-def kernel_monitor(data_dir: str | os.PathLike[str] | None = None) -> Monitor:
+def process_monitor(data_dir: str | os.PathLike[str] | None = None) -> Monitor:
     """This process's monitor, created and started (in a thread) on first call.
 
     ``data_dir`` defaults to ``$TRACKLAB_DATA_DIR``; a process monitors one data dir, so
@@ -46,7 +46,7 @@ def kernel_monitor(data_dir: str | os.PathLike[str] | None = None) -> Monitor:
                              daemon=True).start()
             if not _exit_hook:
                 _exit_hook = True
-                atexit.register(stop_kernel_monitor)
+                atexit.register(stop_process_monitor)
         elif wanted is not None and wanted != _monitor.data_dir:
             raise ValueError(f"this process already monitors {_monitor.data_dir}; it cannot "
                              f"also monitor {wanted} (use one data dir per process)")
@@ -62,7 +62,7 @@ def _start(prepared: Prepared) -> None:
     start(prepared)
 
 
-def stop_kernel_monitor() -> None:
+def stop_process_monitor() -> None:
     """Stop and forget the monitor (``%unload_ext tracklab``)."""
     global _monitor
     with _lock:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from tracklab_jupyter.sampler.sample import Event
+from tracklab_jupyter.metrics.sample import Event
 from tracklab_jupyter.store.db import connect
 from tracklab_jupyter.store.paths import DB_NAME
 
