@@ -14,7 +14,7 @@ real elapsed time. A metric the machine cannot report is left out, never set to 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -39,6 +39,16 @@ class Reading:
         self.counters.update(other.counters)
         self.events.extend(other.events)
         self.device_counters.update(other.device_counters)
+
+    def add_device_counters(self, group: str, each: Mapping[str, Sequence[float]] | None,
+                            total_of: Callable[[Mapping[str, Sequence[float]]], Any],
+                            values: Callable[[Any], dict[str, float]]) -> None:
+        """Keep per-device rows ``each`` under ``group`` and their sum (``total_of``) as
+        the counters ``values`` names; nothing when there is no device."""
+        total = total_of(each) if each else None
+        if total is not None:
+            self.counters.update(values(total))
+            self.device_counters[group] = each  # type: ignore[assignment]
 
 
 class Collector:

@@ -29,6 +29,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import psutil
@@ -187,11 +188,8 @@ class DiskCollector(Collector):
     def read(self) -> Reading:
         """Cumulative I/O counters."""
         out = Reading()
-        each = self._guard.get("io", self._io_each)
-        total = procfs.sum_counters(each, procfs.DiskIO) if each else None
-        if total is not None:
-            out.counters.update(_counter_values(total))
-            out.device_counters["disk"] = each
+        out.add_device_counters("disk", self._guard.get("io", self._io_each),
+                                partial(procfs.sum_counters, cls=procfs.DiskIO), _counter_values)
         return out
 
     def read_slow(self) -> Reading:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psutil
@@ -109,11 +110,8 @@ class NetworkCollector(Collector):
     def read(self) -> Reading:
         """Cumulative bytes, packets, errors and drops over all interfaces."""
         out = Reading()
-        each = self._guard.get("io", self._io_each)
-        total = procfs.sum_counters(each, procfs.NetIO) if each else None
-        if total is not None:
-            out.counters.update(_counter_values(total))
-            out.device_counters["net"] = each
+        out.add_device_counters("net", self._guard.get("io", self._io_each),
+                                partial(procfs.sum_counters, cls=procfs.NetIO), _counter_values)
         return out
 
     def read_slow(self) -> Reading:
