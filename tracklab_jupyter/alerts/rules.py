@@ -27,6 +27,7 @@ from tracklab_jupyter.alerts.book import CRITICAL, WARNING, Alert, AlertBook
 from tracklab_jupyter.cluster.status import DOWN, UP
 from tracklab_jupyter.metrics.sample import Event, Sample
 from tracklab_jupyter.metrics.units import format_bytes
+from tracklab_jupyter.settings import DEFAULT_INTERVAL
 
 #: Kernels named by a memory alert.
 TOP_KERNELS = 3
@@ -437,7 +438,7 @@ class RecorderStaleRule(Rule):
 
     def limit(self) -> float:
         return max(float(self.settings["stale_s"]),
-                   5 * float(getattr(self.ctx.monitor, "interval", 1.0)))
+                   5 * float(getattr(self.ctx.monitor, "interval", DEFAULT_INTERVAL)))
 
     def on_sample(self, sample: Sample) -> None:
         if self.book.get(self.KEY) is not None:

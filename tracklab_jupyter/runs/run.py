@@ -32,6 +32,7 @@ from tracklab_jupyter.runs.store import (
     check_run_name,
     check_tags,
 )
+from tracklab_jupyter.settings import DEFAULT_INTERVAL
 from tracklab_jupyter.store.paths import ensure_data_dir
 
 if TYPE_CHECKING:
@@ -278,7 +279,7 @@ def init(project: str | None = None, name: str | None = None, config: Any = None
                   tags=tags, node=node, start=start, data_dir=directory, writer=writer,
                   system_monitor=system_monitor)
         writer.add(ActiveRun(run_id, system_monitor,
-                             interval=monitor.interval if monitor is not None else 1.0,
+                             interval=monitor.interval if monitor is not None else DEFAULT_INTERVAL,
                              latest_metrics=_latest_of(monitor)))
         _active[run_id] = run
         _current = run

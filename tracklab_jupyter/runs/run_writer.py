@@ -21,6 +21,7 @@ from pathlib import Path
 from tracklab_jupyter.runs.lifecycle import HEARTBEAT_S
 from tracklab_jupyter.runs.process_tree import ProcessTree, gpu_memory_by_pid
 from tracklab_jupyter.runs.store import MetricRow, RunStore, finite
+from tracklab_jupyter.settings import DEFAULT_INTERVAL
 from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.runs")
@@ -132,7 +133,7 @@ class RunWriter:
             tick = now_mono >= next_tick
             beat = now_mono >= next_beat
             if tick:
-                interval = min((r.interval for r in active), default=1.0)
+                interval = min((r.interval for r in active), default=DEFAULT_INTERVAL)
                 next_tick = now_mono + interval
                 self._sample_trees([r for r in active if r.system_monitor], now)
             if beat:
