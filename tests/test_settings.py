@@ -108,3 +108,18 @@ def test_the_standalone_server_reads_the_environment_and_takes_gpus(tmp_path):
         env={**os.environ, "TRACKLAB_INTERVAL": "0"})
     assert bad.returncode == 2
     assert "TRACKLAB_INTERVAL: must be between 0.1 and 3600 seconds, got 0.0" in bad.stderr
+
+
+def test_a_kernel_with_unreadable_alert_rules_monitors_without_alerts(tmp_path, monkeypatch,
+                                                                      caplog):
+    from tracklab_jupyter.process_monitor import process_monitor, stop_process_monitor
+
+    monkeypatch.setenv("TRACKLAB_ALERTS", "{not json")
+    monkeypatch.setenv("TRACKLAB_INTERVAL", "0.2")
+    monitor = process_monitor(tmp_path / "data")
+    try:
+        assert monitor.wait_started(15.0) and monitor.interval == 0.2
+        assert monitor.alerts is None
+        assert "alerts off in this kernel: TRACKLAB_ALERTS:" in caplog.text
+    finally:
+        stop_process_monitor()

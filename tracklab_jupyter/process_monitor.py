@@ -15,12 +15,13 @@ import threading
 from pathlib import Path
 
 from tracklab_jupyter.monitor import Monitor
-from tracklab_jupyter.settings import KERNEL, resolve
+from tracklab_jupyter.settings import BY_NAME, KERNEL, resolve
 from tracklab_jupyter.startup import Prepared, prepare, start
 from tracklab_jupyter.store.paths import resolve_data_dir
 from tracklab_jupyter.threads import name_os_thread
 
 log = logging.getLogger("tracklab_jupyter.kernel")
+ALERTS_ENV = BY_NAME["alerts"].env
 
 _lock = threading.Lock()
 _monitor: Monitor | None = None
@@ -38,9 +39,23 @@ def process_monitor(data_dir: str | os.PathLike[str] | None = None) -> Monitor:
         wanted: Path | None = resolve_data_dir(data_dir) if data_dir is not None else None
         if _monitor is None:
             given = {"data_dir": str(wanted)} if wanted else {}
-            resolved = resolve(given, os.environ, KERNEL, "data_dir argument")
+            environ = dict(os.environ)
+            alerts_off = False
+            try:
+                resolved = resolve(given, environ, KERNEL, "data_dir argument")
+            except ValueError as exc:
+                if not str(exc).startswith(ALERTS_ENV):
+                    raise
+                # Alert rules that do not parse leave alerts off here, as rules with bad
+                # values do (startup.prepare): a kernel's monitoring must not fail on them.
+                log.warning("tracklab: alerts off in this kernel: %s", exc)
+                environ.pop(ALERTS_ENV)
+                alerts_off = True
+                resolved = resolve(given, environ, KERNEL, "data_dir argument")
             prepared = prepare(resolved, "TRACKLAB_* environment", serving=False,
                                bad_alerts="warn")
+            if alerts_off:
+                prepared.alerts = None
             _monitor = prepared.monitor
             threading.Thread(target=_start, args=(prepared,), name="tracklab-kernel-start",
                              daemon=True).start()
