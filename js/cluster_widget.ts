@@ -118,6 +118,8 @@ class ClusterView {
   #chart = svg("tlc-chart", 600, 100, KINDS);
   #rows = new Map<string, Row>();
   #nodes = new Map<string, NodeInfo>();
+  /** Each node's place in the latest cluster/info. */
+  #rank = new Map<string, number>();
   #series = new Map<string, Series>();
   #order: string[] = [];
   #window = 300;
@@ -197,6 +199,7 @@ class ClusterView {
 
   #onInfo(c: ClusterInfo, hint?: string | null): void {
     c = c ?? {};
+    this.#rank = new Map((c.nodes ?? []).map((n, i) => [n.node, i]));
     for (const n of c.nodes ?? []) {
       this.#nodes.set(n.node, { ...this.#nodes.get(n.node), ...n });
       this.#row(n.node);
@@ -252,7 +255,7 @@ class ClusterView {
     this.#schedule();
   }
 
-  /** The row of `name` (created on first sight, in the order nodes were seen). */
+  /** The row of `name` (created on first sight; #arrange puts it in its place). */
   #row(name: string): Row {
     let r = this.#rows.get(name);
     if (r) return r;
@@ -340,9 +343,25 @@ class ClusterView {
         sp.value.textContent = c === 2 && !hasGpu ? MISSING : formatPct(s ? last(s.v[c]) : NaN);
       });
     }
+    this.#arrange();
     if (this.#select.value !== sel) this.#select.value = sel;
     this.#drawDetail(sel, t0, span);
   };
+
+  /** Rows in cluster/info's order (this host first, then by name), whichever node's
+   *  samples came first; nodes info does not list yet keep the order they came in. */
+  #arrange(): void {
+    const rank = (n: string) => this.#rank.get(n) ?? this.#rank.size + this.#order.indexOf(n);
+    const want = [...this.#rows.keys()].sort((a, b) => rank(a) - rank(b));
+    if (want.every((n, i) => n === this.#order[i])) return;
+    this.#order = want;
+    const options = new Map([...this.#select.options].map((o) => [o.value, o]));
+    for (const n of want) {
+      this.#table.append(this.#rows.get(n)!.el);
+      const option = options.get(n);
+      if (option) this.#select.append(option);
+    }
+  }
 
   #drawDetail(name: string, t0: number, span: number): void {
     const d = this.#detail;

@@ -1,4 +1,4 @@
-// The one base of the sidebar's sections (runs, cluster, kernels): the shape they share.
+// The one base of the sidebar's sections (host, runs, cluster, kernels): the shape they share.
 // A section has an element and the API; the panel resumes it when it shows and pauses it
 // when it hides. Paused, a section has no timers (pause clears every timer it made through
 // `every`/`later`) and drops answers to requests made before (`visit` and `nextLoad`).
