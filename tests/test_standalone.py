@@ -26,13 +26,15 @@ TOKEN = "s3cret-test-token"
 
 
 class Server:
-    def __init__(self, proc: subprocess.Popen, port: int, lines: list[str]) -> None:
+    def __init__(self, proc: subprocess.Popen, port: int, lines: list[str],
+                 scheme: str = "http") -> None:
         self.proc = proc
         self.port = port
         self.lines = lines
+        self.scheme = scheme
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def get(self, path: str, token: str | None = TOKEN, header: bool = True):
         url = self.url(path)
@@ -63,9 +65,9 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
         if not line:
             break
         lines.append(line)
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        match = re.search(r"(https?)://127\.0\.0\.1:(\d+)/", line)
         if match:
-            return Server(proc, int(match.group(1)), lines)
+            return Server(proc, int(match.group(2)), lines, match.group(1))
     proc.kill()
     raise AssertionError("server did not start:\n" + "".join(lines))
 

@@ -40,8 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = "DEBUG" if args.verbose else os.environ.get("TRACKLAB_LOG_LEVEL", "WARNING")
-    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    level = "DEBUG" if args.verbose else os.environ.get("TRACKLAB_LOG_LEVEL", "").strip()
+    if not isinstance(logging.getLevelName(level.upper() or "WARNING"), int):
+        print(f"tracklab-jupyter: TRACKLAB_LOG_LEVEL: unknown log level {level[:40]!r} "
+              "(DEBUG, INFO, WARNING, ERROR); using WARNING", file=sys.stderr)
+        level = ""
+    logging.basicConfig(level=level.upper() or "WARNING",
+                        format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -43,11 +43,13 @@ class Setting:
     low_open: bool = False
     unit: str = ""
     where: tuple[str, ...] = EVERYWHERE
+    #: The command-line option when it is not the name's (``--log-level``).
+    flag: str = ""
 
     @property
     def option(self) -> str:
         """The command-line option: ``--retention-days``."""
-        return "--" + self.name.replace("_", "-")
+        return self.flag or "--" + self.name.replace("_", "-")
 
     def bounds_text(self) -> str:
         """The accepted range in words, or ''."""
@@ -130,7 +132,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Samples kept in memory for live readers while the store cannot be written.",
             low=1, where=(JUPYTER, SERVE)),
     Setting("log_level_name", "str", "", "Log level of tracklab's own loggers (DEBUG, INFO, "
-            "WARNING, ...).", env="TRACKLAB_LOG_LEVEL", where=(JUPYTER,)),
+            "WARNING, ...); serve's --verbose is DEBUG.", env="TRACKLAB_LOG_LEVEL",
+            where=(JUPYTER, SERVE), flag="--log-level"),
     Setting("cluster", "str", "local",
             "Nodes to monitor besides this host: 'local' (this host alone), "
             "'dask://HOST:PORT' (a Dask scheduler), 'ray:auto' or 'ray://HOST:PORT'.",
@@ -147,6 +150,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("alerts", "dict", {},
             "Alert rules, by name, each a dict of its settings; {'memory': {'enabled': "
             "False}} turns one off. See docs/ALERTS.md.", env="TRACKLAB_ALERTS"),
+    # The standalone server in production (docs/DEPLOY.md).
+    Setting("certfile", "str", "",
+            "PEM certificate (chain) to serve HTTPS with; needs keyfile.",
+            env="TRACKLAB_CERTFILE", where=(SERVE,)),
+    Setting("keyfile", "str", "", "PEM private key of certfile (not encrypted).",
+            env="TRACKLAB_KEYFILE", where=(SERVE,)),
+    Setting("hsts_seconds", "int", 0,
+            "Strict-Transport-Security max-age sent over HTTPS; 0: no HSTS header.",
+            low=0, unit="seconds", where=(SERVE,)),
+    Setting("allow_origin", "list", [],
+            "Browser origins allowed cross-origin (CORS and the WebSocket), such as "
+            "https://dash.example.org; an entry starting with ^ is a regular expression "
+            "matched against the whole origin, * allows any. Empty: same-origin only.",
+            env="TRACKLAB_ALLOW_ORIGIN", where=(SERVE,)),
+    Setting("read_token", "str", "",
+            "A second token that may read (GET, WebSocket, /metrics) but not edit or delete "
+            "runs (403). Never logged.", env="TRACKLAB_READ_TOKEN", where=(SERVE,)),
+    Setting("read_only", "bool", False,
+            "Refuse every edit (PATCH, DELETE) whatever the token.", where=(SERVE,)),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
