@@ -78,12 +78,18 @@ def stop_server(server: Server) -> str:
     return "".join(server.lines) + (out or "")
 
 
-@pytest.fixture
-def server(tmp_path) -> Iterator[Server]:
-    srv = start_server(tmp_path / "data", "--token", TOKEN)
+def running_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None
+                   ) -> Iterator[Server]:
+    """For fixtures: a started server, stopped afterwards if it still runs."""
+    srv = start_server(data_dir, *extra, env=env)
     yield srv
     if srv.proc.poll() is None:
         stop_server(srv)
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[Server]:
+    yield from running_server(tmp_path / "data", "--token", TOKEN)
 
 
 def wait_metrics(server: Server) -> dict:

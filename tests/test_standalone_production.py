@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_standalone import TOKEN, Server, start_server, stop_server, wait_metrics
+from test_standalone import TOKEN, Server, running_server, start_server, stop_server, wait_metrics
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -110,19 +110,13 @@ def route_paths() -> list[tuple[str, list[str]]]:
 
 @pytest.fixture
 def cors_server(tmp_path) -> Iterator[Server]:
-    srv = start_server(tmp_path / "data", "--token", TOKEN, "--allow-origin", ALLOWED,
-                       env={"TRACKLAB_READ_TOKEN": READ})
-    yield srv
-    if srv.proc.poll() is None:
-        stop_server(srv)
+    yield from running_server(tmp_path / "data", "--token", TOKEN, "--allow-origin", ALLOWED,
+                              env={"TRACKLAB_READ_TOKEN": READ})
 
 
 @pytest.fixture
 def plain_server(tmp_path) -> Iterator[Server]:
-    srv = start_server(tmp_path / "data", "--token", TOKEN)
-    yield srv
-    if srv.proc.poll() is None:
-        stop_server(srv)
+    yield from running_server(tmp_path / "data", "--token", TOKEN)
 
 
 # -- HTTPS ------------------------------------------------------------------------------------
