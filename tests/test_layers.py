@@ -19,10 +19,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "tracklab_jupyter.collectors", "tracklab_jupyter.accelerators")),
     ("sampling", ("tracklab_jupyter.sampler",)),
     ("storage", ("tracklab_jupyter.store", "tracklab_jupyter.snapshot")),
-    ("services: recorder, history, kernels, cluster, alerts, run records", (
+    ("services: recorder, history, kernels, cluster, alerts, run records, doctor", (
         "tracklab_jupyter.recorder", "tracklab_jupyter.system_history",
         "tracklab_jupyter.kernels", "tracklab_jupyter.cluster", "tracklab_jupyter.alerts",
-        "tracklab_jupyter.runs")),
+        "tracklab_jupyter.runs", "tracklab_jupyter.doctor")),
     ("the monitor and its start-up", (
         "tracklab_jupyter.monitor", "tracklab_jupyter.process_monitor",
         "tracklab_jupyter.startup")),

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from tracklab_jupyter._version import __version__
 
 # Modules under tracklab_jupyter.commands, in the order they appear in --help.
-COMMANDS = ("snapshot", "record", "history", "serve", "docs")
+COMMANDS = ("snapshot", "record", "history", "serve", "doctor", "docs")
 
 
 def build_parser() -> argparse.ArgumentParser:

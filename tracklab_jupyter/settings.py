@@ -272,10 +272,14 @@ def _env_default(setting: Setting) -> Any:
     return default(setting.name)(read)
 
 
-def add_arguments(parser: Any, where: str = SERVE, skip: tuple[str, ...] = ()) -> None:
-    """One ``--option`` per setting that applies to ``where`` (default None: not given)."""
+def add_arguments(parser: Any, where: str = SERVE, skip: tuple[str, ...] = (),
+                  only: tuple[str, ...] | None = None) -> None:
+    """One ``--option`` per setting that applies to ``where`` (default None: not given);
+    ``only`` limits them to the settings it names."""
     for setting in SETTINGS:
         if where not in setting.where or setting.name in skip:
+            continue
+        if only is not None and setting.name not in only:
             continue
         env = f"; env {setting.env}" if setting.env else ""
         default = f" (default: {_shown(setting.default)}{env})"

@@ -24,6 +24,7 @@ from tracklab_jupyter.monitor import Monitor
 from tracklab_jupyter.prometheus.exposition import TooManySeries, render_pieces
 from tracklab_jupyter.prometheus.view import scrape_view
 from tracklab_jupyter.server import history_api
+from tracklab_jupyter.server.diagnosis import running_diagnosis
 from tracklab_jupyter.server.endpoint import ApiError, Endpoint, Reply, Request, json_response
 from tracklab_jupyter.server.history_api import Query
 from tracklab_jupyter.server.limits import Limits, clip
@@ -149,7 +150,17 @@ def cluster_metrics(request: Request) -> Reply:
 
 
 def health(request: Request) -> Reply:
-    return Reply(request.monitor.health())
+    body = request.monitor.health()
+    if request.args["full"] == "1":  # on a thread: the endpoint is blocking then
+        body["doctor"] = running_diagnosis(request.monitor)
+    return Reply(body)
+
+
+def _health_params(limits: Limits) -> tuple[Param, ...]:
+    return (enum_param("full", "1 adds `doctor`: the checks of `tracklab-jupyter doctor` "
+                       "that apply to a running server (accelerators, data dir, the "
+                       "installed Jupyter pieces, the sampler), each with a fix; it takes "
+                       "up to a few seconds and runs off the event loop", ("0", "1"), "0"),)
 
 
 def _history_params(limits: Limits) -> tuple[Param, ...]:
@@ -256,8 +267,9 @@ SYSTEM_ENDPOINTS: tuple[Endpoint, ...] = (
              blocking=True, errors=(404, 413)),
     Endpoint("api/events", events, "Hardware changes and other events, oldest first",
              json_response("Events"), _events_params, blocking=True),
-    Endpoint("api/health", health, "Sampler, store and version status",
-             json_response("Health")),
+    Endpoint("api/health", health, "Sampler, store and version status; with full=1 the "
+             "doctor's checks too", json_response("Health"), _health_params,
+             blocking_when="full"),
     Endpoint("metrics", prometheus,
              "The latest values of every node in the Prometheus text format, or OpenMetrics "
              "when Accept asks for application/openmetrics-text",

@@ -83,6 +83,8 @@ class Endpoint:
     #: Reads SQLite: run in a thread, never on the event loop (the reply is encoded there
     #: too).
     blocking: bool = False
+    #: A parameter that, when "1", makes one call blocking (``api/health?full=1``).
+    blocking_when: str = ""
     #: Status codes it may answer besides 200 and the ones every endpoint has.
     errors: tuple[int, ...] = ()
     #: JSON Schema of the request body (PATCH).

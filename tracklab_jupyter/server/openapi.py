@@ -194,7 +194,26 @@ SCHEMAS: dict[str, Any] = {
                                           "description": "null in a reader (another "
                                                          "process records)"},
                               "versions": {"type": "object",
-                                           "additionalProperties": {"type": ["string", "null"]}}}},
+                                           "additionalProperties": {"type": ["string", "null"]}},
+                              "doctor": _ref("Doctor")}},
+    "Doctor": {"type": "object", "description": "With full=1: what `tracklab-jupyter doctor "
+               "--json` prints, for the checks that apply to a running server.",
+               "required": ["status", "exit_code", "counts", "checks"],
+               "properties": {
+                   "status": {"enum": ["ok", "warning", "problem"]},
+                   "exit_code": {"type": "integer", "minimum": 0, "maximum": 2},
+                   "version": {"type": "string"}, "time": {"type": "number"},
+                   "took_s": {"type": "number"},
+                   "counts": {"type": "object",
+                              "additionalProperties": {"type": "integer"}},
+                   "checks": {"type": "array", "items": {
+                       "type": "object",
+                       "required": ["section", "check", "status", "found", "fix"],
+                       "properties": {
+                           "section": {"type": "string"}, "check": {"type": "string"},
+                           "status": {"enum": ["ok", "warning", "problem", "skipped"]},
+                           "found": {"type": "string"}, "fix": {"type": "string"},
+                           "details": {"type": "object"}}}}}},
     # Runs (docs/RUNS.md)
     "Project": {"type": "object",
                 "required": ["name", "created", "runs", "running", "states", "last_start"],

@@ -99,7 +99,9 @@ class EndpointMixin:
                            b"".join(getattr(self, "_body", [])), headers)
             # Many long globs take a regex compile of up to a second: on the compile thread.
             heavy = sum(map(len, args.get("metrics") or ())) > INLINE_PATTERN_CHARS
-            if endpoint.blocking or heavy:
+            blocking = endpoint.blocking or (
+                bool(endpoint.blocking_when) and args.get(endpoint.blocking_when) == "1")
+            if blocking or heavy:
                 loop = asyncio.get_running_loop()
                 reply = await loop.run_in_executor(compiler() if heavy else None, _answer,
                                                    endpoint, call)
