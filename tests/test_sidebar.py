@@ -179,3 +179,41 @@ def test_insert_monitor_cell_from_the_command_palette(lab_under_prefix, browser)
     inserted = cells.nth(1).inner_text()
     assert "import tracklab" in inserted and "tracklab.widget()" in inserted, inserted
     page.close()
+
+
+def test_diagnose_shows_the_doctors_findings_with_their_fixes(lab_under_prefix, browser):
+    """The health line's Diagnose button runs the server's checks (health?full=1) and lists
+    them in a dialog: the replayed H200s, the data dir, the running extension, the sampler."""
+    base, tmp_path = lab_under_prefix
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "full=1" in r.url else None)
+    page.goto(f"{base}lab?token={TOKEN}")
+    open_side_panel(page, "tracklab-monitor", "#tracklab-monitor .tl-sideroot[data-state=live]")
+    button = page.locator("#tracklab-monitor .tl-health button.tl-diagnose")
+    button.click()
+    dialog = page.locator(".jp-Dialog .tl-diagnosis")
+    try:
+        dialog.wait_for(timeout=30_000)
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failed.png"))
+        raise
+    assert asked and asked[0].startswith(f"{base}tracklab/api/health?")
+    sections = dialog.locator(".tl-diagnosis-section").all_inner_texts()
+    assert [s.lower() for s in sections] == ["accelerators", "data dir", "jupyter", "sampler"]
+    nvidia = dialog.locator('.tl-finding[data-check="nvidia"]')
+    assert nvidia.get_attribute("data-status") == "ok"
+    assert "2 NVIDIA devices (NVIDIA H200)" in nvidia.inner_text()
+    ext = dialog.locator('.tl-finding[data-check="server extension"]')
+    assert "running in this server" in ext.inner_text()
+    # every warning or problem shows its fix, and its status in words beside the mark
+    for item in dialog.locator('.tl-finding[data-status="warning"], '
+                               '.tl-finding[data-status="problem"]').all():
+        assert item.locator(".tl-finding-fix code").inner_text().strip()
+        assert item.locator(".tl-finding-status").inner_text().lower() in ("warning", "problem")
+    headline = dialog.locator(".tl-diagnosis-headline").inner_text()
+    assert re.search(r"\d+ ok, \d+ warnings, \d+ problems", headline), headline
+    page.screenshot(path=str(tmp_path / "diagnose.png"))
+    page.locator(".jp-Dialog button", has_text="Close").click()
+    dialog.wait_for(state="detached", timeout=10_000)
+    assert button.is_enabled() and button.inner_text() == "Diagnose"

@@ -11,6 +11,7 @@ import { Dashboard, finite, formatBytes, formatClock, h, matchesAny, type Batch,
 import { buildHostPanels } from "../../js/host_panels";
 import type { Api } from "./api";
 import type { ClusterNode } from "./cluster";
+import { diagnoseButton } from "./diagnose";
 import { Section, type Frame } from "./section";
 
 /** How often the recorder's health line is read (ms). */
@@ -103,8 +104,9 @@ export interface HostSectionOptions {
 export class HostSection extends Section {
   /** The facts of the node shown. */
   readonly summary: HTMLElement;
-  /** The recorder's health line. */
+  /** The recorder's health line, with the Diagnose button. */
   readonly health: HTMLElement;
+  #healthText: HTMLElement;
   /** The newest hardware event (for the panel's header). */
   readonly event: HTMLElement;
   #opts: HostSectionOptions;
@@ -123,6 +125,8 @@ export class HostSection extends Section {
     this.#opts = opts;
     this.summary = h("div", "tl-summary", { "data-field": "summary" }, "loading system info…");
     this.health = h("div", "tl-health", { "data-field": "health" });
+    this.#healthText = h("span", "tl-health-text");
+    this.health.append(this.#healthText, diagnoseButton(api));
     this.event = h("span", "tl-event", { "data-field": "event" });
     this.event.hidden = true;
   }
@@ -267,11 +271,11 @@ export class HostSection extends Section {
       const hl = await this.api.get<any>("health");
       const age = finite(hl.last_sample_age_s) ? `${hl.last_sample_age_s.toFixed(1)} s ago` : "no sample yet";
       const size = hl.store?.size_bytes != null ? ` · store ${formatBytes(hl.store.size_bytes)}` : "";
-      this.health.textContent = `recorder: ${hl.status} · ${hl.role} · last sample ${age}${size}`;
+      this.#healthText.textContent = `recorder: ${hl.status} · ${hl.role} · last sample ${age}${size}`;
       this.health.setAttribute("data-status", String(hl.status));
-      this.health.title = hl.error ? String(hl.error) : (hl.store?.path ?? "");
+      this.#healthText.title = hl.error ? String(hl.error) : (hl.store?.path ?? "");
     } catch (e) {
-      this.health.textContent = `recorder: unknown (${(e as Error).message})`;
+      this.#healthText.textContent = `recorder: unknown (${(e as Error).message})`;
       this.health.setAttribute("data-status", "unknown");
     }
   }

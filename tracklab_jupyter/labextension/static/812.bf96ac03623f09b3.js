@@ -1,4 +1,4 @@
-"use strict";(self.rspackChunktracklab_jupyter=self.rspackChunktracklab_jupyter||[]).push([[812],{920(e,t,r){var l=r(601),o=r.n(l),a=r(314),n=(r.n(a))()(o());n.push([e.id,`/* ../js/node_modules/uplot/dist/uPlot.min.css */
+"use strict";(self.rspackChunktracklab_jupyter=self.rspackChunktracklab_jupyter||[]).push([[812],{920(t,e,r){var o=r(601),l=r.n(o),a=r(314),n=(r.n(a))()(l());n.push([t.id,`/* ../js/node_modules/uplot/dist/uPlot.min.css */
 .uplot,
 .uplot *,
 .uplot *::before,
@@ -460,6 +460,97 @@ body[data-jp-theme-light=false] .tl-theme {
 .tl-health[data-status=degraded],
 .tl-health[data-status=unknown] {
   color: var(--tl-warn);
+}
+.tl-health {
+  display: flex;
+  align-items: center;
+  gap: 6px;
+  flex-wrap: wrap;
+}
+.tl-diagnose {
+  font-size: 11px;
+  padding: 0 6px;
+  margin-left: auto;
+  cursor: pointer;
+  color: var(--jp-ui-font-color1);
+  background: var(--jp-layout-color2);
+  border: 1px solid var(--jp-border-color1);
+  border-radius: 3px;
+}
+.tl-diagnose:disabled {
+  cursor: progress;
+  opacity: 0.7;
+}
+.tl-diagnosis {
+  font-size: var(--jp-ui-font-size1);
+  max-width: 720px;
+  color: var(--jp-ui-font-color1);
+}
+.tl-diagnosis-headline {
+  font-weight: 600;
+  margin: 0 0 6px;
+}
+.tl-diagnosis-section {
+  font-size: var(--jp-ui-font-size1);
+  margin: 10px 0 2px;
+  text-transform: capitalize;
+}
+.tl-diagnosis-list {
+  list-style: none;
+  margin: 0;
+  padding: 0;
+}
+.tl-finding {
+  padding: 2px 0;
+}
+.tl-finding-line {
+  display: flex;
+  gap: 6px;
+  align-items: baseline;
+}
+.tl-finding-mark {
+  width: 1em;
+  flex: none;
+  text-align: center;
+}
+.tl-finding-status {
+  flex: none;
+  font-size: 10px;
+  text-transform: uppercase;
+  color: var(--jp-ui-font-color2);
+  min-width: 5.5em;
+}
+.tl-finding-check {
+  flex: none;
+  font-weight: 600;
+}
+.tl-finding-found {
+  overflow-wrap: anywhere;
+}
+.tl-finding[data-status=ok] .tl-finding-mark {
+  color: var(--jp-success-color1);
+}
+.tl-finding[data-status=warning] .tl-finding-mark,
+.tl-finding[data-status=warning] .tl-finding-status {
+  color: var(--jp-warn-color1);
+}
+.tl-finding[data-status=problem] .tl-finding-mark,
+.tl-finding[data-status=problem] .tl-finding-status {
+  color: var(--jp-error-color1);
+}
+.tl-finding[data-status=skipped] {
+  color: var(--jp-ui-font-color2);
+}
+.tl-finding-fix {
+  margin: 1px 0 2px calc(1em + 6px);
+  font-size: 11px;
+  color: var(--jp-ui-font-color2);
+  overflow-wrap: anywhere;
+}
+.tl-finding-fix code {
+  font-family: var(--jp-code-font-family);
+  color: var(--jp-ui-font-color1);
+  white-space: pre-wrap;
 }
 .tl-side .tl-grid {
   display: flex;
@@ -1032,4 +1123,4 @@ body[data-jp-theme-light=false] .tl-theme {
     transition: none;
   }
 }
-`,""]),r.d(t,{},{A:n})},314(e){e.exports=function(e){var t=[];return t.toString=function(){return this.map(function(t){var r="",l=void 0!==t[5];return t[4]&&(r+="@supports (".concat(t[4],") {")),t[2]&&(r+="@media ".concat(t[2]," {")),l&&(r+="@layer".concat(t[5].length>0?" ".concat(t[5]):""," {")),r+=e(t),l&&(r+="}"),t[2]&&(r+="}"),t[4]&&(r+="}"),r}).join("")},t.i=function(e,r,l,o,a){"string"==typeof e&&(e=[[null,e,void 0]]);var n={};if(l)for(var i=0;i<this.length;i++){var d=this[i][0];null!=d&&(n[d]=!0)}for(var s=0;s<e.length;s++){var p=[].concat(e[s]);l&&n[p[0]]||(void 0!==a&&(void 0===p[5]||(p[1]="@layer".concat(p[5].length>0?" ".concat(p[5]):""," {").concat(p[1],"}")),p[5]=a),r&&(p[2]&&(p[1]="@media ".concat(p[2]," {").concat(p[1],"}")),p[2]=r),o&&(p[4]?(p[1]="@supports (".concat(p[4],") {").concat(p[1],"}"),p[4]=o):p[4]="".concat(o)),t.push(p))}},t}},601(e){e.exports=function(e){return e[1]}},495(e,t,r){r.r(t);var l=r(72),o=r.n(l),a=r(825),n=r.n(a),i=r(659),d=r.n(i),s=r(56),p=r.n(s),c=r(540),u=r.n(c),f=r(113),g=r.n(f),v=r(920),h={};h.styleTagTransform=g(),h.setAttributes=p(),h.insert=d().bind(null,"head"),h.domAPI=n(),h.insertStyleElement=u(),o()(v.A,h);let m=v.A&&v.A.locals?v.A.locals:void 0;r.d(t,{},{default:m})},72(e){var t=[];function r(e){for(var r=-1,l=0;l<t.length;l++)if(t[l].identifier===e){r=l;break}return r}function l(e,l){for(var o={},a=[],n=0;n<e.length;n++){var i=e[n],d=l.base?i[0]+l.base:i[0],s=o[d]||0,p="".concat(d," ").concat(s);o[d]=s+1;var c=r(p),u={css:i[1],media:i[2],sourceMap:i[3],supports:i[4],layer:i[5]};if(-1!==c)t[c].references++,t[c].updater(u);else{var f=function(e,t){var r=t.domAPI(t);return r.update(e),function(t){t?(t.css!==e.css||t.media!==e.media||t.sourceMap!==e.sourceMap||t.supports!==e.supports||t.layer!==e.layer)&&r.update(e=t):r.remove()}}(u,l);l.byIndex=n,t.splice(n,0,{identifier:p,updater:f,references:1})}a.push(p)}return a}e.exports=function(e,o){var a=l(e=e||[],o=o||{});return function(e){e=e||[];for(var n=0;n<a.length;n++){var i=r(a[n]);t[i].references--}for(var d=l(e,o),s=0;s<a.length;s++){var p=r(a[s]);0===t[p].references&&(t[p].updater(),t.splice(p,1))}a=d}}},659(e){var t={};e.exports=function(e,r){var l=function(e){if(void 0===t[e]){var r=document.querySelector(e);if(window.HTMLIFrameElement&&r instanceof window.HTMLIFrameElement)try{r=r.contentDocument.head}catch(e){r=null}t[e]=r}return t[e]}(e);if(!l)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");l.appendChild(r)}},540(e){e.exports=function(e){var t=document.createElement("style");return e.setAttributes(t,e.attributes),e.insert(t,e.options),t}},56(e,t,r){e.exports=function(e){var t=r.nc;t&&e.setAttribute("nonce",t)}},825(e){e.exports=function(e){if("u"<typeof document)return{update:function(){},remove:function(){}};var t=e.insertStyleElement(e);return{update:function(r){var l,o,a;l="",r.supports&&(l+="@supports (".concat(r.supports,") {")),r.media&&(l+="@media ".concat(r.media," {")),(o=void 0!==r.layer)&&(l+="@layer".concat(r.layer.length>0?" ".concat(r.layer):""," {")),l+=r.css,o&&(l+="}"),r.media&&(l+="}"),r.supports&&(l+="}"),(a=r.sourceMap)&&"u">typeof btoa&&(l+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(a))))," */")),e.styleTagTransform(l,t,e.options)},remove:function(){var e;null===(e=t).parentNode||e.parentNode.removeChild(e)}}}},113(e){e.exports=function(e,t){if(t.styleSheet)t.styleSheet.cssText=e;else{for(;t.firstChild;)t.removeChild(t.firstChild);t.appendChild(document.createTextNode(e))}}}}]);
+`,""]),r.d(e,{},{A:n})},314(t){t.exports=function(t){var e=[];return e.toString=function(){return this.map(function(e){var r="",o=void 0!==e[5];return e[4]&&(r+="@supports (".concat(e[4],") {")),e[2]&&(r+="@media ".concat(e[2]," {")),o&&(r+="@layer".concat(e[5].length>0?" ".concat(e[5]):""," {")),r+=t(e),o&&(r+="}"),e[2]&&(r+="}"),e[4]&&(r+="}"),r}).join("")},e.i=function(t,r,o,l,a){"string"==typeof t&&(t=[[null,t,void 0]]);var n={};if(o)for(var i=0;i<this.length;i++){var d=this[i][0];null!=d&&(n[d]=!0)}for(var s=0;s<t.length;s++){var p=[].concat(t[s]);o&&n[p[0]]||(void 0!==a&&(void 0===p[5]||(p[1]="@layer".concat(p[5].length>0?" ".concat(p[5]):""," {").concat(p[1],"}")),p[5]=a),r&&(p[2]&&(p[1]="@media ".concat(p[2]," {").concat(p[1],"}")),p[2]=r),l&&(p[4]?(p[1]="@supports (".concat(p[4],") {").concat(p[1],"}"),p[4]=l):p[4]="".concat(l)),e.push(p))}},e}},601(t){t.exports=function(t){return t[1]}},495(t,e,r){r.r(e);var o=r(72),l=r.n(o),a=r(825),n=r.n(a),i=r(659),d=r.n(i),s=r(56),p=r.n(s),c=r(540),u=r.n(c),f=r(113),g=r.n(f),v=r(920),h={};h.styleTagTransform=g(),h.setAttributes=p(),h.insert=d().bind(null,"head"),h.domAPI=n(),h.insertStyleElement=u(),l()(v.A,h);let m=v.A&&v.A.locals?v.A.locals:void 0;r.d(e,{},{default:m})},72(t){var e=[];function r(t){for(var r=-1,o=0;o<e.length;o++)if(e[o].identifier===t){r=o;break}return r}function o(t,o){for(var l={},a=[],n=0;n<t.length;n++){var i=t[n],d=o.base?i[0]+o.base:i[0],s=l[d]||0,p="".concat(d," ").concat(s);l[d]=s+1;var c=r(p),u={css:i[1],media:i[2],sourceMap:i[3],supports:i[4],layer:i[5]};if(-1!==c)e[c].references++,e[c].updater(u);else{var f=function(t,e){var r=e.domAPI(e);return r.update(t),function(e){e?(e.css!==t.css||e.media!==t.media||e.sourceMap!==t.sourceMap||e.supports!==t.supports||e.layer!==t.layer)&&r.update(t=e):r.remove()}}(u,o);o.byIndex=n,e.splice(n,0,{identifier:p,updater:f,references:1})}a.push(p)}return a}t.exports=function(t,l){var a=o(t=t||[],l=l||{});return function(t){t=t||[];for(var n=0;n<a.length;n++){var i=r(a[n]);e[i].references--}for(var d=o(t,l),s=0;s<a.length;s++){var p=r(a[s]);0===e[p].references&&(e[p].updater(),e.splice(p,1))}a=d}}},659(t){var e={};t.exports=function(t,r){var o=function(t){if(void 0===e[t]){var r=document.querySelector(t);if(window.HTMLIFrameElement&&r instanceof window.HTMLIFrameElement)try{r=r.contentDocument.head}catch(t){r=null}e[t]=r}return e[t]}(t);if(!o)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");o.appendChild(r)}},540(t){t.exports=function(t){var e=document.createElement("style");return t.setAttributes(e,t.attributes),t.insert(e,t.options),e}},56(t,e,r){t.exports=function(t){var e=r.nc;e&&t.setAttribute("nonce",e)}},825(t){t.exports=function(t){if("u"<typeof document)return{update:function(){},remove:function(){}};var e=t.insertStyleElement(t);return{update:function(r){var o,l,a;o="",r.supports&&(o+="@supports (".concat(r.supports,") {")),r.media&&(o+="@media ".concat(r.media," {")),(l=void 0!==r.layer)&&(o+="@layer".concat(r.layer.length>0?" ".concat(r.layer):""," {")),o+=r.css,l&&(o+="}"),r.media&&(o+="}"),r.supports&&(o+="}"),(a=r.sourceMap)&&"u">typeof btoa&&(o+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(a))))," */")),t.styleTagTransform(o,e,t.options)},remove:function(){var t;null===(t=e).parentNode||t.parentNode.removeChild(t)}}}},113(t){t.exports=function(t,e){if(e.styleSheet)e.styleSheet.cssText=t;else{for(;e.firstChild;)e.removeChild(e.firstChild);e.appendChild(document.createTextNode(t))}}}}]);
