@@ -71,9 +71,10 @@ def _slow(collector: Collector) -> Finding:
     took = (time.perf_counter() - wall0) * 1e3
     names = sorted({_field(n) for n in (*reading.gauges, *reading.counters)})
     moved = moved_fields(collector)
-    found = (f"{collector.name}: {', '.join(names[:8]) or 'nothing'}"
-             f"{' ...' if len(names) > 8 else ''} read every {collector.slow_interval:g} s "
-             f"on its own thread ({took:.1f} ms)")
+    what = (f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''} read" if names
+            else "a slow read, with nothing to give on this machine,")
+    found = (f"{collector.name}: {what} every {collector.slow_interval:g} s on its own "
+             f"thread ({took:.1f} ms)")
     if moved:
         found += f"; moved there after repeated slow calls: {', '.join(moved)}"
     return ok(SECTION, "slow thread", found, read_ms=round(took, 3), moved=moved)
