@@ -180,6 +180,16 @@ def test_second_server_on_the_same_data_dir_reads_instead_of_sampling(tmp_path):
         # the reader still serves live samples, from the recorder's store
         sample = wait_metrics(second)
         assert time.time() - sample["time"] < 5
+        # its doctor names the recorder, and says what it cannot check from here
+        full = json.loads(second.get("/api/health?full=1")[2])
+        jsonschema.Draft202012Validator({"$ref": "#/components/schemas/Health",
+                                         **openapi_dict("")}).validate(full)
+        checks = {c["check"]: c for c in full["doctor"]["checks"]}
+        assert f"held by pid {first.proc.pid} " in checks["recorder lock"]["found"]
+        assert checks["cost"]["status"] == "skipped"
+        assert "reads what another process records" in checks["cost"]["found"]
+        assert checks["jupyter"]["status"] == "skipped"
+        assert "standalone server" in checks["jupyter"]["found"]
     finally:
         stop_server(first)
         stop_server(second)

@@ -61,10 +61,11 @@ def diagnose(options: DoctorOptions) -> Report:
 
 def diagnose_running(*, data_dir: Path, gpus: Sequence[str] | None, max_bytes: int,
                      writer: dict[str, Any] | None, sampler: dict[str, Any] | None,
-                     collectors: Sequence[Any] = ()) -> Report:
+                     collectors: Sequence[Any] = (), in_jupyter: bool = True) -> Report:
     """The checks of a running server, from its own state: its accelerators, data dir
-    (with its writer's errors), sampler figures and the installed Jupyter pieces. Blocking
-    (it opens the vendor libraries and the store): call it off the event loop."""
+    (with its writer's errors), sampler figures and the installed Jupyter pieces (not in
+    the standalone server: ``in_jupyter`` False). Blocking (it opens the vendor libraries
+    and the store): call it off the event loop."""
     from tracklab_jupyter.doctor.accelerators import accelerator_checks
     from tracklab_jupyter.doctor.data_dir import data_dir_checks
     from tracklab_jupyter.doctor.sampler import running_sampler_checks
@@ -75,9 +76,16 @@ def diagnose_running(*, data_dir: Path, gpus: Sequence[str] | None, max_bytes: i
     return run_checks([
         ("accelerators", partial(accelerator_checks, gpus)),
         ("data dir", partial(data_dir_checks, data_dir, max_bytes=max_bytes, writer=writer)),
-        ("jupyter", _installation_checks),
+        ("jupyter", _installation_checks if in_jupyter else _standalone_note),
         ("sampler", sampler_findings),
     ])
+
+
+def _standalone_note() -> list[Finding]:
+    from tracklab_jupyter.doctor.report import skipped
+
+    return [skipped("jupyter", "jupyter", "this is the standalone server; "
+                    "`tracklab-jupyter doctor` in a terminal checks the Jupyter pieces")]
 
 
 def _installation_checks() -> list[Finding]:

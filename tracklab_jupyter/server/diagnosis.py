@@ -4,6 +4,7 @@ several tabs) costs one run."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Any
@@ -15,6 +16,12 @@ from tracklab_jupyter.monitor import Monitor
 REUSE_S = 5.0
 _lock = threading.Lock()
 _last: dict[int, tuple[float, dict[str, Any]]] = {}
+
+
+def _in_jupyter() -> bool:
+    """Whether this process is a Jupyter server (the standalone server never makes one)."""
+    serverapp = sys.modules.get("jupyter_server.serverapp")
+    return serverapp is not None and serverapp.ServerApp.initialized()
 
 
 def running_diagnosis(monitor: Monitor) -> dict[str, Any]:
@@ -29,7 +36,8 @@ def running_diagnosis(monitor: Monitor) -> dict[str, Any]:
             data_dir=monitor.data_dir, gpus=monitor.config.sampler.gpus or None,
             max_bytes=monitor.config.store.max_bytes, writer=health.get("store"),
             sampler=health.get("sampler"),
-            collectors=sampler.collectors if sampler is not None else ())
+            collectors=sampler.collectors if sampler is not None else (),
+            in_jupyter=_in_jupyter())
         answer = report.to_json()
         _last.clear()  # one monitor per process in practice; never grows
         _last[id(monitor)] = (time.monotonic(), answer)
