@@ -1,6 +1,7 @@
-"""Starting a real JupyterLab for the browser tests: its own port, config dir and data dir,
-and two replayed H200s (the fake NVML shim) whose trace GPU 1 plays 25 s ahead, so its
-utilisation moves from the first second."""
+"""Starting a real JupyterLab (or Notebook 7, the same server with another front end) for
+the browser tests: its own port, config dir and data dir, and two replayed H200s (the fake
+NVML shim) whose trace GPU 1 plays 25 s ahead, so its utilisation moves from the first
+second."""
 
 from __future__ import annotations
 
@@ -26,12 +27,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# the application's own options: JupyterLab must not ask the network for news or updates
+# (Notebook 7 does neither)
+APP_ARGS: dict[str, tuple[str, ...]] = {
+    "jupyterlab": ("--LabApp.news_url=",
+                   "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"),
+    "notebook": (),
+}
+
+
 @contextmanager
 def jupyterlab(tmp_path: Path, token: str, base_url: str = "/", extra_args: Sequence[str] = (),
-               extra_env: Mapping[str, str] | None = None) -> Iterator[str]:
+               extra_env: Mapping[str, str] | None = None,
+               app: str = "jupyterlab") -> Iterator[str]:
     """Run JupyterLab rooted at ``tmp_path``; yields its URL (ending in ``base_url``).
     ``extra_args`` go at the end of its command line (e.g. ``--TrackLab.cluster=...``),
-    ``extra_env`` over its environment."""
+    ``extra_env`` over its environment; ``app="notebook"`` runs Notebook 7 instead."""
     port = free_port()
     env = {**os.environ, "TRACKLAB_DATA_DIR": str(tmp_path / "data"),
            "TRACKLAB_INTERVAL": "0.5", "TRACKLAB_FAKE_NVML_GPUS": "2",
@@ -40,11 +51,10 @@ def jupyterlab(tmp_path: Path, token: str, base_url: str = "/", extra_args: Sequ
            "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"), **(extra_env or {})}
     with open(tmp_path / "lab.log", "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+            [sys.executable, "-m", app, "--no-browser", f"--port={port}",
              "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", "--allow-root",
              f"--ServerApp.base_url={base_url}", f"--ServerApp.root_dir={tmp_path}",
-             "--LabApp.news_url=",
-             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", *extra_args],
+             *APP_ARGS[app], *extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env)
         base = f"http://127.0.0.1:{port}{base_url}"
         try:
@@ -142,3 +152,39 @@ def run_first_cell(browser, url: str, width: int = 1400, height: int = 1000):
     page.locator(".jp-Cell .jp-InputArea-editor").first.click()
     page.keyboard.press("Shift+Enter")
     return page, errors
+
+
+MONITOR_CELL = "import tracklab\ntracklab.widget(window='2m')"
+
+
+def write_monitor_notebook(path: Path, source: str = MONITOR_CELL) -> None:
+    """A one-cell notebook at ``path`` on the python3 kernel."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+
+
+def run_command(page, command: str, args: dict | None = None) -> None:
+    """Execute a JupyterLab command through ``window.jupyterapp`` (the server must run with
+    ``--LabApp.expose_app_in_browser=True``, as JupyterLab's own UI tests do)."""
+    page.wait_for_function("() => !!window.jupyterapp?.commands", timeout=60_000)
+    page.evaluate("([id, args]) => window.jupyterapp.commands.execute(id, args)",
+                  [command, args or {}])
+
+
+def points(page, selector: str) -> int:
+    """The ``data-points`` count of the widget or sidebar root at ``selector``."""
+    return int(page.locator(selector).first.get_attribute("data-points") or 0)
+
+
+def wait_for_more_points(page, selector: str, timeout_s: float = 20.0) -> None:
+    """Wait until the root at ``selector`` holds more points than now: it draws live data."""
+    before = points(page, selector)
+    deadline = time.monotonic() + timeout_s
+    while points(page, selector) <= before:
+        assert time.monotonic() < deadline, f"{selector} got no new points (stuck at {before})"
+        time.sleep(0.25)

@@ -114,7 +114,8 @@ def test_widget_and_sidebar_draw_every_vendor(mixed_lab, browser):
     widen_sidebar(page, 200)
     if os.environ.get("TRACKLAB_UPDATE_DOC_IMAGES"):
         time.sleep(8)  # longer lines for the picture
-    news = page.get_by_role("button", name="No")  # JupyterLab's news question, in the way
+    # JupyterLab's news question, in the way
+    news = page.get_by_role("button", name="No", exact=True)
     if news.count():
         news.first.click()
         news.first.wait_for(state="detached", timeout=5_000)
