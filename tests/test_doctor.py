@@ -251,6 +251,35 @@ def test_a_lock_held_while_it_names_a_dead_pid_is_a_problem(tmp_path):
                    "recorder lock")["status"] == "ok"
 
 
+def test_a_live_recorder_that_stopped_writing_is_a_problem(tmp_path):
+    data = tmp_path / "data"
+    db = make_store(data, SCHEMA_VERSION)
+    conn = sqlite3.connect(db, isolation_level=None)
+    hour_ago_ms = int((time.time() - 3600) * 1000)
+    conn.execute("INSERT INTO raw_ticks VALUES (1, ?, ?, 1, x'00')",
+                 (hour_ago_ms - 1000, hour_ago_ms))
+    conn.close()
+    lock = data / "recorder.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, json, os, socket, time\n"
+         f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT, 0o600)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "os.write(fd, json.dumps({'pid': os.getpid(), 'hostname': socket.gethostname(),"
+         " 'since': time.time()}).encode())\nprint('held', flush=True)\ntime.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, report, _ = doctor("--only", "data-dir", "--data-dir", str(data))
+    finally:
+        holder.kill()
+        holder.wait()
+    found = finding(report, "recorder lock")
+    assert code == 2 and found["status"] == "problem"
+    assert f"held by pid {holder.pid} " in found["found"]
+    assert "newest sample is 60 min old: the recorder is stuck" in found["found"]
+    assert finding(report, "newest sample")["status"] == "skipped"
+
+
 def test_a_read_only_data_dir_is_a_problem(tmp_path):
     data = tmp_path / "data"
     make_store(data, SCHEMA_VERSION)

@@ -1,6 +1,6 @@
 """The data dir checks: the directory (exists, owner-only, writable), free space against
 the store's size cap, SQLite and WAL on that filesystem, the store (opens, schema version,
-size per tier, newest sample) and the recorder lock (who holds it, and whether it lives).
+size per tier, newest sample) and the recorder lock (``recorder_lock.py``).
 
 Nothing here changes the store: it is opened read-only, and the write test uses a file of
 its own that it removes.
@@ -9,11 +9,8 @@ its own that it removes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import shutil
-import socket
 import sqlite3
 import stat
 import time
@@ -22,9 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tracklab_jupyter.doctor.report import Finding, ok, problem, skipped, warning
+from tracklab_jupyter.doctor.recorder_lock import lock_check
+from tracklab_jupyter.doctor.report import Finding, duration_words, ok, problem, skipped, warning
+from tracklab_jupyter.metrics.units import format_bytes
 from tracklab_jupyter.store.config import StoreConfig
-from tracklab_jupyter.store.paths import DB_NAME, LOCK_NAME
+from tracklab_jupyter.store.paths import DB_NAME
 
 SECTION = "data dir"
 #: Below this much free space the store cannot be trusted to take the next flush.
@@ -64,7 +63,7 @@ def data_dir_checks(data_dir: Path, *, max_bytes: int | None = None,
     out.append(_free_space(data_dir, cap, disk_usage))
     out.append(_sqlite(data_dir))
     out.extend(_store(data_dir))
-    out.append(_lock(data_dir))
+    out.append(lock_check(data_dir, STALE_SAMPLE_S))
     if writer is not None and writer.get("failing"):
         out.append(problem(SECTION, "writes", "the recorder cannot write: "
                            f"{writer.get('last_error') or 'unknown error'}; "
@@ -120,15 +119,16 @@ def _free_space(path: Path, cap: int, disk_usage: Callable[[str], Any]) -> Findi
     usage = disk_usage(str(path))
     used = _store_bytes(path)
     grow = max(0, cap - used)
-    found = (f"{_size(usage.free)} free of {_size(usage.total)}; the store uses "
-             f"{_size(used)} of its {_size(cap)} cap")
+    found = (f"{format_bytes(usage.free)} free of {format_bytes(usage.total)}; the store uses "
+             f"{format_bytes(used)} of its {format_bytes(cap)} cap")
     if usage.free < MIN_FREE_BYTES:
         return problem(SECTION, "free space", found + ": the disk is (nearly) full, new "
                        "samples wait in memory and the oldest are dropped",
                        f"free space on the filesystem of {path}, or " + _SET_DIR
                        + "on another disk")
     if usage.free < grow:
-        return warning(SECTION, "free space", found + f": the store may grow by {_size(grow)}",
+        return warning(SECTION, "free space",
+                       found + f": the store may grow by {format_bytes(grow)}",
                        "free space, or lower the store's size cap")
     return ok(SECTION, "free space", found, free=usage.free, store=used, cap=cap)
 
@@ -252,7 +252,7 @@ def _tier_sizes(conn: sqlite3.Connection, tables: set[str]) -> str:
     parts = {"raw": sizes["raw"], "1min": rollups * shares[60] // rows,
              "1h": rollups * shares[3600] // rows, "runs": sizes["runs"],
              "events": sizes["events"]}
-    return ", ".join(f"{name} {_size(size)}" for name, size in parts.items())
+    return ", ".join(f"{name} {format_bytes(size)}" for name, size in parts.items())
 
 
 def _newest(conn: sqlite3.Connection, tables: set[str]) -> Finding:
@@ -264,150 +264,7 @@ def _newest(conn: sqlite3.Connection, tables: set[str]) -> Finding:
     if not newest_ms:
         return skipped(SECTION, "newest sample", "no samples stored yet")
     age = time.time() - newest_ms / 1000
-    found = f"the newest sample is {_duration(age)} old"
+    found = f"the newest sample is {duration_words(age)} old"
     return ok(SECTION, "newest sample", found, age_s=round(age, 1)) if age < STALE_SAMPLE_S \
         else skipped(SECTION, "newest sample", found + " (judged with the recorder lock)",
                      age_s=round(age, 1))
-
-
-# -- the recorder lock -----------------------------------------------------------------
-def _lock(path: Path) -> Finding:
-    lock = path / LOCK_NAME
-    holder = _holder_file(lock)
-    named = _describe(holder)
-    kernel_pids = flock_holders(lock)
-    held = bool(kernel_pids) if kernel_pids is not None else _held(lock)
-    age = _newest_age(path)
-    if not held:
-        if holder:
-            return ok(SECTION, "recorder lock", f"free (last held by {named}); no monitor "
-                      "records here now, the next one to start takes it")
-        return ok(SECTION, "recorder lock", "free: no monitor records here now")
-    alive = _alive(holder)
-    real = f"; the kernel says pid {', '.join(map(str, kernel_pids))}" if kernel_pids else ""
-    if alive is False:
-        return problem(SECTION, "recorder lock",
-                       f"held, but the process it names ({named}) is not running{real}: a "
-                       "child that inherited the lock, or a process in another container",
-                       f"find the holder with `fuser -v {lock}` (or `lsof {lock}`) and stop "
-                       "it; the next monitor to start then records")
-    if age is not None and age > STALE_SAMPLE_S:
-        return problem(SECTION, "recorder lock",
-                       f"held by {named}, but the newest sample is {_duration(age)} old: "
-                       "the recorder is stuck", "look at that process's log, then restart "
-                       "it (its Jupyter server or tracklab-jupyter serve)")
-    state = "alive" if alive else "on another host; cannot check it from here"
-    return ok(SECTION, "recorder lock", f"held by {named} ({state})")
-
-
-def _holder_file(lock: Path) -> dict[str, Any] | None:
-    try:
-        text = lock.read_text(encoding="utf-8")
-        value = json.loads(text) if text.strip() else None
-        return value if isinstance(value, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def _describe(holder: dict[str, Any] | None) -> str:
-    if not holder:
-        return "an unknown process"
-    since = holder.get("since")
-    when = (time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since))
-            if isinstance(since, (int, float)) else "")
-    return f"pid {holder.get('pid', '?')} on {holder.get('hostname', '?')}{when}"
-
-
-def _alive(holder: dict[str, Any] | None) -> bool | None:
-    """Whether the named process runs (None: unknown, or on another host)."""
-    if not holder or holder.get("hostname") != socket.gethostname():
-        return None
-    try:
-        pid = int(holder.get("pid", 0))
-    except (TypeError, ValueError):
-        return None
-    if pid <= 0:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def flock_holders(lock: Path) -> list[int] | None:
-    """The pids holding a ``flock`` on ``lock`` per /proc/locks (Linux), without taking
-    it; None where that file cannot be read."""
-    try:
-        st = lock.stat()
-        text = Path("/proc/locks").read_text()
-    except FileNotFoundError:
-        return []
-    except OSError:
-        return None
-    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    pids = []
-    for line in text.splitlines():
-        parts = line.split()
-        # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:2312734 0 EOF" ("->" marks a waiter)
-        if "->" in parts or len(parts) < 6:
-            continue
-        if parts[1] == "FLOCK" and parts[5] == ident:
-            pids.append(int(parts[4]))
-    return pids
-
-
-def _held(lock: Path) -> bool:
-    """Whether someone holds the lock, by trying it (where /proc/locks is missing)."""
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # releases the shared lock taken above, if any
-    return False
-
-
-def _newest_age(path: Path) -> float | None:
-    from tracklab_jupyter.store.db import connect
-
-    db = path / DB_NAME
-    if not db.exists():
-        return None
-    try:
-        conn = connect(db, readonly=True)
-    except (OSError, sqlite3.Error):
-        return None
-    try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema")}
-        newest = max((conn.execute(f"SELECT max(t1) FROM {t}").fetchone()[0] or 0
-                      for t in ("tail", "minutes", "raw_ticks") if t in tables), default=0)
-    except sqlite3.Error:
-        return None
-    finally:
-        conn.close()
-    return time.time() - newest / 1000 if newest else None
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"

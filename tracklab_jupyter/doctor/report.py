@@ -56,6 +56,17 @@ def skipped(section: str, check: str, found: str, **details: Any) -> Finding:
     return Finding(section, check, SKIPPED, found, details=details)
 
 
+def duration_words(seconds: float) -> str:
+    """An age as people say it: ``45 s``, ``12 min``, ``3.5 h``, ``2.0 days``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def worst(findings: Iterable[Finding]) -> str:
     status = OK
     for finding in findings:
