@@ -87,9 +87,10 @@ def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
 
 
 def unavailable(reason: str) -> None:
-    """Skip a test whose tool is missing here; under CI=true that is a failure."""
+    """Skip a test whose tool or package is missing here; under CI=true that is a failure."""
     if IN_CI:
-        pytest.fail(f"{reason} (CI=true: browser and JS checks must run)")
+        pytest.fail(f"{reason} (CI=true: nothing the test extra and scripts/test-setup.sh "
+                    "install may be missing)")
     pytest.skip(reason)
 
 

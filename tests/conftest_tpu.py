@@ -30,6 +30,14 @@ else:
 
 __all__ = ["tpu_host", "tpu_runtime"]
 
+
+def _unavailable(reason: str) -> None:
+    """conftest.unavailable (a skip; under CI=true a failure: tpu-info is in the test extra),
+    imported when needed: conftest imports this module."""
+    from conftest import unavailable
+
+    unavailable(reason)
+
 _TPU_ENV = ("TPU_VISIBLE_CHIPS", "TPU_RUNTIME_METRICS_PORTS", "TRACKLAB_TPU_METRICS_ADDR")
 
 
@@ -37,7 +45,7 @@ _TPU_ENV = ("TPU_VISIBLE_CHIPS", "TPU_RUNTIME_METRICS_PORTS", "TRACKLAB_TPU_METR
 def tpu_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
     """A function writing a fake sysfs with TPU chips; it becomes TRACKLAB_HOST_ROOT."""
     if _MISSING:
-        pytest.skip(_MISSING)
+        _unavailable(_MISSING)
     for name in _TPU_ENV:
         monkeypatch.delenv(name, raising=False)
 
@@ -53,7 +61,7 @@ def tpu_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., P
 def tpu_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., FakeTpuRuntime]]:
     """A function starting a fake TPU runtime; TRACKLAB_TPU_METRICS_ADDR names the last."""
     if _MISSING:
-        pytest.skip(_MISSING)
+        _unavailable(_MISSING)
     started: list[FakeTpuRuntime] = []
 
     def make(recording: str = "v6e-4-static", *, start: bool = True,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
+from conftest import IN_CI
 
 from tracklab_jupyter.collectors import cgroup
 
@@ -161,7 +163,27 @@ def test_this_machine_does_not_raise() -> None:
     cg = cgroup.detect()
     limits = cgroup.limits(cg)
     assert set(limits) == {"cgroup_version", "memory_limit_bytes", "cpu_quota_cores"}
-    usage = cgroup.memory_usage_bytes(cg)
-    assert usage is None or usage >= 0
-    seconds = cgroup.cpu_usage_seconds(cg)
-    assert seconds is None or seconds > 0
+    if cg is None:  # no cgroup filesystem here (not Linux, or none mounted)
+        assert not IN_CI or not sys.platform.startswith("linux"), "CI is Linux: cgroups exist"
+        assert cgroup.memory_usage_bytes(cg) is None and cgroup.cpu_usage_seconds(cg) is None
+        return
+    assert limits["cgroup_version"] == cg.version in (1, 2)
+    # Against the kernel's own files (CPU time read around the call: it only grows).
+    current = (cg.memory / ("memory.current" if cg.version == 2 else "memory.usage_in_bytes")
+               if cg.memory is not None else None)
+    if current is not None and current.is_file():
+        usage = cgroup.memory_usage_bytes(cg)
+        # This process's memory is in its group (inactive file cache is left out).
+        assert usage is not None and usage > 0
+    else:
+        assert cgroup.memory_usage_bytes(cg) is None
+    if cg.cpuacct is not None and cg.version == 1 and (cg.cpuacct / "cpuacct.usage").is_file():
+        before = int((cg.cpuacct / "cpuacct.usage").read_text()) / 1e9
+        seconds = cgroup.cpu_usage_seconds(cg)
+        after = int((cg.cpuacct / "cpuacct.usage").read_text()) / 1e9
+        assert seconds is not None and 0 < before <= seconds <= after
+    elif cg.cpuacct is not None and cg.version == 2 and (cg.cpuacct / "cpu.stat").is_file():
+        seconds = cgroup.cpu_usage_seconds(cg)
+        assert seconds is not None and seconds > 0
+    else:
+        assert cgroup.cpu_usage_seconds(cg) is None

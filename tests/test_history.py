@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import unavailable
 
 from tracklab_jupyter.cli import main
 from tracklab_jupyter.metrics.sample import Event, Sample
@@ -232,7 +233,10 @@ def test_to_csv_and_to_parquet(store, tmp_path):
     back = pd.read_csv(tmp_path / "out.csv", index_col="time", parse_dates=True)
     assert list(back.columns) == result.metrics and len(back) == len(result)
     assert calls[-1][0] == calls[-1][1] == len(result) and len(calls) > 1
-    pytest.importorskip("pyarrow")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        unavailable("pyarrow is not installed (pip install -e '.[test]' installs it)")
     result.to_parquet(tmp_path / "out.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out.parquet"), result.to_pandas(),
                                   check_freq=False, check_column_type=False)

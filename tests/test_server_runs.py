@@ -219,11 +219,18 @@ async def test_deleting_a_running_run_conflicts_and_bad_queries_are_400(
 
 
 async def test_editing_needs_credentials(jp_fetch, tmp_path, tracklab_data_dir):
+    """No credentials but a valid XSRF pair, so that the 403 is the auth check's."""
+    from test_server_auth import xsrf_pair
+
     child, run_id = start_training(tmp_path, tracklab_data_dir, steps=3)
     await wait_exit(child)
+    cookie, header = xsrf_pair()
     for method, body in (("PATCH", '{"name": "x"}'), ("DELETE", None)):
         with pytest.raises(HTTPClientError) as info:
             await jp_fetch("tracklab", "api", "runs", run_id, method=method, body=body,
-                           headers={"Authorization": ""}, allow_nonstandard_methods=True)
+                           headers={"Authorization": "", "Cookie": f"_xsrf={cookie}",
+                                    "X-XSRFToken": header},
+                           allow_nonstandard_methods=True)
         assert info.value.code == 403
+        assert b"xsrf" not in info.value.response.body.lower(), method
     assert (await get_json(jp_fetch, "runs", run_id))["name"] == "run-1"

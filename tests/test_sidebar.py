@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -93,7 +94,10 @@ def test_sidebar_shows_live_data_under_a_base_url(lab_under_prefix, browser):
     assert cards.count() == 2
     assert "NVIDIA H200" in cards.first.inner_text()
     assert page.locator("#tracklab-monitor canvas").count() >= 4
-    assert "vm" in text or "host" in text
+    # The host fact is this machine's name (the word "host" is always on the panel).
+    host_fact = page.locator('#tracklab-monitor [data-field="summary"] [data-fact="host"]')
+    assert host_fact.count() == 1
+    assert host_fact.inner_text().strip() == socket.gethostname()
     assert re.search(r"recorder: ok", text), text
     assert "No runs yet" in text
     # everything went through the prefix: REST and the WebSocket

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import unavailable
 from fake_tpu_runtime import (
     DUTY_CYCLE,
     GIB,
@@ -197,7 +198,10 @@ def test_more_runtime_devices_than_chips_fill_the_chips_in_order(tpu_host, tpu_r
 
 
 def test_reply_entries_named_by_device_ordinal_or_not_gauges():
-    pb = pytest.importorskip("tpu_info.proto.tpu_metric_service_pb2")
+    try:
+        from tpu_info.proto import tpu_metric_service_pb2 as pb
+    except ImportError:
+        unavailable("tpu-info is not installed (pip install -e '.[test]' installs it)")
     duty = recorded_values("v6e-4-static", DUTY_CYCLE)
     ordinal = [pb.Attribute(key="device_ordinal", value=pb.AttrValue(string_attr="2")),
                pb.Attribute(key="core_type", value=pb.AttrValue(string_attr="tc"))]

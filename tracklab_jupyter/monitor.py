@@ -113,8 +113,8 @@ class Monitor:
     def start(self) -> None:
         """Take the recorder role or become a reader. Blocking (opens NVML, SQLite): call it
         from a thread, never from the event loop. Idempotent."""
-        if self._recorder is not None:
-            return
+        if self._recorder is not None or self._stop.is_set():
+            return  # started, or stopped before it started
         from tracklab_jupyter.collectors.system_info import CpuDetails
         from tracklab_jupyter.recorder import Recorder, RecorderConfig
 

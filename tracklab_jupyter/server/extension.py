@@ -95,8 +95,9 @@ class TrackLab(MonitorSettings, LimitSettings, ExtensionApp):
         # interval); process trees are read on the tracker's own thread.
         attach_kernels(self, self.monitor, interval=self.kernel_interval)
         # Collectors open NVML (14 ms) and prime psutil: do it on a thread, not the loop.
-        threading.Thread(target=self._start_monitor, args=(prepared,), name="tracklab-start",
-                         daemon=True).start()
+        self._start_thread = threading.Thread(target=self._start_monitor, args=(prepared,),
+                                              name="tracklab-start", daemon=True)
+        self._start_thread.start()
 
     def _start_monitor(self, prepared: startup.Prepared) -> None:
         name_os_thread()
@@ -109,8 +110,19 @@ class TrackLab(MonitorSettings, LimitSettings, ExtensionApp):
         self.handlers.extend(build_handlers("/"))
 
     async def stop_extension(self) -> None:
-        if self.monitor is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.monitor.stop)
+        monitor = self.monitor
+        if monitor is None:
+            return
+        start = getattr(self, "_start_thread", None)
+
+        def stop() -> None:
+            # A server stopped right after it started: let the start finish, then undo it
+            # (else the monitor would start after the stop and sample on, unowned).
+            if start is not None:
+                start.join(30)
+            monitor.stop()
+
+        await asyncio.get_running_loop().run_in_executor(None, stop)
 
     def current_activity(self) -> Any:
         return None
