@@ -176,4 +176,10 @@ function addBadges(card: Panel, facts: () => AcceleratorFacts, vendor: () => str
     (ctx) => (facts().state === "idle" && !finite(latest(ctx, "util_pct")) && !finite(latest(ctx, "mem_used_bytes")) ? "idle" : null),
     () => facts().idle_reason ?? "present, nothing to read now",
   );
+  // a card without current values is dimmed (tl-stale): the badge says so in words
+  card.badge(
+    "tl-badge-idle tl-badge-stale",
+    (ctx) => (facts().state !== "idle" && ctx.store.length > 0 && !finite(latest(ctx, "util_pct")) && !finite(latest(ctx, "mem_used_bytes")) ? "no data" : null),
+    () => "no current values from this device",
+  );
 }

@@ -1,7 +1,9 @@
 // `npm run build`: bundles js/widget.ts (+ uPlot, + CSS) into tracklab_jupyter/static/, and
 // js/cluster_widget.ts (tracklab.widget(cluster=True): no uPlot) into static/cluster.js.
 // Fails when a minified bundle exceeds its budget (widget.js: 80 KB from issue 4/7, 84 KB
-// since one card serves every accelerator vendor and kind, js/accelerator_card.ts;
+// since one card serves every accelerator vendor and kind, js/accelerator_card.ts; 88 KB
+// since issue 20: every card a named group and every chart a labelled image whose text
+// names its current values, js/a11y.ts, about 1 KB, and the charts' layout and axes;
 // cluster.js: 15 KB).
 import { build } from "esbuild";
 import { statSync } from "node:fs";
@@ -10,7 +12,7 @@ import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const outfile = join(here, "..", "tracklab_jupyter", "static", "widget.js");
-export const BUDGET = 84_000;
+export const BUDGET = 88_000;
 
 export const clusterOutfile = join(here, "..", "tracklab_jupyter", "static", "cluster.js");
 export const CLUSTER_BUDGET = 15_000;

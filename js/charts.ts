@@ -18,6 +18,7 @@ import "uplot/dist/uPlot.min.css";
 import "./charts.css";
 import { BYTE_INCRS, FORMATTERS, MISSING, formatClock, formatTicks, formatValue, niceMax, unitOf as unitOfMetric, type Unit } from "./format";
 import { SeriesStore, coreNames, type Batch } from "./series";
+import { describeChart } from "./a11y";
 
 export * from "./format";
 export * from "./series";
@@ -246,6 +247,9 @@ export interface ChartSpec {
   steps?: boolean;
 }
 
+/** The value axis's unit, over its tick labels (which abbreviate: "16G", "20M"). */
+const AXIS_UNITS: Record<Unit, string> = { bytes: "bytes", rate: "bytes/s", pct: "%", temp: "°C", watts: "W", number: "", value: "" };
+
 // uPlot keeps every cursor-sync group it ever saw in a module-level map: recycle the keys
 // of disposed dashboards so that map stays as small as the number of live dashboards.
 let syncSeq = 0;
@@ -264,6 +268,8 @@ export class Chart implements Part {
   #data: uPlot.AlignedData = [[]];
   #cursorIdx: number | null = null;
   #x: [number, number] = [0, 1];
+  /** The newest value of the dashed (limit) series; 0 when none. */
+  #limit = 0;
   #theme: Theme;
 
   constructor(
@@ -279,7 +285,11 @@ export class Chart implements Part {
     this.#theme = theme;
     this.#height = spec.height ?? Math.round(height * (spec.heightScale ?? 1));
     this.el = h("div", "tl-chart");
-    if (spec.title) this.el.append(h("div", "tl-chart-title", undefined, spec.title));
+    // Above the plot: the value axis's unit (over the axis) and the chart's title, if any.
+    const head = h("div", "tl-chart-head");
+    head.append(h("span", "tl-axis-unit", undefined, spec.steps ? "value" : AXIS_UNITS[spec.unit]));
+    if (spec.title) head.append(h("span", "tl-chart-title", undefined, spec.title));
+    this.el.append(head);
     this.#plotEl = h("div", "tl-plot");
     this.#plotEl.style.height = `${this.#height}px`;
     this.#hoverEl = h("div", "tl-hover");
@@ -332,6 +342,9 @@ export class Chart implements Part {
         y: {
           range: steps ? undefined : (_u, _min, max) => {
             if (spec.range === "pct") return [0, 100];
+            // A limit line (dashed) at or above the data: the axis ends just above it.
+            const lim = this.#limit;
+            if (lim > 0 && !(max > lim)) return [0, lim * 1.03];
             const m = Math.max(Number.isFinite(max) ? max : 0, spec.minMax ?? 1);
             return [0, niceMax(m * 1.04, unit === "bytes")];
           },
@@ -386,6 +399,8 @@ export class Chart implements Part {
         }),
       ],
       hooks: {
+        // The value axis's top, for tests and tools (a memory axis ends just above its limit).
+        setScale: [(u, key) => key === "y" && this.#plotEl.setAttribute("data-y-max", String(Math.round(u.scales.y.max ?? 0)))],
         setCursor: [
           (u) => {
             this.#cursorIdx = u.cursor.idx ?? null;
@@ -432,10 +447,18 @@ export class Chart implements Part {
       return new Array(t.length).fill(v != null && Number.isFinite(v) ? v : null);
     });
     this.#data = [store.chartTimes(), ...cols] as uPlot.AlignedData;
+    let lim = 0;
+    this.spec.series.forEach((s, i) => {
+      if (!s.dash) return;
+      const col = cols[i];
+      for (let j = col.length - 1; j >= 0; j--) if (col[j] != null) { lim = Math.max(lim, col[j]!); break; }
+    });
+    this.#limit = lim;
     this.#x = [ctx.x0, ctx.x1];
     if (!this.#u && this.#width > 0) this.#build();
     this.#u?.setData(this.#data);
     this.#updateLegend();
+    describeChart(this.#plotEl, this.spec, ctx, this.#data); // a11y.ts: card name, text alternative
   }
 
   /** Time and values under the cursor (all charts of a dashboard follow one cursor). */

@@ -67,6 +67,11 @@ function svg(cls: string, w: number, ht: number, kinds: readonly string[]): SVGS
   return s;
 }
 
+/** A span of seconds as the title says it: "45 s", "5 min". */
+function formatSpan(s: number): string {
+  return s < 90 ? `${Math.round(s)} s` : `${Math.round(s / 60)} min`;
+}
+
 const ok = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
 
 /** The newest finite value of a column. */
@@ -116,6 +121,9 @@ class ClusterView {
   #title = h("span", "tlc-detail-title");
   #facts = h("div", "tlc-facts");
   #chart = svg("tlc-chart", 600, 100, KINDS);
+  /** The detail chart's time labels (oldest, middle, newest) and title. */
+  #xTicks = [0, 1, 2].map(() => h("span", "tlc-tick"));
+  #chartTitle = h("div", "tlc-chart-title");
   #rows = new Map<string, Row>();
   #nodes = new Map<string, NodeInfo>();
   /** Each node's place in the latest cluster/info. */
@@ -380,8 +388,23 @@ class ClusterView {
       top.append(this.#select, this.#title);
       const legend = h("div", "tlc-legend");
       LABELS.forEach((t, i) => legend.append(h("span", `tlc-key tlc-${KINDS[i]}`, t)));
-      d.append(top, this.#facts, this.#chart, legend);
+      // Axes: % of each resource (0–100) on the left, clock time below; grid at 0, 50, 100 %.
+      for (const y of [99, 50, 1]) {
+        const line = document.createElementNS(SVG, "line");
+        line.setAttribute("class", "tlc-gridline");
+        for (const [k, v] of [["x1", 0], ["x2", 600], ["y1", y], ["y2", y]]) line.setAttribute(String(k), String(v));
+        this.#chart.prepend(line);
+      }
+      const yAxis = h("div", "tlc-yaxis");
+      for (const t of ["100 %", "50 %", "0 %"]) yAxis.append(h("span", "tlc-tick", t));
+      const xAxis = h("div", "tlc-xaxis");
+      xAxis.append(...this.#xTicks);
+      const plot = h("div", "tlc-plot");
+      plot.append(yAxis, this.#chart, h("span", "tlc-axis-name", "time"), xAxis);
+      d.append(top, this.#facts, this.#chartTitle, plot, legend);
     }
+    this.#chartTitle.textContent = `Use of each resource, % (last ${formatSpan(span)})`;
+    this.#xTicks.forEach((e, i) => (e.textContent = formatClock(t0 + (span * i) / 2)));
     const title = this.#title;
     const facts = this.#facts;
     title.textContent = [n.role, n.address, n.status].filter(Boolean).join(" · ");
@@ -404,7 +427,7 @@ class ClusterView {
       pair.append(h("span", "tlc-k", k), h("span", "tlc-v", v));
       facts.append(pair);
     }
-    this.#chart.querySelectorAll("path").forEach((p, c) => p.setAttribute("d", s ? pathOf(s.t, s.v[c], t0, span, 600, 100)[0] : ""));
+    this.#chart.querySelectorAll(".tlc-line").forEach((p, c) => p.setAttribute("d", s ? pathOf(s.t, s.v[c], t0, span, 600, 100)[0] : ""));
   }
 
   dispose(): void {

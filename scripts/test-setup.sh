@@ -25,7 +25,7 @@ if [ $need_chromium -eq 1 ] || [ $need_prometheus -eq 1 ] || [ $need_systemd -eq
     $APT install -y -qq --no-install-recommends systemd >/dev/null
   fi
 fi
-if [ ! -d js/node_modules/esbuild ]; then
+if [ ! -d js/node_modules/esbuild ] || [ ! -d js/node_modules/axe-core ]; then
   npm ci --prefix js --no-audit --no-fund
 fi
 if [ ! -d labextension/node_modules/@jupyter/builder ]; then

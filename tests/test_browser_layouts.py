@@ -1,14 +1,11 @@
 """JupyterLab layouts other than the default, in headless chromium: the simple interface
 (single-document mode), the TrackLab panel moved to the right sidebar, and the JupyterLab
 Dark theme, where the widget's and the sidebar's colours must come from the theme's
-``--jp-*`` variables. The dark-theme picture is written to tmp_path; with
-TRACKLAB_UPDATE_DOC_IMAGES=1 it is copied to docs/images/dark-theme.png."""
+``--jp-*`` variables. The dark-theme picture is written to tmp_path (the README's pictures
+of both themes come from tests/test_browser_fit.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -174,8 +171,6 @@ def test_dark_theme_colours_come_from_the_theme(lab, browser):
     assert not errors, errors
 
     widen_sidebar(page, 120)
-    if os.environ.get("TRACKLAB_UPDATE_DOC_IMAGES"):
-        time.sleep(8)  # longer lines for the picture
     # JupyterLab's news question, in the way (exact: not the "Notebook" button)
     news = page.get_by_role("button", name="No", exact=True)
     if news.count():
@@ -183,5 +178,3 @@ def test_dark_theme_colours_come_from_the_theme(lab, browser):
         news.first.wait_for(state="detached", timeout=5_000)
     page.screenshot(path=str(tmp_path / "dark-theme.png"))
     assert (tmp_path / "dark-theme.png").stat().st_size > 20_000
-    if os.environ.get("TRACKLAB_UPDATE_DOC_IMAGES"):
-        shutil.copy(tmp_path / "dark-theme.png", ROOT / "docs" / "images")

@@ -19,7 +19,7 @@ test("widget.js and widget.css are built", () => {
   assert.ok(existsSync(css), `${css} missing: run npm run build --prefix js`);
 });
 
-test("bundle is within its budget (build.mjs: 84 KB minified)", () => {
+test("bundle is within its budget (build.mjs: 88 KB minified)", () => {
   const size = statSync(js).size;
   assert.ok(size <= BUDGET, `widget.js is ${size} bytes, over ${BUDGET}`);
 });

@@ -17,7 +17,7 @@ export class NodeSelector {
 
   /** `onChange`: a node picked in the dropdown. */
   constructor(onChange: (node: string) => void) {
-    this.el = h("select", "tl-node-select", { "aria-label": "node", "data-field": "node" });
+    this.el = h("select", "tl-node-select", { "aria-label": "node shown by the charts", "data-field": "node" });
     this.el.addEventListener("change", () => onChange(this.el.value));
   }
 
@@ -48,7 +48,8 @@ export class NodeSelector {
       for (const [value, label] of options) this.el.append(h("option", undefined, { value }, label));
     }
     this.el.value = this.#node;
-    this.el.disabled = nodes.length < 2;
+    // never disabled: a disabled select leaves the tab order, and the keyboard could not
+    // even read which node is shown (with one node there is nothing else to pick)
     this.el.title = nodes.length < 2 ? "one node (clusters list their nodes here)" : "node shown by the charts below";
   }
 

@@ -1,4 +1,4 @@
-"use strict";(self.rspackChunktracklab_jupyter=self.rspackChunktracklab_jupyter||[]).push([[812],{920(t,e,r){var o=r(601),l=r.n(o),a=r(314),n=(r.n(a))()(l());n.push([t.id,`/* ../js/node_modules/uplot/dist/uPlot.min.css */
+"use strict";(self.rspackChunktracklab_jupyter=self.rspackChunktracklab_jupyter||[]).push([[812],{920(t,e,l){var r=l(601),o=l.n(r),a=l(314),i=(l.n(a))()(o());i.push([t.id,`/* ../js/node_modules/uplot/dist/uPlot.min.css */
 .uplot,
 .uplot *,
 .uplot *::before,
@@ -144,9 +144,9 @@
   --tl-font: var(--jp-ui-font-family, var(--vscode-font-family, system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif));
   --tl-mono: var(--jp-code-font-family, var(--vscode-editor-font-family, ui-monospace, SFMono-Regular, Menlo, Consolas, monospace));
   --tl-c1: var(--jp-brand-color1, var(--vscode-charts-blue, #1976d2));
-  --tl-c2: var(--jp-warn-color1, var(--vscode-charts-orange, #f57c00));
+  --tl-c2: var(--jp-warn-color0, var(--vscode-charts-orange, #e65100));
   --tl-c3: var(--jp-accent-color1, var(--vscode-charts-green, #388e3c));
-  --tl-c4: var(--vscode-charts-purple, #9c27b0);
+  --tl-c4: var(--md-purple-500, var(--vscode-charts-purple, #9c27b0));
   --tl-warn: var(--jp-warn-color1, var(--vscode-editorWarning-foreground, #f57c00));
   --tl-error: var(--jp-error-color1, var(--vscode-editorError-foreground, #d32f2f));
   --tl-ok: var(--jp-success-color1, var(--vscode-charts-green, #388e3c));
@@ -155,7 +155,8 @@
   color: var(--tl-fg);
 }
 body[data-jp-theme-light=false] .tl-theme {
-  --tl-c4: #ce93d8;
+  --tl-c2: var(--jp-warn-color1, #ff9800);
+  --tl-c4: var(--md-purple-300, #ba68c8);
 }
 @media (prefers-color-scheme: dark) {
   .tl-theme {
@@ -184,13 +185,19 @@ body[data-jp-theme-light=false] .tl-theme {
   gap: 4px;
   box-sizing: border-box;
 }
+.tl-panel > * {
+  flex: none;
+  min-width: 0;
+}
 .tl-panel[hidden] {
   display: none;
 }
 .tl-panel-head {
   display: flex;
+  flex-wrap: wrap;
   align-items: baseline;
-  gap: 6px;
+  column-gap: 6px;
+  row-gap: 2px;
   min-width: 0;
   white-space: nowrap;
 }
@@ -211,8 +218,13 @@ body[data-jp-theme-light=false] .tl-theme {
 }
 .tl-badges {
   display: inline-flex;
-  gap: 4px;
-  flex: none;
+  flex-wrap: wrap;
+  gap: 2px 4px;
+  min-width: 0;
+  max-width: 100%;
+}
+.tl-badges:empty {
+  display: none;
 }
 .tl-badge {
   font-size: 10px;
@@ -220,8 +232,13 @@ body[data-jp-theme-light=false] .tl-theme {
   line-height: 16px;
   padding: 0 6px;
   border-radius: 8px;
-  color: #fff;
-  background: var(--tl-warn);
+  max-width: 100%;
+  overflow: hidden;
+  text-overflow: ellipsis;
+  --tl-badge: var(--tl-warn);
+  color: var(--tl-fg-strong);
+  background: color-mix(in srgb, var(--tl-badge) 20%, var(--tl-panel));
+  border: 1px solid var(--tl-badge);
   letter-spacing: 0.02em;
 }
 .tl-badge[hidden] {
@@ -229,10 +246,10 @@ body[data-jp-theme-light=false] .tl-theme {
 }
 .tl-badge.tl-badge-error,
 .tl-badge.tl-badge-ecc {
-  background: var(--tl-error);
+  --tl-badge: var(--tl-error);
 }
 .tl-badge.tl-badge-idle {
-  background: var(--tl-fg-dim);
+  --tl-badge: var(--tl-fg-dim);
 }
 .tl-vendor {
   font-size: 10px;
@@ -301,10 +318,29 @@ body[data-jp-theme-light=false] .tl-theme {
   min-width: 0;
   position: relative;
 }
+.tl-chart-head {
+  display: flex;
+  align-items: baseline;
+  gap: 6px;
+  min-width: 0;
+  font-size: 10px;
+  line-height: 12px;
+  color: var(--tl-fg-dim);
+  white-space: nowrap;
+  overflow: hidden;
+}
+.tl-axis-unit {
+  flex: none;
+}
+.tl-axis-unit:empty {
+  display: none;
+}
 .tl-chart-title {
   font-size: 11px;
   color: var(--tl-fg-dim);
-  margin: 2px 0 0;
+  overflow: hidden;
+  text-overflow: ellipsis;
+  min-width: 0;
 }
 .tl-plot {
   width: 100%;
@@ -407,7 +443,7 @@ body[data-jp-theme-light=false] .tl-theme {
 .tl-sidebar {
   overflow-y: auto;
   background: var(--jp-layout-color1);
-  min-width: 260px;
+  min-width: 200px;
 }
 .tl-side {
   padding: 6px 8px 12px;
@@ -431,37 +467,37 @@ body[data-jp-theme-light=false] .tl-theme {
 .tl-side .tl-status-error {
   color: var(--tl-error);
 }
-.tl-node-select {
+.tl-side .tl-node-select {
   font-size: 11px;
   max-width: 12em;
 }
-.tl-summary {
+.tl-side .tl-summary {
   font-size: 11px;
 }
-.tl-facts {
+.tl-side .tl-facts {
   display: grid;
   grid-template-columns: max-content 1fr;
   gap: 1px 8px;
   margin: 0;
 }
-.tl-facts dt {
+.tl-side .tl-facts dt {
   color: var(--tl-fg-dim);
 }
-.tl-facts dd {
+.tl-side .tl-facts dd {
   margin: 0;
   overflow: hidden;
   text-overflow: ellipsis;
   white-space: nowrap;
 }
-.tl-health {
+.tl-side .tl-health {
   font-size: 11px;
   color: var(--tl-fg-dim);
 }
-.tl-health[data-status=degraded],
-.tl-health[data-status=unknown] {
+.tl-side .tl-health[data-status=degraded],
+.tl-side .tl-health[data-status=unknown] {
   color: var(--tl-warn);
 }
-.tl-health {
+.tl-side .tl-health {
   display: flex;
   align-items: center;
   gap: 6px;
@@ -562,42 +598,40 @@ body[data-jp-theme-light=false] .tl-theme {
   flex-direction: column;
   gap: 8px;
 }
-.tl-badge-ecc {
-  background: var(--tl-error);
-  color: #fff;
+.tl-side .tl-badge-ecc {
+  --tl-badge: var(--tl-error);
 }
-.tl-badge-temp {
-  background: var(--tl-warn);
-  color: #fff;
+.tl-side .tl-badge-temp {
+  --tl-badge: var(--tl-warn);
 }
-.tl-runs .tl-panel-head {
+.tl-side .tl-runs .tl-panel-head {
   font-weight: 600;
 }
-.tl-runs-count {
+.tl-side .tl-runs-count {
   font-size: 11px;
   font-weight: normal;
   color: var(--tl-fg-dim);
 }
-.tl-runs-error {
+.tl-side .tl-runs-error {
   font-size: 11px;
   color: var(--tl-error);
 }
-.tl-empty code {
+.tl-side .tl-empty code {
   font-family: var(--tl-mono);
   font-style: normal;
 }
-.tl-run-list {
+.tl-side .tl-run-list {
   display: flex;
   flex-direction: column;
 }
-.tl-run {
+.tl-side .tl-run {
   border-top: 1px solid var(--tl-border);
   font-size: 12px;
 }
-.tl-run:first-child {
+.tl-side .tl-run:first-child {
   border-top: none;
 }
-.tl-run-head {
+.tl-side .tl-run-head {
   padding: 4px 2px;
   cursor: pointer;
   display: flex;
@@ -605,21 +639,21 @@ body[data-jp-theme-light=false] .tl-theme {
   gap: 1px;
   border-radius: 3px;
 }
-.tl-run-head:hover,
-.tl-run-open > .tl-run-head {
+.tl-side .tl-run-head:hover,
+.tl-side .tl-run-open > .tl-run-head {
   background: var(--jp-layout-color2, var(--tl-track));
 }
-.tl-run-head:focus-visible {
+.tl-side .tl-run-head:focus-visible {
   outline: 1px solid var(--jp-brand-color1);
   outline-offset: -1px;
 }
-.tl-run-line {
+.tl-side .tl-run-line {
   display: flex;
   align-items: baseline;
   gap: 6px;
   min-width: 0;
 }
-.tl-run-name {
+.tl-side .tl-run-name {
   font-weight: 600;
   flex: 1;
   min-width: 0;
@@ -627,23 +661,23 @@ body[data-jp-theme-light=false] .tl-theme {
   text-overflow: ellipsis;
   white-space: nowrap;
 }
-.tl-run-duration {
+.tl-side .tl-run-duration {
   font-variant-numeric: tabular-nums;
   color: var(--tl-fg-dim);
   font-size: 11px;
   white-space: nowrap;
 }
-.tl-run-sub {
+.tl-side .tl-run-sub {
   font-size: 11px;
   color: var(--tl-fg-dim);
 }
-.tl-run-project {
+.tl-side .tl-run-project {
   white-space: nowrap;
   overflow: hidden;
   text-overflow: ellipsis;
   max-width: 40%;
 }
-.tl-run-metrics {
+.tl-side .tl-run-metrics {
   display: flex;
   gap: 8px;
   min-width: 0;
@@ -651,34 +685,35 @@ body[data-jp-theme-light=false] .tl-theme {
   white-space: nowrap;
   margin-left: auto;
 }
-.tl-run-metric {
+.tl-side .tl-run-metric {
   font-variant-numeric: tabular-nums;
   color: var(--tl-fg);
 }
-.tl-run-metric-name {
+.tl-side .tl-run-metric-name {
   color: var(--tl-fg-dim);
 }
-.tl-run-badge {
+.tl-side .tl-run-badge {
   --tl-state: var(--jp-ui-font-color2, #757575);
   font-size: 10px;
   line-height: 14px;
   padding: 0 6px;
   border-radius: 7px;
   white-space: nowrap;
-  color: var(--jp-ui-inverse-font-color1, #fff);
-  background: var(--tl-state);
+  color: var(--tl-fg-strong);
+  background: color-mix(in srgb, var(--tl-state) 20%, var(--tl-panel));
+  box-shadow: inset 0 0 0 1px var(--tl-state);
 }
-.tl-run[data-state=running] .tl-run-badge {
+.tl-side .tl-run[data-state=running] .tl-run-badge {
   --tl-state: var(--jp-brand-color1, #1976d2);
   animation: tl-run-pulse 1.6s ease-in-out infinite;
 }
-.tl-run[data-state=finished] .tl-run-badge {
+.tl-side .tl-run[data-state=finished] .tl-run-badge {
   --tl-state: var(--jp-success-color1, #388e3c);
 }
-.tl-run[data-state=failed] .tl-run-badge {
+.tl-side .tl-run[data-state=failed] .tl-run-badge {
   --tl-state: var(--jp-error-color1, #d32f2f);
 }
-.tl-run[data-state=crashed] .tl-run-badge {
+.tl-side .tl-run[data-state=crashed] .tl-run-badge {
   --tl-state: var(--jp-warn-color1, #f57c00);
 }
 @keyframes tl-run-pulse {
@@ -687,69 +722,69 @@ body[data-jp-theme-light=false] .tl-theme {
   }
 }
 @media (prefers-reduced-motion: reduce) {
-  .tl-run[data-state=running] .tl-run-badge {
+  .tl-side .tl-run[data-state=running] .tl-run-badge {
     animation: none;
   }
 }
-.tl-run-detail {
+.tl-side .tl-run-detail {
   padding: 4px 2px 8px;
   display: flex;
   flex-direction: column;
   gap: 4px;
   font-size: 11px;
 }
-.tl-run-detail[hidden] {
+.tl-side .tl-run-detail[hidden] {
   display: none;
 }
-.tl-run-detail dd[data-fact=command],
-.tl-run-detail dd[data-fact=cwd],
-.tl-run-detail dd[data-fact=git] {
+.tl-side .tl-run-detail dd[data-fact=command],
+.tl-side .tl-run-detail dd[data-fact=cwd],
+.tl-side .tl-run-detail dd[data-fact=git] {
   font-family: var(--tl-mono);
 }
-.tl-run-detail dd[data-fact=error] {
+.tl-side .tl-run-detail dd[data-fact=error] {
   color: var(--tl-error);
   white-space: normal;
 }
-.tl-run-subhead {
+.tl-side .tl-run-subhead {
   color: var(--tl-fg-dim);
   font-weight: 600;
   margin-top: 2px;
 }
-.tl-run-config dd {
+.tl-side .tl-run-config dd {
   font-family: var(--tl-mono);
 }
-.tl-run-spark-head {
+.tl-side .tl-run-spark-head {
   display: flex;
   align-items: baseline;
   gap: 6px;
   min-width: 0;
 }
-.tl-run-spark-select {
+.tl-side .tl-run-spark-select {
   font-size: 11px;
   max-width: 10em;
 }
-.tl-run-spark-range {
+.tl-side .tl-run-spark-range {
   color: var(--tl-fg-dim);
   font-variant-numeric: tabular-nums;
   white-space: nowrap;
   overflow: hidden;
   text-overflow: ellipsis;
 }
-.tl-run-spark-svg {
+.tl-side .tl-run-spark-svg {
   width: 100%;
   height: 36px;
   display: block;
 }
-.tl-run-spark-svg polyline {
+.tl-side .tl-run-spark-svg polyline {
   fill: none;
   stroke: var(--tl-c1);
   stroke-width: 1.5;
 }
-.tl-run-actions {
+.tl-side .tl-run-actions {
   display: flex;
   justify-content: flex-end;
 }
-.tl-run-actions[hidden] {
+.tl-side .tl-run-actions[hidden] {
   display: none;
 }
 .tl-side .tl-run-delete {
@@ -759,20 +794,20 @@ body[data-jp-theme-light=false] .tl-theme {
   line-height: 20px;
   padding: 0 10px;
 }
-.tl-empty {
+.tl-side .tl-empty {
   font-size: 11px;
   color: var(--tl-fg-dim);
   padding: 6px 0;
   font-style: italic;
 }
-.tl-cluster .tl-panel-head {
+.tl-side .tl-cluster .tl-panel-head {
   font-weight: 600;
   display: flex;
   align-items: baseline;
   gap: 6px;
   min-width: 0;
 }
-.tl-cluster-where {
+.tl-side .tl-cluster-where {
   font-size: 11px;
   font-weight: normal;
   color: var(--tl-fg-dim);
@@ -782,46 +817,49 @@ body[data-jp-theme-light=false] .tl-theme {
   white-space: nowrap;
   min-width: 0;
 }
-.tl-cluster-line {
+.tl-side .tl-cluster-line {
   font-size: 11px;
   font-variant-numeric: tabular-nums;
 }
-.tl-cluster-use {
+.tl-side .tl-cluster-use {
   color: var(--tl-fg-dim);
 }
-.tl-cluster-error {
+.tl-side .tl-cluster-error {
   font-size: 11px;
   color: var(--tl-error);
 }
-.tl-cluster-error[hidden] {
+.tl-side .tl-cluster-error[hidden] {
   display: none;
 }
-.tl-cluster[data-mode=solo] {
+.tl-side .tl-cluster[data-mode=solo] {
   border: none;
   background: none;
   padding: 0;
 }
-.tl-cluster[data-mode=solo] > :not(.tl-cluster-hint) {
+.tl-side .tl-cluster[data-mode=solo] > :not(.tl-cluster-hint) {
   display: none;
 }
-.tl-cluster[data-mode=cluster] > .tl-cluster-hint {
+.tl-side .tl-cluster[data-mode=cluster] > .tl-cluster-hint {
   display: none;
 }
-.tl-cluster-hint {
+.tl-side .tl-cluster-hint {
   font-size: 11px;
   color: var(--tl-fg-dim);
 }
-.tl-cluster-hint code {
+.tl-side .tl-cluster-hint code {
   font-family: var(--tl-mono);
 }
-.tl-node-list {
+.tl-side code {
+  overflow-wrap: anywhere;
+}
+.tl-side .tl-node-list {
   display: flex;
   flex-direction: column;
   max-height: 420px;
   overflow-y: auto;
   margin-top: 2px;
 }
-.tl-node {
+.tl-side .tl-node {
   border-top: 1px solid var(--tl-border);
   padding: 3px 2px 4px;
   cursor: pointer;
@@ -830,40 +868,42 @@ body[data-jp-theme-light=false] .tl-theme {
   flex-direction: column;
   gap: 2px;
 }
-.tl-node:first-child {
+.tl-side .tl-node:first-child {
   border-top: none;
 }
-.tl-node:hover {
+.tl-side .tl-node:hover {
   background: var(--jp-layout-color2, var(--tl-track));
+  --tl-fg-dim: var(--jp-ui-font-color1, var(--tl-fg));
 }
-.tl-node:focus-visible {
+.tl-side .tl-node:focus-visible {
   outline: 1px solid var(--jp-brand-color1);
   outline-offset: -1px;
 }
-.tl-node.tl-node-selected {
+.tl-side .tl-node.tl-node-selected {
   box-shadow: inset 2px 0 0 var(--jp-brand-color1, #1976d2);
   background: var(--jp-layout-color2, var(--tl-track));
+  --tl-fg-dim: var(--jp-ui-font-color1, var(--tl-fg));
 }
-.tl-node-line {
+.tl-side .tl-node-line {
   display: flex;
   align-items: baseline;
   gap: 6px;
   min-width: 0;
   font-size: 12px;
 }
-.tl-node-name {
+.tl-side .tl-node-name {
   font-weight: 600;
   min-width: 0;
   overflow: hidden;
   text-overflow: ellipsis;
   white-space: nowrap;
 }
-.tl-node-role {
+.tl-side .tl-node-role {
   font-size: 11px;
   color: var(--tl-fg-dim);
   white-space: nowrap;
 }
-.tl-node-res {
+.tl-side .tl-node-res {
   font-size: 11px;
   color: var(--tl-fg-dim);
   margin-left: auto;
@@ -872,7 +912,7 @@ body[data-jp-theme-light=false] .tl-theme {
   text-overflow: ellipsis;
   min-width: 0;
 }
-.tl-node-badge {
+.tl-side .tl-node-badge {
   --tl-state: var(--jp-success-color1, #388e3c);
   align-self: center;
   font-size: 10px;
@@ -880,104 +920,109 @@ body[data-jp-theme-light=false] .tl-theme {
   padding: 0 6px;
   border-radius: 7px;
   white-space: nowrap;
-  color: var(--jp-ui-inverse-font-color1, #fff);
-  background: var(--tl-state);
+  color: var(--tl-fg-strong);
+  background: color-mix(in srgb, var(--tl-state) 20%, var(--tl-panel));
+  box-shadow: inset 0 0 0 1px var(--tl-state);
 }
-.tl-node:is([data-status=down], [data-status=stale]) .tl-node-badge {
+.tl-side .tl-node:is([data-status=down], .tl-side [data-status=stale]) .tl-node-badge {
   --tl-state: var(--jp-error-color1, #d32f2f);
 }
-.tl-node:is([data-status=down], [data-status=stale]) > .tl-node-sparks,
-.tl-node:is([data-status=down], [data-status=stale]) .tl-node-name,
-.tl-node:is([data-status=down], [data-status=stale]) .tl-node-role,
-.tl-node:is([data-status=down], [data-status=stale]) .tl-node-res {
+.tl-side .tl-node:is([data-status=down], .tl-side [data-status=stale]) > .tl-node-sparks,
+.tl-side .tl-node:is([data-status=down], .tl-side [data-status=stale]) .tl-node-name,
+.tl-side .tl-node:is([data-status=down], .tl-side [data-status=stale]) .tl-node-role,
+.tl-side .tl-node:is([data-status=down], .tl-side [data-status=stale]) .tl-node-res {
   opacity: 0.5;
 }
-.tl-node-sparks {
+.tl-side .tl-node-sparks {
   display: grid;
   grid-template-columns: repeat(3, minmax(0, 1fr));
   gap: 6px;
 }
-.tl-node-spark {
+.tl-side .tl-node-spark {
   min-width: 0;
 }
-.tl-node-spark-top {
+.tl-side .tl-node-spark-top {
   display: flex;
   justify-content: space-between;
   gap: 4px;
   font-size: 10px;
   line-height: 12px;
 }
-.tl-node-spark-label {
+.tl-side .tl-node-spark-label {
   color: var(--tl-fg-dim);
 }
-.tl-node-spark-value {
+.tl-side .tl-node-spark-value {
   font-variant-numeric: tabular-nums;
   white-space: nowrap;
 }
-.tl-node-spark-svg {
+.tl-side .tl-node-spark-svg {
   width: 100%;
   height: 18px;
   display: block;
   background: var(--jp-layout-color2, var(--tl-track));
   border-radius: 2px;
 }
-.tl-node-spark-svg path {
+.tl-side .tl-node-spark-svg path {
   fill: none;
   stroke-width: 1.25;
   stroke-linejoin: round;
 }
-.tl-node-spark[data-spark=cpu] path {
+.tl-side .tl-node-spark[data-spark=cpu] path {
   stroke: var(--tl-c1);
 }
-.tl-node-spark[data-spark=mem] path {
+.tl-side .tl-node-spark[data-spark=mem] path {
   stroke: var(--tl-c3);
 }
-.tl-node-spark[data-spark=gpu] path {
+.tl-side .tl-node-spark[data-spark=gpu] path {
   stroke: var(--tl-c2);
 }
-.tl-node-spark-none {
+.tl-side .tl-node-spark-none {
   visibility: hidden;
 }
-.tl-kernels .tl-panel-head {
+.tl-side .tl-kernels .tl-panel-head {
   font-weight: 600;
   display: flex;
+  flex-wrap: wrap;
   align-items: baseline;
-  gap: 6px;
+  gap: 0 6px;
   min-width: 0;
 }
-.tl-kernels-count {
+.tl-side .tl-kernels-count {
   font-size: 11px;
   font-weight: normal;
   color: var(--tl-fg-dim);
 }
-.tl-kernels-limit {
+.tl-side .tl-kernels-limit {
   margin-left: auto;
   font-size: 11px;
   font-weight: normal;
   color: var(--tl-fg-dim);
   font-variant-numeric: tabular-nums;
   white-space: nowrap;
+  min-width: 0;
+  overflow: hidden;
+  text-overflow: ellipsis;
 }
-.tl-kernels-notes {
+.tl-side .tl-kernels-notes {
   font-size: 11px;
   color: var(--tl-fg-dim);
 }
-.tl-kernels-error {
+.tl-side .tl-kernels-error {
   font-size: 11px;
   color: var(--tl-error);
 }
-.tl-kernels-notes[hidden],
-.tl-kernels-error[hidden],
-.tl-empty[hidden] {
+.tl-side .tl-kernels-notes[hidden],
+.tl-side .tl-kernels-error[hidden],
+.tl-side .tl-empty[hidden] {
   display: none;
 }
-.tl-kernel-list {
+.tl-side .tl-kernel-list {
   display: flex;
   flex-direction: column;
   max-height: 360px;
   overflow-y: auto;
 }
-.tl-kernel {
+.tl-side .tl-kernel {
   border-top: 1px solid var(--tl-border);
   padding: 3px 2px 4px;
   border-radius: 3px;
@@ -989,41 +1034,41 @@ body[data-jp-theme-light=false] .tl-theme {
   row-gap: 2px;
   align-items: center;
 }
-.tl-kernel > .tl-kernel-line:first-child {
+.tl-side .tl-kernel > .tl-kernel-line:first-child {
   grid-area: line;
 }
-.tl-kernel > .tl-kernel-sub {
+.tl-side .tl-kernel > .tl-kernel-sub {
   grid-area: sub;
 }
-.tl-kernel > .tl-kernel-bar {
+.tl-side .tl-kernel > .tl-kernel-bar {
   grid-area: bar;
 }
-.tl-kernel > .tl-kernel-spark {
+.tl-side .tl-kernel > .tl-kernel-spark {
   grid-area: spark;
 }
-.tl-kernel:first-child {
+.tl-side .tl-kernel:first-child {
   border-top: none;
 }
-.tl-kernel[role=button] {
+.tl-side .tl-kernel[role=button] {
   cursor: pointer;
 }
-.tl-kernel[role=button]:hover {
+.tl-side .tl-kernel[role=button]:hover {
   background: var(--jp-layout-color2, var(--tl-track));
 }
-.tl-kernel:focus-visible {
+.tl-side .tl-kernel:focus-visible {
   outline: 1px solid var(--jp-brand-color1);
   outline-offset: -1px;
 }
-.tl-kernel-line {
+.tl-side .tl-kernel-line {
   display: flex;
   align-items: baseline;
   gap: 6px;
   min-width: 0;
 }
-.tl-kernel-sub {
+.tl-side .tl-kernel-sub {
   font-size: 11px;
 }
-.tl-kernel-dot {
+.tl-side .tl-kernel-dot {
   --tl-state: var(--jp-ui-font-color2, #757575);
   flex: none;
   align-self: center;
@@ -1032,20 +1077,20 @@ body[data-jp-theme-light=false] .tl-theme {
   border-radius: 50%;
   background: var(--tl-state);
 }
-.tl-kernel[data-state=idle] .tl-kernel-dot {
+.tl-side .tl-kernel[data-state=idle] .tl-kernel-dot {
   --tl-state: var(--tl-ok);
 }
-.tl-kernel[data-state=busy] .tl-kernel-dot {
+.tl-side .tl-kernel[data-state=busy] .tl-kernel-dot {
   --tl-state: var(--tl-warn);
 }
-.tl-kernel[data-state=starting] .tl-kernel-dot,
-.tl-kernel[data-state=restarting] .tl-kernel-dot {
+.tl-side .tl-kernel[data-state=starting] .tl-kernel-dot,
+.tl-side .tl-kernel[data-state=restarting] .tl-kernel-dot {
   --tl-state: var(--tl-c1);
 }
-.tl-kernel[data-state=dead] .tl-kernel-dot {
+.tl-side .tl-kernel[data-state=dead] .tl-kernel-dot {
   --tl-state: var(--tl-error);
 }
-.tl-kernel-name {
+.tl-side .tl-kernel-name {
   font-weight: 600;
   flex: 1;
   min-width: 0;
@@ -1053,58 +1098,58 @@ body[data-jp-theme-light=false] .tl-theme {
   text-overflow: ellipsis;
   white-space: nowrap;
 }
-.tl-kernel-state {
+.tl-side .tl-kernel-state {
   font-size: 11px;
   color: var(--tl-fg-dim);
   white-space: nowrap;
 }
-.tl-kernel[data-state=dead] .tl-kernel-state {
+.tl-side .tl-kernel[data-state=dead] .tl-kernel-state {
   color: var(--tl-error);
 }
-.tl-kernel-cpu {
+.tl-side .tl-kernel-cpu {
   font-variant-numeric: tabular-nums;
   white-space: nowrap;
   min-width: 6.5em;
   text-align: right;
 }
-.tl-kernel-mem {
+.tl-side .tl-kernel-mem {
   font-variant-numeric: tabular-nums;
   white-space: nowrap;
   overflow: hidden;
   text-overflow: ellipsis;
   min-width: 0;
 }
-.tl-kernel[data-sampled=false] .tl-kernel-mem {
+.tl-side .tl-kernel[data-sampled=false] .tl-kernel-mem {
   color: var(--tl-fg-dim);
   font-style: italic;
 }
-.tl-kernel-gpu {
+.tl-side .tl-kernel-gpu {
   margin-left: auto;
   font-variant-numeric: tabular-nums;
   white-space: nowrap;
 }
-.tl-kernel-bar {
+.tl-side .tl-kernel-bar {
   height: 3px;
   border-radius: 2px;
   background: var(--jp-layout-color2, var(--tl-track));
   overflow: hidden;
 }
-.tl-kernel-bar[hidden] {
+.tl-side .tl-kernel-bar[hidden] {
   display: none;
 }
-.tl-kernel-bar-fill {
+.tl-side .tl-kernel-bar-fill {
   height: 100%;
   width: 0;
   background: var(--tl-c1);
   transition: width 0.3s ease-out;
 }
-.tl-kernel-bar[data-level=warn] .tl-kernel-bar-fill {
+.tl-side .tl-kernel-bar[data-level=warn] .tl-kernel-bar-fill {
   background: var(--tl-warn);
 }
-.tl-kernel-bar[data-level=error] .tl-kernel-bar-fill {
+.tl-side .tl-kernel-bar[data-level=error] .tl-kernel-bar-fill {
   background: var(--tl-error);
 }
-.tl-kernel-spark {
+.tl-side .tl-kernel-spark {
   width: 100%;
   height: 20px;
   display: block;
@@ -1112,15 +1157,15 @@ body[data-jp-theme-light=false] .tl-theme {
   background: var(--jp-layout-color2, var(--tl-track));
   border-radius: 2px;
 }
-.tl-kernel-spark path {
+.tl-side .tl-kernel-spark path {
   fill: none;
   stroke: var(--tl-c3);
   stroke-width: 1.25;
   stroke-linejoin: round;
 }
 @media (prefers-reduced-motion: reduce) {
-  .tl-kernel-bar-fill {
+  .tl-side .tl-kernel-bar-fill {
     transition: none;
   }
 }
-`,""]),r.d(e,{},{A:n})},314(t){t.exports=function(t){var e=[];return e.toString=function(){return this.map(function(e){var r="",o=void 0!==e[5];return e[4]&&(r+="@supports (".concat(e[4],") {")),e[2]&&(r+="@media ".concat(e[2]," {")),o&&(r+="@layer".concat(e[5].length>0?" ".concat(e[5]):""," {")),r+=t(e),o&&(r+="}"),e[2]&&(r+="}"),e[4]&&(r+="}"),r}).join("")},e.i=function(t,r,o,l,a){"string"==typeof t&&(t=[[null,t,void 0]]);var n={};if(o)for(var i=0;i<this.length;i++){var d=this[i][0];null!=d&&(n[d]=!0)}for(var s=0;s<t.length;s++){var p=[].concat(t[s]);o&&n[p[0]]||(void 0!==a&&(void 0===p[5]||(p[1]="@layer".concat(p[5].length>0?" ".concat(p[5]):""," {").concat(p[1],"}")),p[5]=a),r&&(p[2]&&(p[1]="@media ".concat(p[2]," {").concat(p[1],"}")),p[2]=r),l&&(p[4]?(p[1]="@supports (".concat(p[4],") {").concat(p[1],"}"),p[4]=l):p[4]="".concat(l)),e.push(p))}},e}},601(t){t.exports=function(t){return t[1]}},495(t,e,r){r.r(e);var o=r(72),l=r.n(o),a=r(825),n=r.n(a),i=r(659),d=r.n(i),s=r(56),p=r.n(s),c=r(540),u=r.n(c),f=r(113),g=r.n(f),v=r(920),h={};h.styleTagTransform=g(),h.setAttributes=p(),h.insert=d().bind(null,"head"),h.domAPI=n(),h.insertStyleElement=u(),l()(v.A,h);let m=v.A&&v.A.locals?v.A.locals:void 0;r.d(e,{},{default:m})},72(t){var e=[];function r(t){for(var r=-1,o=0;o<e.length;o++)if(e[o].identifier===t){r=o;break}return r}function o(t,o){for(var l={},a=[],n=0;n<t.length;n++){var i=t[n],d=o.base?i[0]+o.base:i[0],s=l[d]||0,p="".concat(d," ").concat(s);l[d]=s+1;var c=r(p),u={css:i[1],media:i[2],sourceMap:i[3],supports:i[4],layer:i[5]};if(-1!==c)e[c].references++,e[c].updater(u);else{var f=function(t,e){var r=e.domAPI(e);return r.update(t),function(e){e?(e.css!==t.css||e.media!==t.media||e.sourceMap!==t.sourceMap||e.supports!==t.supports||e.layer!==t.layer)&&r.update(t=e):r.remove()}}(u,o);o.byIndex=n,e.splice(n,0,{identifier:p,updater:f,references:1})}a.push(p)}return a}t.exports=function(t,l){var a=o(t=t||[],l=l||{});return function(t){t=t||[];for(var n=0;n<a.length;n++){var i=r(a[n]);e[i].references--}for(var d=o(t,l),s=0;s<a.length;s++){var p=r(a[s]);0===e[p].references&&(e[p].updater(),e.splice(p,1))}a=d}}},659(t){var e={};t.exports=function(t,r){var o=function(t){if(void 0===e[t]){var r=document.querySelector(t);if(window.HTMLIFrameElement&&r instanceof window.HTMLIFrameElement)try{r=r.contentDocument.head}catch(t){r=null}e[t]=r}return e[t]}(t);if(!o)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");o.appendChild(r)}},540(t){t.exports=function(t){var e=document.createElement("style");return t.setAttributes(e,t.attributes),t.insert(e,t.options),e}},56(t,e,r){t.exports=function(t){var e=r.nc;e&&t.setAttribute("nonce",e)}},825(t){t.exports=function(t){if("u"<typeof document)return{update:function(){},remove:function(){}};var e=t.insertStyleElement(t);return{update:function(r){var o,l,a;o="",r.supports&&(o+="@supports (".concat(r.supports,") {")),r.media&&(o+="@media ".concat(r.media," {")),(l=void 0!==r.layer)&&(o+="@layer".concat(r.layer.length>0?" ".concat(r.layer):""," {")),o+=r.css,l&&(o+="}"),r.media&&(o+="}"),r.supports&&(o+="}"),(a=r.sourceMap)&&"u">typeof btoa&&(o+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(a))))," */")),t.styleTagTransform(o,e,t.options)},remove:function(){var t;null===(t=e).parentNode||t.parentNode.removeChild(t)}}}},113(t){t.exports=function(t,e){if(e.styleSheet)e.styleSheet.cssText=t;else{for(;e.firstChild;)e.removeChild(e.firstChild);e.appendChild(document.createTextNode(t))}}}}]);
+`,""]),l.d(e,{},{A:i})},314(t){t.exports=function(t){var e=[];return e.toString=function(){return this.map(function(e){var l="",r=void 0!==e[5];return e[4]&&(l+="@supports (".concat(e[4],") {")),e[2]&&(l+="@media ".concat(e[2]," {")),r&&(l+="@layer".concat(e[5].length>0?" ".concat(e[5]):""," {")),l+=t(e),r&&(l+="}"),e[2]&&(l+="}"),e[4]&&(l+="}"),l}).join("")},e.i=function(t,l,r,o,a){"string"==typeof t&&(t=[[null,t,void 0]]);var i={};if(r)for(var n=0;n<this.length;n++){var d=this[n][0];null!=d&&(i[d]=!0)}for(var s=0;s<t.length;s++){var p=[].concat(t[s]);r&&i[p[0]]||(void 0!==a&&(void 0===p[5]||(p[1]="@layer".concat(p[5].length>0?" ".concat(p[5]):""," {").concat(p[1],"}")),p[5]=a),l&&(p[2]&&(p[1]="@media ".concat(p[2]," {").concat(p[1],"}")),p[2]=l),o&&(p[4]?(p[1]="@supports (".concat(p[4],") {").concat(p[1],"}"),p[4]=o):p[4]="".concat(o)),e.push(p))}},e}},601(t){t.exports=function(t){return t[1]}},495(t,e,l){l.r(e);var r=l(72),o=l.n(r),a=l(825),i=l.n(a),n=l(659),d=l.n(n),s=l(56),p=l.n(s),c=l(540),u=l.n(c),f=l(113),g=l.n(f),v=l(920),h={};h.styleTagTransform=g(),h.setAttributes=p(),h.insert=d().bind(null,"head"),h.domAPI=i(),h.insertStyleElement=u(),o()(v.A,h);let x=v.A&&v.A.locals?v.A.locals:void 0;l.d(e,{},{default:x})},72(t){var e=[];function l(t){for(var l=-1,r=0;r<e.length;r++)if(e[r].identifier===t){l=r;break}return l}function r(t,r){for(var o={},a=[],i=0;i<t.length;i++){var n=t[i],d=r.base?n[0]+r.base:n[0],s=o[d]||0,p="".concat(d," ").concat(s);o[d]=s+1;var c=l(p),u={css:n[1],media:n[2],sourceMap:n[3],supports:n[4],layer:n[5]};if(-1!==c)e[c].references++,e[c].updater(u);else{var f=function(t,e){var l=e.domAPI(e);return l.update(t),function(e){e?(e.css!==t.css||e.media!==t.media||e.sourceMap!==t.sourceMap||e.supports!==t.supports||e.layer!==t.layer)&&l.update(t=e):l.remove()}}(u,r);r.byIndex=i,e.splice(i,0,{identifier:p,updater:f,references:1})}a.push(p)}return a}t.exports=function(t,o){var a=r(t=t||[],o=o||{});return function(t){t=t||[];for(var i=0;i<a.length;i++){var n=l(a[i]);e[n].references--}for(var d=r(t,o),s=0;s<a.length;s++){var p=l(a[s]);0===e[p].references&&(e[p].updater(),e.splice(p,1))}a=d}}},659(t){var e={};t.exports=function(t,l){var r=function(t){if(void 0===e[t]){var l=document.querySelector(t);if(window.HTMLIFrameElement&&l instanceof window.HTMLIFrameElement)try{l=l.contentDocument.head}catch(t){l=null}e[t]=l}return e[t]}(t);if(!r)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");r.appendChild(l)}},540(t){t.exports=function(t){var e=document.createElement("style");return t.setAttributes(e,t.attributes),t.insert(e,t.options),e}},56(t,e,l){t.exports=function(t){var e=l.nc;e&&t.setAttribute("nonce",e)}},825(t){t.exports=function(t){if("u"<typeof document)return{update:function(){},remove:function(){}};var e=t.insertStyleElement(t);return{update:function(l){var r,o,a;r="",l.supports&&(r+="@supports (".concat(l.supports,") {")),l.media&&(r+="@media ".concat(l.media," {")),(o=void 0!==l.layer)&&(r+="@layer".concat(l.layer.length>0?" ".concat(l.layer):""," {")),r+=l.css,o&&(r+="}"),l.media&&(r+="}"),l.supports&&(r+="}"),(a=l.sourceMap)&&"u">typeof btoa&&(r+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(a))))," */")),t.styleTagTransform(r,e,t.options)},remove:function(){var t;null===(t=e).parentNode||t.parentNode.removeChild(t)}}}},113(t){t.exports=function(t,e){if(e.styleSheet)e.styleSheet.cssText=t;else{for(;e.firstChild;)e.removeChild(e.firstChild);e.appendChild(document.createTextNode(t))}}}}]);
