@@ -8,15 +8,24 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import wait_for
 from jupyter_client.manager import KernelManager
 
 from tracklab_jupyter.store.reader import StoreReader
 
 SHIM = Path(__file__).parent / "shim"
+#: Kernel code that waits (up to 30 s, a failing test) for the process monitor's first sample.
+WAIT_FOR_A_SAMPLE = (
+    "import time\n"
+    "from tracklab_jupyter.process_monitor import process_monitor\n"
+    "for _ in range(300):\n"
+    "    if process_monitor().latest is not None: break\n"
+    "    time.sleep(0.1)\n")
 
 
 class Kernel:
@@ -60,11 +69,14 @@ class Kernel:
                   if m["msg_type"] in ("execute_result", "display_data")]
         return "".join(parts)
 
-    def custom_messages(self, timeout: float) -> list[dict]:
-        """comm_msg 'custom' messages arriving within ``timeout`` (from any parent)."""
-        found = []
+    def custom_messages(self, enough: Callable[[list[dict]], bool],
+                        timeout: float = 60) -> list[dict]:
+        """comm_msg 'custom' messages (from any parent), until ``enough`` of them came; a
+        generous ``timeout`` only bounds a failing test."""
+        found: list[dict] = []
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while not enough(found):
+            assert time.monotonic() < deadline, f"timed out with {len(found)} messages"
             try:
                 msg = self.kc.get_iopub_msg(timeout=0.1)
             except Exception:
@@ -86,34 +98,38 @@ def kernel(tmp_path):
     k.stop()
 
 
-def test_load_ext_is_fast_and_imports_nothing_heavy(kernel):
+def test_load_ext_imports_nothing_heavy(kernel):
+    # How long %load_ext takes is measured in bench/load_ext.py; here: what it imports.
     out = kernel.text(
-        "import sys, time\n"
-        "t = time.perf_counter()\n"
+        "import sys\n"
         "get_ipython().run_line_magic('load_ext', 'tracklab')\n"
-        "ms = (time.perf_counter() - t) * 1e3\n"
-        "print(json_ := __import__('json').dumps({'ms': ms, 'heavy': sorted(m for m in "
-        "('pandas', 'numpy', 'anywidget', 'pynvml', 'sqlite3') if m in sys.modules)}))")
-    result = json.loads(out.strip().splitlines()[-1])
-    assert result["ms"] <= 100, result
-    assert "pandas" not in result["heavy"] and "anywidget" not in result["heavy"]
+        "print(__import__('json').dumps(sorted(m for m in "
+        "('pandas', 'numpy', 'anywidget', 'pynvml', 'sqlite3') if m in sys.modules)))")
+    heavy = json.loads(out.strip().splitlines()[-1])
+    assert "pandas" not in heavy and "anywidget" not in heavy, heavy
     assert "tracklab" in kernel.text("%tracklab help")
 
 
 def test_widget_speaks_the_protocol_over_a_real_comm(kernel):
-    kernel.text("import tracklab, time\nw = tracklab.widget(window='1m')\ntime.sleep(1.5)")
+    created = kernel.run("import tracklab\nw = tracklab.widget(window='1m')")
     opened = kernel.run("w")
-    comm_open = [m for m in opened if m["msg_type"] == "comm_open"] or None
     display = [m for m in opened if m["msg_type"] == "execute_result"]
     assert display, opened
     model_id = display[0]["content"]["data"]["application/vnd.jupyter.widget-view+json"][
         "model_id"]
-    assert comm_open is None or comm_open[0]["content"]["comm_id"]
+    # the widget's model was opened over a comm, under the id the view names
+    comm_open = [m["content"] for m in created + opened if m["msg_type"] == "comm_open"
+                 and m["content"]["comm_id"] == model_id]
+    assert len(comm_open) == 1, [m["msg_type"] for m in created + opened]
+    assert comm_open[0]["target_name"] == "jupyter.widget"
     # what a front end does once it has rendered the view
     kernel.kc.shell_channel.send(kernel.kc.session.msg("comm_msg", {
         "comm_id": model_id, "data": {"method": "custom", "content": {"type": "ready"}}}))
-    messages = kernel.custom_messages(timeout=3)
-    kinds = [m["content"]["data"]["content"]["type"] for m in messages]
+
+    def kinds_of(messages: list[dict]) -> list[str]:
+        return [m["content"]["data"]["content"]["type"] for m in messages]
+    messages = kernel.custom_messages(lambda found: kinds_of(found).count("data") >= 3)
+    kinds = kinds_of(messages)
     # init, then the active alerts (none here), then data frames
     assert kinds[0] == "init" and kinds.count("data") >= 3, kinds
     assert [m["content"]["data"]["content"].get("alerts") for m in messages
@@ -133,7 +149,8 @@ def test_widget_speaks_the_protocol_over_a_real_comm(kernel):
 
 def test_magics_cells_history_and_unload(kernel, tmp_path):
     kernel.text("%load_ext tracklab")
-    status = kernel.text("import time; time.sleep(1.0)\n%tracklab status")
+    kernel.text(WAIT_FOR_A_SAMPLE)
+    status = kernel.text("%tracklab status")
     assert "recorder" in status and "devices    2" in status and "NVIDIA H200" in status
     assert "per-cell costs on" in kernel.text("%tracklab cells on")
     cost = kernel.text("import time\nx = sum(range(3_000_000)); time.sleep(0.6)")
@@ -141,23 +158,28 @@ def test_magics_cells_history_and_unload(kernel, tmp_path):
     # so the GPU shows only in the host note
     assert "⏱ tracklab:" in cost and "s wall" in cost and "RAM " in cost and " peak (" in cost
     assert "host: RAM" in cost and "GPU0 util 97 %" in cost.split("host:")[1]
-    frame = kernel.text("time.sleep(1.2)  # the writer flushes every second\n"
-                        "df = %tracklab history -5min cpu.util_pct gpu.*.power_w\n"
+    frame = kernel.text("for _ in range(300):  # until the writer's first flush\n"
+                        "    df = %tracklab history -5min cpu.util_pct gpu.*.power_w\n"
+                        "    if 'gpu.0.power_w' in df.columns: break\n"
+                        "    time.sleep(0.1)\n"
                         "print(type(df).__name__, sorted(df.columns)[:2])")
     assert "DataFrame ['cpu.util_pct', 'gpu.0.power_w']" in frame
     kernel.text("%tracklab cells off")
-    time.sleep(1.5)  # the recorder's writer flushes every second
     reader = StoreReader(tmp_path / "data")
-    cells = reader.events(kinds=["cell"])
+    cells = wait_for(lambda: reader.events(kinds=["cell"]), 30, "the cell event stored")
     reader.close()
     assert cells and cells[0].data["wall_s"] >= 0.6 and cells[0].data["rss_peak_bytes"] > 0
     bad = kernel.run("%tracklab nonsense")  # IPython prints a UsageError, no traceback
     shown = "".join(m["content"].get("text", "") + m["content"].get("evalue", "")
                     for m in bad if m["msg_type"] in ("stream", "error"))
     assert "unknown form: %tracklab nonsense" in shown and "%tracklab status" in shown
-    left = kernel.text("%unload_ext tracklab\nimport threading, time; time.sleep(0.5)\n"
-                       "print(sorted(t.name for t in threading.enumerate() "
-                       "if t.name.startswith('tracklab')))")
+    left = kernel.text("%unload_ext tracklab\nimport threading, time\n"
+                       "def ours(): return sorted(t.name for t in threading.enumerate() "
+                       "if t.name.startswith('tracklab'))\n"
+                       "for _ in range(300):  # threads end within 30 s (a failing test)\n"
+                       "    if not ours(): break\n"
+                       "    time.sleep(0.1)\n"
+                       "print(ours())")
     assert left.strip().endswith("[]"), left
     gone = kernel.run("%tracklab status")
     assert any("`%tracklab` not found" in m["content"].get("text", "")

@@ -15,11 +15,13 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import wait_for
 
 from tracklab_jupyter.collectors.base import Collector, Reading
 from tracklab_jupyter.metrics.sample import Event, Sample
@@ -427,21 +429,24 @@ def test_full_disk_keeps_sampling_bounds_memory_and_recovers(tmp_path, caplog):
     start = hour_ago(2)
     rng = np.random.default_rng(7)
     with caplog.at_level(logging.WARNING, logger="tracklab_jupyter.store"):
-        t0 = time.perf_counter()
-        feed(writer, start, 20 * 60, lambda i: {f"s.{j}": float(rng.normal())
-                                                for j in range(30)})
-        assert time.perf_counter() - t0 < 10  # write() never blocked on the full database
+        # The writer keeps taking samples off its queue while the database is full, so a
+        # blocking write() returns: the feed ends (the generous join only bounds a failure).
+        feeder = threading.Thread(target=feed, daemon=True, args=(
+            writer, start, 20 * 60, lambda i: {f"s.{j}": float(rng.normal())
+                                               for j in range(30)}))
+        feeder.start()
+        feeder.join(120)
+        assert not feeder.is_alive(), "write() stayed blocked on the full database"
         writer.flush(5)
     stats = writer.stats()
-    assert stats["failing"] == "full"
+    assert stats["failing"] == "full" and stats["failed_flushes"] >= 1
+    assert stats["last_error"] == "OperationalError: database or disk is full"
     assert "database or disk is full" in caplog.text and "Live sampling goes on" in caplog.text
     assert stats["dropped_unwritable"] > 0
     assert stats["pending_samples"] <= 4 * 60  # the newest 3 closed minutes + the open one
     # Space comes back (here: the limit is lifted on the writer's own connection).
     writer._conn.execute("PRAGMA max_page_count = 1000000")
-    deadline = time.monotonic() + 5
-    while writer.stats()["failing"] and time.monotonic() < deadline:
-        writer.flush(1)
+    wait_for(lambda: writer.flush(1) and not writer.stats()["failing"], 60, "recovery")
     writer.close()
     assert writer.stats()["failing"] is None
     frame = StoreReader(tmp_path / "data").read(["s.0"], start, start + HOUR)["n1"]
@@ -449,7 +454,27 @@ def test_full_disk_keeps_sampling_bounds_memory_and_recovers(tmp_path, caplog):
     assert frame.times_ms.size >= 3 * 60
 
 
-def test_reader_in_another_process_sees_new_samples_within_2s(tmp_path):
+def test_a_failure_other_than_a_full_disk_says_what_failed_and_recovers(tmp_path, caplog):
+    writer = open_writer(tmp_path, flush_interval=0.05, max_retry_interval=0.1)
+    writer._conn.execute("PRAGMA query_only = 1")  # every write now fails, not for space
+    start = time.time()
+    with caplog.at_level(logging.WARNING, logger="tracklab_jupyter.store"):
+        writer.write(Sample(start, "n1", {"x": 1.0}))
+        assert not writer.flush(5)
+    stats = writer.stats()
+    assert stats["failing"] not in (None, "full") and "readonly" in stats["failing"]
+    assert stats["last_error"].startswith("OperationalError: ") and stats["failed_flushes"]
+    assert "retrying" in caplog.text and "disk is full" not in caplog.text
+    writer._conn.execute("PRAGMA query_only = 0")
+    wait_for(lambda: writer.flush(1) and not writer.stats()["failing"], 60, "recovery")
+    writer.close()
+    assert writer.flush(1) is False  # nothing can be committed after close
+    assert StoreReader(tmp_path / "data").read(["x"], start - 1, start + 1)["n1"].points == 1
+
+
+def test_reader_in_another_process_sees_new_samples_before_close(tmp_path):
+    # A timed flush makes them visible (the writer stays open until the child saw the
+    # sample); how soon is measured in bench/latency.py.
     writer = StoreWriter(tmp_path / "data", StoreConfig(flush_interval=1.0), maintenance=False)
     writer.write(Sample(time.time(), "n1", {"x": 0.0}))
     writer.flush(5)
@@ -459,22 +484,23 @@ def test_reader_in_another_process_sees_new_samples_within_2s(tmp_path):
         reader = StoreReader({str(tmp_path / "data")!r})
         reader.tail(0)
         print("ready", flush=True)
-        deadline = time.time() + 10  # fail in seconds, not at the suite's timeout
+        deadline = time.time() + 60  # fail in a minute, not at the suite's timeout
         while time.time() < deadline:
             for s in reader.tail(time.time() - 30):
                 if s.metrics.get("x") == 42.0:
                     print(time.time(), flush=True)
                     sys.exit(0)
             time.sleep(0.05)
-        print("not seen in 10 s", flush=True)
+        print("not seen in 60 s", flush=True)
         """)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
         written = time.time()
         writer.write(Sample(written, "n1", {"x": 42.0}))
         line = child.stdout.readline().strip()
-        assert line != "not seen in 10 s"
-        assert float(line) - written <= 2.0
+        assert line != "not seen in 60 s"
+        assert float(line) >= written  # seen after it was written, with the writer open
+        assert writer.stats()["samples"] == 2
     finally:
         child.kill()
         child.wait()
@@ -483,11 +509,36 @@ def test_reader_in_another_process_sees_new_samples_within_2s(tmp_path):
 
 def test_writer_queue_never_blocks_the_sampler(tmp_path):
     writer = open_writer(tmp_path, max_queue=10)
-    writer._queue.put(object())  # a stuck writer thread, in effect
-    for _ in range(20):
-        writer.write(Sample(time.time(), "n1", {"x": 1.0}))
-    assert writer.stats()["dropped_queue_full"] > 0
+    # A really stuck writer thread: its next drain of the queue blocks until released.
+    entered, release = threading.Event(), threading.Event()
+    drain = writer._drain
+
+    def stuck_drain():
+        entered.set()
+        release.wait(120)
+        return drain()
+    writer._drain = stuck_drain
+    start = time.time()
+    writer.flush(0)  # wakes the thread, which sticks in the drain
+    assert entered.wait(30)
+    # The flush request waits in the queue too: 9 samples fit, the other 11 are dropped at
+    # once, without blocking the caller (the sampler's thread)
+    accepted: list[bool] = []
+    sampler_thread = threading.Thread(target=lambda: accepted.extend(
+        writer.write(Sample(start + i, "n1", {"x": float(i)})) for i in range(20)), daemon=True)
+    sampler_thread.start()
+    sampler_thread.join(30)  # generous: only a blocking write() runs into it
+    assert not sampler_thread.is_alive(), "write() blocked on the stuck writer"
+    assert accepted == [True] * 9 + [False] * 11
+    assert writer.stats()["dropped_queue_full"] == 11
+    # an event and a node's facts are dropped (and counted) the same way
+    writer.write_event(Event(start, "n1", "gpu_lost", "GPU 1 lost"))
+    writer.write_info("n1", {"system": {}})
+    assert writer.stats()["dropped_queue_full"] == 13
+    release.set()
     writer.close()
+    frame = StoreReader(tmp_path / "data").read(["x"], start - 1, start + 60)["n1"]
+    assert frame.values[0].tolist() == [float(i) for i in range(9)]  # the accepted ones
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ file (``c.TrackLab.interval = 2`` in ``jupyter_server_config.py``), environment 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
@@ -98,6 +99,9 @@ class TrackLab(MonitorSettings, LimitSettings, ExtensionApp):
         self._start_thread = threading.Thread(target=self._start_monitor, args=(prepared,),
                                               name="tracklab-start", daemon=True)
         self._start_thread.start()
+        # Ctrl+C to a server without a terminal ends it by KeyboardInterrupt, past the
+        # extensions' stop: the last unflushed samples are still written on the way out.
+        atexit.register(self._stop_at_exit)
 
     def _start_monitor(self, prepared: startup.Prepared) -> None:
         name_os_thread()
@@ -109,20 +113,27 @@ class TrackLab(MonitorSettings, LimitSettings, ExtensionApp):
     def initialize_handlers(self) -> None:
         self.handlers.extend(build_handlers("/"))
 
-    async def stop_extension(self) -> None:
+    def _stop_monitor(self) -> None:
+        """Stop the monitor (flushing the store). Blocking; idempotent."""
         monitor = self.monitor
         if monitor is None:
             return
+        # A server stopped right after it started: let the start finish, then undo it
+        # (else the monitor would start after the stop and sample on, unowned).
         start = getattr(self, "_start_thread", None)
+        if start is not None:
+            start.join(30)
+        monitor.stop()
 
-        def stop() -> None:
-            # A server stopped right after it started: let the start finish, then undo it
-            # (else the monitor would start after the stop and sample on, unowned).
-            if start is not None:
-                start.join(30)
-            monitor.stop()
+    def _stop_at_exit(self) -> None:
+        try:
+            self._stop_monitor()
+        except Exception as exc:  # at exit there is no one left to raise to
+            self.log.warning("tracklab: stopping at exit failed: %s", exc)
 
-        await asyncio.get_running_loop().run_in_executor(None, stop)
+    async def stop_extension(self) -> None:
+        atexit.unregister(self._stop_at_exit)
+        await asyncio.get_running_loop().run_in_executor(None, self._stop_monitor)
 
     def current_activity(self) -> Any:
         return None
