@@ -5,10 +5,12 @@ dirs made here: a disabled extension, a disabled sidebar, a sidebar of another v
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import unavailable
 from tornado import httpserver, web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.netutil import bind_sockets
@@ -143,7 +145,8 @@ def labextension(directory: Path, version: str) -> None:
 
 
 def test_a_labextension_of_another_version_is_a_problem(tmp_path, monkeypatch):
-    pytest.importorskip("jupyterlab")
+    if importlib.util.find_spec("jupyterlab") is None:
+        unavailable("jupyterlab is not installed (pip install -e '.[test]' installs it)")
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "data"))
     labextension(tmp_path / "data", __version__)
     lab, version = labextension_check()
@@ -160,7 +163,8 @@ def test_a_labextension_of_another_version_is_a_problem(tmp_path, monkeypatch):
 
 
 def test_a_disabled_labextension_is_a_problem_with_the_enable_command(tmp_path, monkeypatch):
-    pytest.importorskip("jupyterlab")
+    if importlib.util.find_spec("jupyterlab") is None:
+        unavailable("jupyterlab is not installed (pip install -e '.[test]' installs it)")
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "data"))
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "config"))
     labextension(tmp_path / "data", __version__)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import unavailable
 from jupyterlab_process import free_port
 from test_standalone import TOKEN, Server, running_server, wait_metrics
 from test_standalone_production import client_context, make_certificate
@@ -27,7 +28,7 @@ def long_certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 valid for 90 days: past the doctor's
     expiry warning (make_certificate's last 2 days)."""
     if not shutil.which("openssl"):
-        pytest.skip("openssl is not installed")
+        unavailable("openssl is not installed (Debian's openssl package)")
     cert, key = directory / "long.crt", directory / "long.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "90",
                     "-subj", "/CN=localhost", "-addext",
