@@ -126,6 +126,9 @@ def server_config(directory: Path, enabled: bool) -> None:
 def test_a_disabled_server_extension_is_a_problem_with_the_enable_command(
         tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "config"))
+    # In a virtual env jupyter_core puts the env's dir first (where pip's enabled entry
+    # lives): the user's dir first here, as outside one, so the order is the test's own.
+    monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "0")
     server_config(tmp_path / "config", True)
     assert server_extension_check().status == "ok"
     # The first config dir wins over the enabled entry the package installs further down.
