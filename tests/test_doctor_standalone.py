@@ -16,9 +16,9 @@ from jupyterlab_process import free_port
 from test_standalone import TOKEN, Server, running_server, wait_metrics
 from test_standalone_production import client_context, make_certificate
 
+from tracklab_jupyter.addresses import is_loopback
 from tracklab_jupyter.doctor.report import Finding
 from tracklab_jupyter.doctor.standalone import standalone_checks
-from tracklab_jupyter.server.standalone import is_loopback
 
 DASH = "https://dash.example.org"
 OTHER = "https://evil.example.com"

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base: names, settings, the sample", (
         "tracklab_jupyter._version", "tracklab_jupyter.threads", "tracklab_jupyter.settings",
+        "tracklab_jupyter.addresses",
         "tracklab_jupyter.metrics")),
     ("hardware: collectors and accelerator backends", (
         "tracklab_jupyter.collectors", "tracklab_jupyter.accelerators")),

@@ -49,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from tornado.netutil import bind_sockets
 
     from tracklab_jupyter import startup
+    from tracklab_jupyter.addresses import is_loopback
     from tracklab_jupyter.server.serving import limits_of
-    from tracklab_jupyter.server.standalone import is_loopback, make_app, new_token
+    from tracklab_jupyter.server.standalone import make_app, new_token
 
     token = args.token or os.environ.get("TRACKLAB_TOKEN") or ""
     if not is_loopback(args.host) and not token:

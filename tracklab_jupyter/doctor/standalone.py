@@ -5,13 +5,13 @@ prefix)."""
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import ssl
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from tracklab_jupyter.addresses import is_loopback
 from tracklab_jupyter.doctor.net import (
     NGINX_WS_FIX,
     HttpResult,
@@ -127,22 +127,8 @@ def tls_check(host: str, port: int, cafile: str, timeout: float) -> Finding:
               f"valid until {when}", **details)
 
 
-def _is_loopback(host: str) -> bool:
-    # Not server.standalone.is_loopback: the server imports the doctor (api/health?full=1),
-    # and the two packages must not import each other.
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
-
-
 def _plain_http(host: str) -> Finding:
-    if _is_loopback(host):
+    if is_loopback(host):
         return ok(SECTION, "tls", "plain HTTP on loopback: nothing crosses the network")
     return warning(SECTION, "tls", f"plain HTTP to {host}: the token crosses the network "
                    "unencrypted", "start serve with --certfile/--keyfile (docs/DEPLOY.md), or "

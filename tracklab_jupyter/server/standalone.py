@@ -11,10 +11,8 @@ preflight ``OPTIONS`` answers on every route, and the same check on the WebSocke
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import re
 import secrets
-import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -79,19 +77,6 @@ class OriginRule:
 
 def new_token() -> str:
     return secrets.token_hex(24)
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and names that resolve only to them ("localhost")."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
 
 
 class TokenAuthMixin:
