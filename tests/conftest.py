@@ -94,6 +94,24 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def optional_import(name: str):
+    """The module ``name``, or None where it is not installed."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def distributed_installed():
+    """For a module of Dask tests (``pytestmark``): a skip without distributed, a failure
+    under CI=true (the test extra installs it)."""
+    if optional_import("distributed") is None:
+        unavailable("distributed is not installed (pip install -e '.[test]' installs it)")
+
+
 @pytest.fixture
 def browser():
     """Debian's chromium, headless, driven by Playwright (never a downloaded browser).

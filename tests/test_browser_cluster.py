@@ -17,19 +17,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import unavailable
 from jupyterlab_process import jupyterlab, run_first_cell
 
-try:
-    import distributed
-except ImportError:  # each test below: a skip here, a failure under CI=true
-    distributed = None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _distributed_installed():
-    if distributed is None:
-        unavailable("distributed is not installed (pip install -e '.[test]' installs it)")
+pytestmark = pytest.mark.usefixtures("distributed_installed")
 
 ROOT = Path(__file__).parent.parent
 TOKEN = "browser-cluster-token"

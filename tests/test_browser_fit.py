@@ -21,7 +21,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from jupyterlab_process import jupyterlab, open_side_panel, run_command, run_first_cell
+from jupyterlab_process import (
+    CANVAS_COLOURS,
+    jupyterlab,
+    open_side_panel,
+    run_command,
+    run_first_cell,
+)
 
 ROOT = Path(__file__).parent.parent
 TOKEN = "fit-test-token"
@@ -136,20 +142,6 @@ TEXT_COLOURS = r"""(root) => {
   }
   return out;
 }"""
-# The most frequent fully opaque colour of a canvas: the grid lines.
-GRID_COLOUR = """(sel) => {
-  const c = document.querySelector(sel);
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  const n = {};
-  for (let i = 0; i < d.length; i += 4) {
-    if (d[i + 3] !== 255) continue;
-    const k = `rgb(${d[i]}, ${d[i + 1]}, ${d[i + 2]})`;
-    n[k] = (n[k] || 0) + 1;
-  }
-  return Object.entries(n).sort((a, b) => b[1] - a[1])[0][0];
-}"""
-
-
 def rgba(css: str) -> tuple[float, float, float, float]:
     """``rgb(…)``, ``rgba(…)`` or ``color(srgb …)`` (computed style) as four floats."""
     m = re.findall(r"[\d.]+", css)
@@ -360,7 +352,8 @@ def test_dark_theme_fits_and_reads(lab, browser, tmp_path):
                 assert ratio >= 4.5, (root, t, round(ratio, 2))
             # grid lines in the theme's --jp-border-color3 (CPU and memory charts)
             for chart in (".tl-cpu canvas", ".tl-mem canvas"):
-                assert page.evaluate(GRID_COLOUR, f"{root} {chart}") == theme("--jp-border-color3")
+                grid = page.evaluate(CANVAS_COLOURS, f"{root} {chart}")[0]  # the commonest
+                assert grid == theme("--jp-border-color3")
             # the series: the theme's colours, 3:1 against the card (WCAG, graphics)
             dark = palette(page, root)
             assert dark[0] == theme("--jp-brand-color1")
@@ -387,7 +380,8 @@ def test_dark_theme_fits_and_reads(lab, browser, tmp_path):
             f"(want) => JSON.stringify([...document.querySelectorAll('{SIDE} .tl-disk .tl-swatch')]"
             ".map((s) => getComputedStyle(s).backgroundColor)) === JSON.stringify(want)",
             arg=light[:2], timeout=10_000)
-        assert page.evaluate(GRID_COLOUR, f"{WIDGET} .tl-mem canvas") == theme("--jp-border-color3")
+        grid = page.evaluate(CANVAS_COLOURS, f"{WIDGET} .tl-mem canvas")[0]
+        assert grid == theme("--jp-border-color3")
     except Exception:
         page.screenshot(path=str(tmp_path / "failed.png"))
         raise

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from jupyterlab_process import (
+    CANVAS_COLOURS,
     jupyterlab,
     open_side_panel,
     run_command,
@@ -33,19 +34,6 @@ RESOLVE = """(name) => {
   const c = getComputedStyle(probe).color;
   probe.remove();
   return c;
-}"""
-# The four most frequent fully opaque colours of a chart canvas: the grid lines (one colour,
-# drawn crisp) come first; the series' line is among the others.
-CANVAS_COLOURS = """(sel) => {
-  const c = document.querySelector(sel);
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  const n = {};
-  for (let i = 0; i < d.length; i += 4) {
-    if (d[i + 3] !== 255) continue;
-    const k = `rgb(${d[i]}, ${d[i + 1]}, ${d[i + 2]})`;
-    n[k] = (n[k] || 0) + 1;
-  }
-  return Object.entries(n).sort((a, b) => b[1] - a[1]).slice(0, 4).map(([k]) => k);
 }"""
 CPU_CHART = ".tl-panel canvas"  # the first chart: CPU
 

@@ -14,23 +14,15 @@ import time
 
 import jsonschema
 import pytest
-from conftest import unavailable, wait_for
+from conftest import optional_import, wait_for
 
 from tracklab_jupyter.cluster.providers import ClusterUnavailable, open_provider, parse_cluster
 from tracklab_jupyter.monitor import Monitor, MonitorConfig
 from tracklab_jupyter.sampler.hub import CLUSTER, NODE
 from tracklab_jupyter.server.openapi import openapi_dict
 
-try:
-    import distributed
-except ImportError:  # each test below: a skip here, a failure under CI=true
-    distributed = None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _distributed_installed():
-    if distributed is None:
-        unavailable("distributed is not installed (pip install -e '.[test]' installs it)")
+distributed = optional_import("distributed")
+pytestmark = pytest.mark.usefixtures("distributed_installed")
 
 COMPONENTS = {"components": openapi_dict("")["components"]}
 WORKERS = 3

@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from conftest import unavailable
+from conftest import optional_import
 from jupyterlab_process import (
     break_websocket,
     jupyterlab,
@@ -29,16 +29,8 @@ from jupyterlab_process import (
     widen_sidebar,
 )
 
-try:
-    import distributed
-except ImportError:  # each test below: a skip here, a failure under CI=true
-    distributed = None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _distributed_installed():
-    if distributed is None:
-        unavailable("distributed is not installed (pip install -e '.[test]' installs it)")
+distributed = optional_import("distributed")
+pytestmark = pytest.mark.usefixtures("distributed_installed")
 
 ROOT = Path(__file__).parent.parent
 TOKEN = "sidebar-cluster-token"

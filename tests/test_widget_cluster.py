@@ -14,23 +14,15 @@ import time
 
 import numpy as np
 import pytest
-from conftest import unavailable, wait_for
+from conftest import optional_import, wait_for
 from widget_recorder import Recorded, _fresh_kernel_monitor, feed_threads, ready  # noqa: F401 (autouse)
 
 import tracklab
 from tracklab_jupyter.notebook.cluster_widget import ClusterWidget
 from tracklab_jupyter.process_monitor import process_monitor
 
-try:
-    import distributed
-except ImportError:  # each test below: a skip here, a failure under CI=true
-    distributed = None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _distributed_installed():
-    if distributed is None:
-        unavailable("distributed is not installed (pip install -e '.[test]' installs it)")
+distributed = optional_import("distributed")
+pytestmark = pytest.mark.usefixtures("distributed_installed")
 
 
 
