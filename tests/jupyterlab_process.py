@@ -98,6 +98,15 @@ def open_side_panel(page, panel_id: str, ready: str, timeout_s: float = 30.0) ->
                 raise
 
 
+def dismiss_news(page) -> None:
+    """Answer JupyterLab's "notified about news?" question, which covers part of a picture
+    (exactly "No": the Notebook and Diagnose buttons contain the letters too)."""
+    news = page.get_by_role("button", name="No", exact=True)
+    if news.count():
+        news.first.click()
+        news.first.wait_for(state="detached", timeout=5_000)
+
+
 def widen_sidebar(page, px: int) -> None:
     """Drags the left area's split handle, so a screenshot shows the sidebar's rows at a
     usable width."""

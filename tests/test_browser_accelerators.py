@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from jupyterlab_process import jupyterlab, run_first_cell, widen_sidebar
+from jupyterlab_process import dismiss_news, jupyterlab, run_first_cell, widen_sidebar
 
 ROOT = Path(__file__).parent.parent
 TOKEN = "accelerators-test-token"
@@ -114,11 +114,7 @@ def test_widget_and_sidebar_draw_every_vendor(mixed_lab, browser):
     widen_sidebar(page, 200)
     if os.environ.get("TRACKLAB_UPDATE_DOC_IMAGES"):
         time.sleep(8)  # longer lines for the picture
-    # JupyterLab's news question, in the way
-    news = page.get_by_role("button", name="No", exact=True)
-    if news.count():
-        news.first.click()
-        news.first.wait_for(state="detached", timeout=5_000)
+    dismiss_news(page)
     page.screenshot(path=str(tmp_path / "accelerators.png"))
     assert (tmp_path / "accelerators.png").stat().st_size > 20_000
     if os.environ.get("TRACKLAB_UPDATE_DOC_IMAGES"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from jupyterlab_process import jupyterlab, run_first_cell
+from jupyterlab_process import dismiss_news, jupyterlab, run_first_cell
 
 pytestmark = pytest.mark.usefixtures("distributed_installed")
 
@@ -120,10 +120,7 @@ def _check_in_browser(base: str, tmp_path: Path, browser) -> None:
 
     if os.environ.get("TRACKLAB_UPDATE_DOC_IMAGES"):
         time.sleep(8)  # longer lines for the picture
-    # JupyterLab's news question, in the way
-    news = page.get_by_role("button", name="No", exact=True)
-    if news.count():
-        news.first.click()
+    dismiss_news(page)
     cell = page.locator(".jp-Cell").first
     cell.screenshot(path=str(tmp_path / "widget-cluster.png"))
     assert (tmp_path / "widget-cluster.png").stat().st_size > 5_000

@@ -23,6 +23,7 @@ import nbformat
 import pytest
 from jupyterlab_process import (
     CANVAS_COLOURS,
+    dismiss_news,
     jupyterlab,
     open_side_panel,
     run_command,
@@ -212,9 +213,7 @@ def open_lab(browser, base: str, theme: str):
         page.wait_for_function(
             f"() => document.querySelector('{root} [data-metric=\"gpu.1.util_pct\"]')"
             "?.textContent.endsWith('%')", timeout=30_000)
-    news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's news question
-    if news.count():
-        news.first.click()
+    dismiss_news(page)
     return page, errors
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from jupyterlab_process import (
     CANVAS_COLOURS,
+    dismiss_news,
     jupyterlab,
     open_side_panel,
     run_command,
@@ -159,10 +160,6 @@ def test_dark_theme_colours_come_from_the_theme(lab, browser):
     assert not errors, errors
 
     widen_sidebar(page, 120)
-    # JupyterLab's news question, in the way (exact: not the "Notebook" button)
-    news = page.get_by_role("button", name="No", exact=True)
-    if news.count():
-        news.first.click()
-        news.first.wait_for(state="detached", timeout=5_000)
+    dismiss_news(page)
     page.screenshot(path=str(tmp_path / "dark-theme.png"))
     assert (tmp_path / "dark-theme.png").stat().st_size > 20_000
