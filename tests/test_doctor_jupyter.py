@@ -22,6 +22,7 @@ from tracklab_jupyter.doctor.jupyter import (
     server_extension_check,
     versions_check,
 )
+from tracklab_jupyter.doctor.net import MAX_REPLY_BYTES
 from tracklab_jupyter.doctor.report import Finding
 
 
@@ -107,6 +108,29 @@ async def test_a_server_without_the_extension_loaded_is_a_problem(
     assert "extension is not loaded" in checks["health"].found
     assert checks["health"].fix.startswith("jupyter server extension enable tracklab_jupyter")
     assert checks["websocket"].status == "skipped"
+
+
+class HugeAnswer(web.RequestHandler):
+    """Something else at a server's address that answers with far more than a health."""
+
+    def get(self, path: str) -> None:
+        self.finish(b"x" * (MAX_REPLY_BYTES * 3))
+
+
+async def test_a_huge_answer_is_not_read_into_memory():
+    [sock] = bind_sockets(0, "127.0.0.1")
+    server = httpserver.HTTPServer(web.Application([(r"/(.*)", HugeAnswer)]))
+    server.add_sockets([sock])
+    port = sock.getsockname()[1]
+    info = {"url": f"http://127.0.0.1:{port}/", "base_url": "/", "token": "t"}
+    try:
+        findings = await asyncio.to_thread(jupyter_checks, servers=[info], timeout=10)
+    finally:
+        server.stop()
+    health = by_check(findings)["health"]
+    assert health.status == "problem"
+    assert f"more than the doctor reads (MAX_REPLY_BYTES, {MAX_REPLY_BYTES} bytes)" in \
+        health.found, health.found
 
 
 def test_no_running_server_is_skipped():

@@ -19,6 +19,10 @@ from tornado.websocket import WebSocketClosedError, websocket_connect
 
 T = TypeVar("T")
 
+#: The largest reply (HTTP body or WebSocket message) a probe reads: a health answer or a
+#: hello is a few KiB, and whatever answers at a URL the user typed must not fill memory.
+MAX_REPLY_BYTES = 1 << 20
+
 NGINX_WS_FIX = ("let the proxy pass WebSocket upgrades; for nginx, in the location block: "
                 "proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; "
                 'proxy_set_header Connection "upgrade"; (until then the sidebar falls back '
@@ -108,9 +112,17 @@ async def fetch(url: str, *, method: str = "GET", headers: dict[str, str] | None
                 timeout: float = 5.0, cafile: str = "", verify: bool = True) -> HttpResult:
     """One request, its answer whatever the status (redirects not followed)."""
     client = AsyncHTTPClient(force_instance=True)
+    kept: list[bytes] = []
+    size = [0]
+
+    def keep(chunk: bytes) -> None:  # at most MAX_REPLY_BYTES stay in memory
+        if size[0] <= MAX_REPLY_BYTES:
+            kept.append(chunk[:MAX_REPLY_BYTES + 1 - size[0]])
+        size[0] += len(chunk)
+
     request = HTTPRequest(url, method=method, headers=headers or {}, connect_timeout=timeout,
                           request_timeout=timeout, follow_redirects=False,
-                          allow_nonstandard_methods=True,
+                          allow_nonstandard_methods=True, streaming_callback=keep,
                           **_tls({}, cafile, verify))
     try:
         response = await asyncio.wait_for(client.fetch(request, raise_error=False),
@@ -122,7 +134,11 @@ async def fetch(url: str, *, method: str = "GET", headers: dict[str, str] | None
     if response.code == 599:  # tornado's "no HTTP answer" (refused, timeout, TLS)
         return HttpResult(error=describe_error(response.error) if response.error
                           else "no answer")
-    return HttpResult(response.code, dict(response.headers.get_all()), response.body or b"")
+    if size[0] > MAX_REPLY_BYTES:
+        return HttpResult(response.code, dict(response.headers.get_all()), error=(
+            f"a {size[0]}-byte reply, more than the doctor reads (MAX_REPLY_BYTES, "
+            f"{MAX_REPLY_BYTES} bytes): not a tracklab server?"))
+    return HttpResult(response.code, dict(response.headers.get_all()), b"".join(kept))
 
 
 @dataclass
@@ -144,7 +160,8 @@ async def ws_hello(url: str, *, headers: dict[str, str] | None = None, timeout: 
     request = HTTPRequest(url, headers=headers or {}, connect_timeout=timeout,
                           request_timeout=timeout, **_tls({}, cafile, verify))
     try:
-        conn = await asyncio.wait_for(websocket_connect(request), timeout + 1)
+        conn = await asyncio.wait_for(
+            websocket_connect(request, max_message_size=MAX_REPLY_BYTES), timeout + 1)
     except HTTPClientError as exc:
         if exc.code == 599:
             return WsResult(error=describe_error(exc))

@@ -174,7 +174,8 @@ async def token_check(health_url: str, token: str, cafile: str, timeout: float) 
                        f"{given.detail()})", TOKEN_FIX)
     data = given.json()
     if given.status != 200 or not isinstance(data, dict) or "status" not in data:
-        return problem(SECTION, "token", f"HTTP {given.status or given.error} from "
+        said = f" ({given.error})" if given.status and given.error else ""
+        return problem(SECTION, "token", f"HTTP {given.status or given.error}{said} from "
                        f"api/health, not its JSON: is this a tracklab-jupyter serve URL?",
                        "check --url: it is the address serve printed, without /api/...")
     if open_door:
